@@ -1,0 +1,12 @@
+"""dposer: a DPoser-X whole-body (SMPL-X body, hands, face) diffusion pose prior.
+
+    >>> import dposer
+    >>> prior = dposer.load_prior()            # the bundled default checkpoint
+    >>> poses = dposer.sample(prior, 8, seed=0)  # dict of the six SMPL-X keys
+"""
+__version__ = "0.1.0"
+
+from .prior import Prior, load_prior  # noqa: E402
+from .sampling import sample  # noqa: E402
+
+__all__ = ["Prior", "load_prior", "sample", "__version__"]

@@ -1,0 +1,273 @@
+"""Pose data: loaders for the shared DPoser-X files, AMASS and SMPL-X npz, and the fixed splits.
+
+Every loader returns a :class:`PoseSet`: 256-D vectors in the layout of :mod:`dposer.layout` (hands absolute,
+left hand in its own convention) plus a per-dim ``present`` mask. Absent dims hold zeros.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import layout
+
+SPLITS_FILE = Path(__file__).with_name("splits.json")
+
+
+class DataError(ValueError):
+    """Input pose data is malformed (wrong shape, NaN, missing keys...)."""
+
+
+def data_root(path: str | os.PathLike | None = None) -> Path:
+    """The shared data folder: ``path``, else env ``DPOSER_DATA``, else ``../shared/data`` beside the repo."""
+    if path is None:
+        path = os.environ.get("DPOSER_DATA")
+    if path is None:
+        here = Path(__file__).resolve()
+        for cand in (here.parents[2] / ".." / "shared" / "data", Path.cwd() / ".." / "shared" / "data"):
+            if cand.is_dir():
+                return cand.resolve()
+        raise FileNotFoundError("pose data not found: set DPOSER_DATA to the folder holding dposer_x/ (e.g. ../shared/data)")
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"DPOSER_DATA={p} is not a folder")
+    return p
+
+
+@dataclass
+class PoseSet:
+    vectors: np.ndarray  # (N, 256) float32
+    present: np.ndarray  # (N, 256) bool
+    extras: dict = field(default_factory=dict)  # global_orient, trans, betas, framerate ...
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def part_mask(self) -> np.ndarray:
+        return layout.part_mask_from_dims(self.present)
+
+    def subset(self, idx) -> "PoseSet":
+        extras = {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(self) else v)
+                  for k, v in self.extras.items()}
+        return PoseSet(self.vectors[idx], self.present[idx], extras)
+
+    @staticmethod
+    def concat(sets: list["PoseSet"]) -> "PoseSet":
+        return PoseSet(np.concatenate([s.vectors for s in sets]), np.concatenate([s.present for s in sets]))
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The six SMPL-X keys (global_orient zeros unless known)."""
+        n = len(self)
+        out = {"global_orient": self.extras.get("global_orient", np.zeros((n, 3), np.float32)).astype(np.float32)}
+        for key, sl in layout.KEY_SLICES.items():
+            out[key] = self.vectors[:, sl].copy()
+        return out
+
+
+def mano_mean_hand(root: Path | None = None) -> np.ndarray:
+    """The MANO relaxed mean right hand (45,), for converting mean-relative hands to absolute."""
+    return np.load(data_root(root) / "dposer_x" / "mano_right_hands_mean.npz")["hands_mean"].astype(np.float32)
+
+
+def _check(arr, name: str, width: int) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"'{name}' must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] < width:
+        raise DataError(f"'{name}' must have shape (N, {width}), got {tuple(np.shape(arr))}")
+    if not np.isfinite(arr).all():
+        raise DataError(f"'{name}' contains NaN or infinite values")
+    return arr[:, :width]
+
+
+def from_smplx_dict(d, hands: str = "absolute", mean_hand: np.ndarray | None = None) -> PoseSet:
+    """Six-key SMPL-X dict (any subset of the keys present) -> PoseSet.
+
+    ``hands='relative'`` adds the MANO mean hand (``mean_hand``, right convention; mirrored for the left) to
+    convert mean-relative hands to absolute. ``expression`` may have fewer than 100 coefficients (zero-padded).
+    """
+    keys = [k for k in layout.POSE_KEYS if k in d and k != "global_orient"]
+    if not keys:
+        raise DataError(f"no pose keys found; expected any of {', '.join(layout.POSE_KEYS[1:])}, got {sorted(d.keys())}")
+    n = None
+    arrays = {}
+    for k in keys:
+        sl = layout.KEY_SLICES[k]
+        width = sl.stop - sl.start
+        raw = np.asarray(d[k])
+        if k == "expression" and raw.ndim >= 1 and raw.shape[-1] < width:
+            raw = np.concatenate([np.asarray(raw, np.float32), np.zeros(raw.shape[:-1] + (width - raw.shape[-1],), np.float32)], -1)
+        a = _check(raw, k, width)
+        if n is not None and len(a) != n:
+            raise DataError(f"'{k}' has {len(a)} rows but other keys have {n}")
+        n = len(a)
+        arrays[k] = a
+    vec = np.zeros((n, layout.DIM), np.float32)
+    present = np.zeros((n, layout.DIM), bool)
+    for k, a in arrays.items():
+        vec[:, layout.KEY_SLICES[k]] = a
+        present[:, layout.KEY_SLICES[k]] = True
+    if hands == "relative":
+        if mean_hand is None:
+            mean_hand = mano_mean_hand()
+        if "right_hand_pose" in arrays:
+            vec[:, 108:153] += mean_hand
+        if "left_hand_pose" in arrays:
+            vec[:, 63:108] += layout.mirror_hand(mean_hand)
+    elif hands != "absolute":
+        raise DataError(f"hands must be 'absolute' or 'relative', got {hands!r}")
+    extras = {}
+    if "global_orient" in d:
+        extras["global_orient"] = _check(d["global_orient"], "global_orient", 3)
+    return PoseSet(vec, present, extras)
+
+
+def from_amass(d) -> PoseSet:
+    """AMASS npz (SMPL+H 156-D or SMPL-X 165-D ``poses``) -> PoseSet with trans, betas and framerate extras.
+
+    AMASS hands are absolute (SMPL+H takes without finger data hold the mean hand as absolute rotations).
+    """
+    poses = np.asarray(d["poses"])
+    if poses.ndim != 2 or poses.shape[1] not in (156, 165):
+        raise DataError(f"AMASS 'poses' must be (F, 156) SMPL+H or (F, 165) SMPL-X, got {poses.shape}")
+    poses = _check(poses, "poses", poses.shape[1])
+    n = len(poses)
+    vec = np.zeros((n, layout.DIM), np.float32)
+    present = np.zeros((n, layout.DIM), bool)
+    vec[:, 0:63] = poses[:, 3:66]
+    if poses.shape[1] == 156:
+        vec[:, 63:153] = poses[:, 66:156]
+        present[:, 0:153] = True
+    else:  # SMPL-X: root, body, jaw, leye, reye, lhand, rhand
+        vec[:, 153:156] = poses[:, 66:69]
+        vec[:, 63:153] = poses[:, 75:165]
+        present[:, 0:156] = True
+    extras = {"global_orient": poses[:, :3].copy()}
+    for key in ("trans", "betas"):
+        if key in d:
+            extras[key] = np.asarray(d[key], np.float32)
+    for key in ("mocap_framerate", "mocap_frame_rate"):
+        if key in d:
+            extras["framerate"] = float(d[key])
+    return PoseSet(vec, present, extras)
+
+
+def load_pose_file(path: str | os.PathLike, hands: str = "absolute") -> PoseSet:
+    """Load any supported npz: six-key SMPL-X, AMASS ``poses``, a body-only (``pose_body``/``pose_samples``
+    of width 63) or hand-only (``hand_pose``/``pose_samples`` of width 45, right hand) file."""
+    path = Path(path)
+    try:
+        d = dict(np.load(path, allow_pickle=False))
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise DataError(f"{path}: not a readable npz file ({e})") from e
+    if "poses" in d:
+        return from_amass(d)
+    if any(k in d for k in layout.POSE_KEYS[1:]):
+        return from_smplx_dict(d, hands=hands)
+    if "pose_body" in d:
+        ps = from_smplx_dict({"body_pose": d["pose_body"]})
+        if "root_orient" in d:
+            ps.extras["global_orient"] = _check(d["root_orient"], "root_orient", 3)
+        return ps
+    if "hand_pose" in d or "pose_samples" in d:
+        a = np.asarray(d.get("hand_pose", d.get("pose_samples")))
+        if a.ndim == 2 and a.shape[1] == 45:
+            return from_smplx_dict({"right_hand_pose": a})
+        if a.ndim == 2 and a.shape[1] == 63:
+            return from_smplx_dict({"body_pose": a})
+    raise DataError(f"{path}: unrecognised pose file; keys {sorted(d)}; expected the six SMPL-X keys, AMASS 'poses', "
+                    "'pose_body' or a (N, 63) / (N, 45) 'pose_samples'/'hand_pose' array")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shared DPoser-X files and their fixed splits.
+
+def _splits() -> dict:
+    return json.loads(SPLITS_FILE.read_text())
+
+
+def make_splits(root: Path | None = None) -> dict:
+    """Build the split record (done once; the result is committed as splits.json)."""
+    root = data_root(root) / "dposer_x"
+    rng = np.random.default_rng(20261121)
+    out = {"seed": 20261121, "notes": "indices into the files; *_drop = repeated rows of the 10k files (later "
+           "copies, never used); *_val = 1000 unique rows; train = the rest; egobody split by index; hand test "
+           "rows that also occur in hand_poses_10k are dropped"}
+    files = {"body": ("body_poses_10k.npz", "body_pose"), "hand": ("hand_poses_10k.npz", "hand_pose"),
+             "face": ("face_jaw_expression_10k.npz", None)}
+    for name, (fname, key) in files.items():
+        f = np.load(root / fname)
+        rows = f[key] if key else np.concatenate([f["jaw_pose"], f["expression"]], 1)
+        _, first = np.unique(rows, axis=0, return_index=True)
+        out[f"{name}_drop"] = sorted(set(range(len(rows))) - set(first.tolist()))  # repeated rows
+        out[f"{name}_val"] = sorted(rng.choice(np.sort(first), 1000, replace=False).tolist())
+    perm = rng.permutation(500).tolist()
+    out["egobody_train"], out["egobody_val"], out["egobody_test"] = sorted(perm[:300]), sorted(perm[300:350]), sorted(perm[350:])
+    train_hands = {r.tobytes() for r in np.load(root / "hand_poses_10k.npz")["hand_pose"]}
+    test_hands = np.load(root / "hand_samples_500.npz")["pose_samples"]
+    out["hand_test_drop"] = [i for i, r in enumerate(test_hands) if r.tobytes() in train_hands]
+    return out
+
+
+def _dx(root, name):
+    return np.load(data_root(root) / "dposer_x" / name, allow_pickle=False)
+
+
+def load_part_set(part: str, split: str, root=None) -> PoseSet:
+    """Body, hand or face data of the shared set for split 'train', 'val' or 'test'.
+
+    Hands are returned in the right-hand slot (right-hand convention).
+    """
+    sp = _splits()
+    if part == "body":
+        key = "body_pose"
+        if split == "test":
+            return from_smplx_dict({key: _dx(root, "body_samples_500.npz")["pose_samples"]})
+        a = _dx(root, "body_poses_10k.npz")["body_pose"]
+        d = {key: a}
+    elif part == "hand":
+        key = "right_hand_pose"
+        if split == "test":
+            a = _dx(root, "hand_samples_500.npz")["pose_samples"]
+            keep = np.setdiff1d(np.arange(len(a)), sp["hand_test_drop"])
+            return from_smplx_dict({key: a[keep]})
+        d = {key: _dx(root, "hand_poses_10k.npz")["hand_pose"]}
+    elif part == "face":
+        f = _dx(root, "face_samples_500.npz" if split == "test" else "face_jaw_expression_10k.npz")
+        d = {"jaw_pose": f["jaw_pose"], "expression": f["expression"]}
+        if split == "test":
+            return from_smplx_dict(d)
+    else:
+        raise ValueError(f"part must be body, hand or face, got {part!r}")
+    ps = from_smplx_dict(d)
+    val = np.asarray(sp[f"{part}_val"])
+    if split == "val":
+        return ps.subset(val)
+    if split == "train":
+        return ps.subset(np.setdiff1d(np.arange(len(ps)), np.concatenate([val, sp[f"{part}_drop"]]).astype(int)))
+    raise ValueError(f"split must be train, val or test, got {split!r}")
+
+
+def load_wholebody_set(split: str, root=None) -> PoseSet:
+    """EgoBody whole-body poses (hands converted from mean-relative to absolute) for a split."""
+    d = dict(_dx(root, "wholebody_egobody_500.npz"))
+    ps = from_smplx_dict(d, hands="relative", mean_hand=mano_mean_hand(root))
+    return ps.subset(np.asarray(_splits()[f"egobody_{split}"]))
+
+
+def load_gestures_clip(root=None) -> PoseSet:
+    """The 240-frame AMASS HumanEva clip (body only, with root orientation)."""
+    return load_pose_file(data_root(root) / "dposer_x" / "gestures_clip_240f.npz")
+
+
+def load_amass_take(root=None) -> PoseSet:
+    return load_pose_file(data_root(root) / "amass" / "amass_sample_smplh_500f.npz")

@@ -1,0 +1,131 @@
+"""The whole-body score network: per-part time-conditioned residual MLPs plus a fusion MLP, driven by part masks.
+
+One class covers every part. Parts are body (63), hand (45, shared by both hands: the left hand arrives
+mirrored into right-hand convention by the normaliser) and face (jaw 3 + expression 100). The fusion module reads
+the parts' first-layer features (hidden parts zeroed, plus the mask bits) and adds a zero-initialised residual to
+the concatenated part outputs, so it learns cross-part dependencies (hands given body). The network predicts the
+noise eps of x_t = alpha_t x_0 + sigma_t eps in normalised pose space, as a learned residual on top of the exact
+answer for unit-Gaussian data, sigma_t / (alpha_t^2 + sigma_t^2) * x_t (the data are z-scored, so this is a
+sensible baseline; without it the normalised MLP cannot carry the scale of x_t and fails at large t).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from . import layout
+from .sde import alpha_sigma
+
+PART_DIMS = {"body": 63, "hand": 45, "face": 103}
+
+
+@dataclass
+class NetConfig:
+    body_width: int = 512
+    hand_width: int = 512
+    face_width: int = 256
+    fusion_width: int = 256
+    time_dim: int = 128
+    blocks: int = 2
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of the time label 999 t (as in DPoser-X)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1))
+    args = (999.0 * t.float())[:, None] * freqs[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+def _norm(width: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, width // 8), width)
+
+
+class TimeDense(nn.Module):
+    """act(norm(Linear(h) + Linear(temb))), then dropout."""
+
+    def __init__(self, d_in: int, d_out: int, time_dim: int, dropout: float):
+        super().__init__()
+        self.lin = nn.Linear(d_in, d_out)
+        self.time = nn.Linear(time_dim, d_out)
+        self.norm = _norm(d_out)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h, temb):
+        return self.drop(nn.functional.silu(self.norm(self.lin(h) + self.time(temb))))
+
+
+class ResidualMLP(nn.Module):
+    """Input layer, ``blocks`` residual blocks of two TimeDense layers, linear output."""
+
+    def __init__(self, d_in: int, width: int, d_out: int, time_dim: int, blocks: int, dropout: float):
+        super().__init__()
+        self.inp = TimeDense(d_in, width, time_dim, dropout)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([TimeDense(width, width, time_dim, dropout), TimeDense(width, width, time_dim, dropout)])
+            for _ in range(blocks))
+        self.out = nn.Linear(width, d_out)
+
+    def features(self, x, temb):
+        return self.inp(x, temb)
+
+    def head(self, h, temb):
+        for a, b in self.blocks:
+            h = h + b(a(h, temb), temb)
+        return self.out(h)
+
+
+class ScoreNet(nn.Module):
+    """eps-prediction network over the 256-D normalised whole-body vector.
+
+    ``forward(x, t, part_mask)``: x (N, 256), t (N,) in (0, 1], part_mask (N, 4) bool for body, left hand,
+    right hand, face (None = all visible). Hidden parts are zeroed at the input and in the fusion features.
+    """
+
+    def __init__(self, cfg: NetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or NetConfig()
+        e = cfg.time_dim
+        self.time_embed = nn.Sequential(nn.Linear(e, e), nn.SiLU())
+        self.body = ResidualMLP(63, cfg.body_width, 63, e, cfg.blocks, cfg.dropout)
+        self.hand = ResidualMLP(45, cfg.hand_width, 45, e, cfg.blocks, cfg.dropout)
+        self.face = ResidualMLP(103, cfg.face_width, 103, e, cfg.blocks, cfg.dropout)
+        feat = cfg.body_width + 2 * cfg.hand_width + cfg.face_width + 4
+        self.fusion = ResidualMLP(feat, cfg.fusion_width, cfg.fusion_width, e, cfg.blocks, cfg.dropout)
+        self.fusion_out = nn.Linear(cfg.fusion_width, layout.DIM)
+        nn.init.zeros_(self.fusion_out.weight)
+        nn.init.zeros_(self.fusion_out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, part_mask: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        if part_mask is None:
+            part_mask = torch.ones(n, 4, dtype=torch.bool, device=x.device)
+        m = part_mask.to(x.dtype)
+        temb = self.time_embed(timestep_embedding(t, self.cfg.time_dim))
+        xb, xl, xr, xf = x[:, 0:63], x[:, 63:108], x[:, 108:153], x[:, 153:256]
+        xb, xl, xr, xf = xb * m[:, 0:1], xl * m[:, 1:2], xr * m[:, 2:3], xf * m[:, 3:4]
+        hb = self.body.features(xb, temb)
+        hh = self.hand.features(torch.cat([xl, xr]), torch.cat([temb, temb]))
+        hl, hr = hh[:n], hh[n:]
+        hf = self.face.features(xf, temb)
+        out = torch.cat([
+            self.body.head(hb, temb),
+            *self.hand.head(hh, torch.cat([temb, temb])).split(n),
+            self.face.head(hf, temb),
+        ], dim=1)
+        fused = torch.cat([hb * m[:, 0:1], hl * m[:, 1:2], hr * m[:, 2:3], hf * m[:, 3:4], m], dim=1)
+        f = self.fusion.head(self.fusion.features(fused, temb), temb)
+        a, s = alpha_sigma(t.float())
+        gaussian_eps = (s / (a * a + s * s))[:, None] * torch.cat([xb, xl, xr, xf], dim=1)
+        return gaussian_eps + out + self.fusion_out(f)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,147 @@
+"""A loaded pose prior: score network + normaliser + SDE, and its safetensors checkpoint format.
+
+Checkpoint = one safetensors file. Tensors ``net.*`` (inference weights, EMA), ``normalizer.mean`` and
+``normalizer.std`` (256,); metadata ``format`` = "dposer-prior/1", ``net_config`` (JSON) and ``info`` (JSON:
+training command, data, metrics). Training checkpoints add ``train.*`` tensors (raw weights, optimiser, RNG).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from . import layout
+from .model import NetConfig, ScoreNet
+from .sde import alpha_sigma
+
+FORMAT = "dposer-prior/1"
+DEFAULT_CHECKPOINT = Path(__file__).with_name("weights") / "default.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt or not a dposer prior."""
+
+
+class Normalizer:
+    """Per-dim z-score in 256-D with the left hand mirrored into right-hand convention first."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
+
+    @staticmethod
+    def fit(vectors: np.ndarray, present: np.ndarray, min_std: float = 1e-2) -> "Normalizer":
+        """Statistics over present dims; both hands pooled in right-hand convention."""
+        v = vectors.astype(np.float64).copy()
+        p = present.copy()
+        v[:, 63:108] = layout.mirror_hand(v[:, 63:108])
+        hands_v = np.concatenate([v[:, 63:108][p[:, 63]], v[:, 108:153][p[:, 108]]])
+        mean = np.zeros(layout.DIM)
+        std = np.ones(layout.DIM)
+        for d in range(layout.DIM):
+            col = v[p[:, d], d]
+            if len(col) > 1:
+                mean[d], std[d] = col.mean(), col.std()
+        mean[63:108] = mean[108:153] = hands_v.mean(0)
+        std[63:108] = std[108:153] = hands_v.std(0)
+        return Normalizer(torch.tensor(mean, dtype=torch.float32), torch.tensor(np.maximum(std, min_std), dtype=torch.float32))
+
+    def to(self, device) -> "Normalizer":
+        return Normalizer(self.mean.to(device), self.std.to(device))
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        raw = torch.cat([raw[:, :63], layout.mirror_hand(raw[:, 63:108]), raw[:, 108:]], dim=1)
+        return (raw - self.mean.to(raw)) / self.std.to(raw)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        raw = x * self.std.to(x) + self.mean.to(x)
+        return torch.cat([raw[:, :63], layout.mirror_hand(raw[:, 63:108]), raw[:, 108:]], dim=1)
+
+
+class Prior:
+    """Trained whole-body prior on a device; eval mode, no gradients through the network."""
+
+    def __init__(self, net: ScoreNet, normalizer: Normalizer, info: dict | None = None, device=None):
+        self.device = torch.device(device or "cpu")
+        self.net = net.to(self.device).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.normalizer = normalizer.to(self.device)
+        self.info = info or {}
+        self.dim = layout.DIM
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Network output: predicted noise of x_t (normalised space)."""
+        with torch.no_grad():
+            return self.net(x_t, t, mask)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One-step Tweedie estimate of x_0 from x_t."""
+        a, s = alpha_sigma(t)
+        return (x_t - s[:, None] * self.eps(x_t, t, mask)) / a[:, None]
+
+    def score(self, x_t, t, mask=None):
+        return -self.eps(x_t, t, mask) / alpha_sigma(t)[1][:, None]
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.normalizer.normalize(raw)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalizer.denormalize(x)
+
+
+def checkpoint_tensors(net: ScoreNet, normalizer: Normalizer, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    out = {f"net.{k}": v.detach().to(dtype).contiguous().cpu() for k, v in net.state_dict().items()}
+    out["normalizer.mean"] = normalizer.mean.float().cpu()
+    out["normalizer.std"] = normalizer.std.float().cpu()
+    return out
+
+
+def save_prior(path, net: ScoreNet, normalizer: Normalizer, info: dict | None = None, dtype=torch.float32,
+               extra_tensors: dict | None = None, extra_meta: dict | None = None) -> None:
+    tensors = checkpoint_tensors(net, normalizer, dtype)
+    tensors.update(extra_tensors or {})
+    meta = {"format": FORMAT, "net_config": json.dumps(net.cfg.to_dict()), "info": json.dumps(info or {})}
+    meta.update(extra_meta or {})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a dposer safetensors file, with clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        hint = " (it looks like a pickle/Lightning .ckpt; official DPoser-X weights need importing)" if path.suffix in (".ckpt", ".pt", ".pth") else ""
+        raise CheckpointError(f"{path}: not a valid safetensors file{hint}: {e}") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dposer prior checkpoint (metadata format={meta.get('format')!r}, expected {FORMAT!r})")
+    return tensors, meta
+
+
+def load_prior(path=None, device=None) -> Prior:
+    """Load a prior; ``path=None`` loads the bundled default checkpoint. ``device``: 'cpu', 'cuda', 'auto' or None (cpu)."""
+    if device in (None, "auto"):
+        device = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    tensors, meta = read_checkpoint(path or DEFAULT_CHECKPOINT)
+    try:
+        cfg = NetConfig(**json.loads(meta["net_config"]))
+        net = ScoreNet(cfg)
+        state = {k[4:]: v.float() for k, v in tensors.items() if k.startswith("net.")}
+        net.load_state_dict(state)
+        norm = Normalizer(tensors["normalizer.mean"], tensors["normalizer.std"])
+    except (KeyError, TypeError, RuntimeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path or DEFAULT_CHECKPOINT}: checkpoint content does not match the network: {e}") from e
+    return Prior(net, norm, json.loads(meta.get("info", "{}")), device)

@@ -1,0 +1,151 @@
+"""Built-in SMPL-X-shaped skeleton and batched forward kinematics.
+
+The rest joint offsets below are APPROXIMATE adult proportions (about 1.75 m tall) authored by hand for this
+project; they are not derived from the licensed SMPL-X model. Frame: SMPL-X canonical, metres, +Y up, +Z forward,
++X towards the body's left; rest pose is the SMPL-X zero pose (T-pose, flat hands, palms down).
+With a user's own SMPL-X model files, ``SmplxSkeleton`` gives the same joints from the `smplx` package instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import layout
+from .rotations import axis_angle_to_matrix
+
+# Offset of each joint from its parent, left side only; right side joints mirror x.
+_LEFT_OFFSETS = {
+    "pelvis": (0.0, 0.93, 0.0),
+    "left_hip": (0.085, -0.08, -0.01),
+    "spine1": (0.0, 0.11, -0.02),
+    "left_knee": (0.035, -0.39, 0.01),
+    "spine2": (0.0, 0.135, 0.01),
+    "left_ankle": (-0.01, -0.41, -0.04),
+    "spine3": (0.0, 0.055, 0.0),
+    "left_foot": (0.02, -0.06, 0.12),
+    "neck": (0.0, 0.21, -0.03),
+    "left_collar": (0.08, 0.12, -0.01),
+    "head": (0.0, 0.09, 0.05),
+    "left_shoulder": (0.12, 0.03, -0.01),
+    "left_elbow": (0.26, -0.01, -0.02),
+    "left_wrist": (0.25, 0.01, 0.0),
+    "jaw": (0.0, -0.03, 0.04),
+    "left_eye_smplhf": (0.03, 0.06, 0.09),
+    "left_index1": (0.095, -0.005, 0.025), "left_index2": (0.035, 0.0, 0.0), "left_index3": (0.025, 0.0, 0.0),
+    "left_middle1": (0.097, 0.0, 0.002), "left_middle2": (0.037, 0.0, 0.0), "left_middle3": (0.027, 0.0, 0.0),
+    "left_pinky1": (0.08, -0.01, -0.04), "left_pinky2": (0.022, 0.0, 0.0), "left_pinky3": (0.018, 0.0, 0.0),
+    "left_ring1": (0.09, -0.005, -0.02), "left_ring2": (0.033, 0.0, 0.0), "left_ring3": (0.025, 0.0, 0.0),
+    "left_thumb1": (0.025, -0.015, 0.03), "left_thumb2": (0.028, -0.006, 0.022), "left_thumb3": (0.024, 0.0, 0.012),
+}
+
+
+def _rest_offsets() -> np.ndarray:
+    out = np.zeros((layout.NUM_JOINTS, 3), dtype=np.float32)
+    for i, name in enumerate(layout.JOINT_NAMES):
+        if name in _LEFT_OFFSETS:
+            out[i] = _LEFT_OFFSETS[name]
+        else:
+            mirror = "left" + name[len("right"):]
+            out[i] = _LEFT_OFFSETS[mirror]
+            out[i, 0] *= -1.0
+    return out
+
+
+REST_OFFSETS = _rest_offsets()
+
+
+def rest_joints() -> np.ndarray:
+    """(55, 3) joint positions of the rest (zero) pose."""
+    pos = np.zeros_like(REST_OFFSETS)
+    for j, p in enumerate(layout.PARENTS):
+        pos[j] = REST_OFFSETS[j] + (pos[p] if p >= 0 else 0.0)
+    return pos
+
+
+def _depth_levels() -> list[np.ndarray]:
+    depth = np.zeros(layout.NUM_JOINTS, dtype=int)
+    for j, p in enumerate(layout.PARENTS):
+        depth[j] = depth[p] + 1 if p >= 0 else 0
+    return [np.nonzero(depth == d)[0] for d in range(depth.max() + 1)]
+
+
+_LEVELS = _depth_levels()
+_PARENTS = np.asarray(layout.PARENTS)
+
+
+def full_pose(vec: torch.Tensor, global_orient: torch.Tensor | None = None) -> torch.Tensor:
+    """256-D whole-body vectors (N, 256) -> per-joint axis-angle (N, 55, 3); eyes at zero."""
+    n = vec.shape[0]
+    out = vec.new_zeros(n, layout.NUM_JOINTS, 3)
+    if global_orient is not None:
+        out[:, 0] = global_orient
+    out[:, 1:22] = vec[:, 0:63].reshape(n, 21, 3)
+    out[:, 22] = vec[:, 153:156]
+    out[:, 25:40] = vec[:, 63:108].reshape(n, 15, 3)
+    out[:, 40:55] = vec[:, 108:153].reshape(n, 15, 3)
+    return out
+
+
+def forward_kinematics(rotations: torch.Tensor, offsets: torch.Tensor | np.ndarray | None = None,
+                       translation: torch.Tensor | None = None) -> torch.Tensor:
+    """Joint positions (N, 55, 3) from local rotations, either axis-angle (N, 55, 3) or matrices (N, 55, 3, 3).
+
+    Vectorised over the batch and over each level of the kinematic tree.
+    """
+    if rotations.shape[-1] == 3 and rotations.dim() == 3:
+        rotations = axis_angle_to_matrix(rotations)
+    if offsets is None:
+        offsets = REST_OFFSETS
+    offsets = torch.as_tensor(offsets, dtype=rotations.dtype, device=rotations.device)
+    n = rotations.shape[0]
+    glob = rotations.new_zeros(n, layout.NUM_JOINTS, 3, 3)
+    pos = rotations.new_zeros(n, layout.NUM_JOINTS, 3)
+    root = _LEVELS[0]
+    glob[:, root] = rotations[:, root]
+    pos[:, root] = offsets[root].expand(n, -1, -1)
+    for level in _LEVELS[1:]:
+        par = _PARENTS[level]
+        glob_par = glob[:, par]
+        glob[:, level] = glob_par @ rotations[:, level]
+        pos[:, level] = pos[:, par] + (glob_par @ offsets[level].unsqueeze(-1)).squeeze(-1)
+    if translation is not None:
+        pos = pos + translation.unsqueeze(1)
+    return pos
+
+
+def joints_from_vector(vec: torch.Tensor, global_orient: torch.Tensor | None = None) -> torch.Tensor:
+    """Joint positions (N, 55, 3) of 256-D pose vectors on the built-in skeleton."""
+    return forward_kinematics(full_pose(vec, global_orient))
+
+
+class SmplxSkeleton:
+    """Forward kinematics (and mesh) from the user's own SMPL-X model file through the `smplx` package.
+
+    Hands are absolute (``flat_hand_mean=True``), matching the pose vector's convention.
+    """
+
+    def __init__(self, model_path: str, gender: str = "neutral", num_expression_coeffs: int = 100,
+                 num_betas: int = 10):
+        try:
+            import smplx
+        except ImportError as e:  # pragma: no cover - depends on the optional extra
+            raise ImportError("SmplxSkeleton needs the optional 'smplx' package: pip install 'blender-dposer[smplx]'") from e
+        self.model = smplx.create(model_path, model_type="smplx", gender=gender, use_pca=False,
+                                  flat_hand_mean=True, num_expression_coeffs=num_expression_coeffs,
+                                  num_betas=num_betas, ext="npz")
+
+    def __call__(self, vec: torch.Tensor, global_orient: torch.Tensor | None = None,
+                 betas: torch.Tensor | None = None, return_vertices: bool = False):
+        n = vec.shape[0]
+        m = self.model
+        zeros3 = vec.new_zeros(n, 3)
+        kwargs = dict(
+            global_orient=global_orient if global_orient is not None else zeros3,
+            body_pose=vec[:, 0:63], left_hand_pose=vec[:, 63:108], right_hand_pose=vec[:, 108:153],
+            jaw_pose=vec[:, 153:156], leye_pose=zeros3, reye_pose=zeros3,
+            expression=vec[:, 156:156 + m.num_expression_coeffs],
+            betas=betas if betas is not None else vec.new_zeros(n, m.num_betas),
+        )
+        out = m(**kwargs)
+        joints = out.joints[:, : layout.NUM_JOINTS]
+        return (joints, out.vertices) if return_vertices else joints
