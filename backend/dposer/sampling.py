@@ -12,27 +12,41 @@ from .prior import Prior
 from .sde import alpha_sigma, drift_diffusion
 
 
-def _times(steps: int, t_end: float, device) -> torch.Tensor:
-    return torch.linspace(1.0, t_end, steps + 1, device=device)
-
-
 @torch.no_grad()
 def ddim(prior: Prior, n: int, steps: int = 100, t_end: float = 1e-3, gen: torch.Generator | None = None,
-         mask: torch.Tensor | None = None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) from x_1 ~ N(0, I); returns normalised x_0 estimates (n, 256)."""
-    x = torch.randn(n, layout.DIM, generator=gen).to(prior.device)
-    ts = _times(steps, t_end, prior.device)
-    x0 = x
+         mask: torch.Tensor | None = None, progress: Callable[[int, int], None] | None = None,
+         x0: torch.Tensor | None = None, t_start: float = 1.0, fixed: torch.Tensor | None = None,
+         cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0); returns normalised x_0 estimates (n, 256).
+
+    By default starts from x_1 ~ N(0, I). With ``x0`` (normalised poses) and ``t_start`` < 1 it starts from x0
+    noised to t_start (SDEdit: a variation of x0 whose distance grows with t_start); dims where ``fixed`` is True
+    are re-imposed from x0 (noised to the current t) at every step and exactly at the end.
+    """
+    noise = torch.randn(n, layout.DIM, generator=gen).to(prior.device)
+    ts = torch.linspace(t_start, t_end, steps + 1, device=prior.device)
+    if x0 is None:
+        x = noise
+    else:
+        a, s = alpha_sigma(ts[:1])
+        x = a * x0 + s * noise
     for i in range(steps):
+        if cancel is not None and cancel():
+            from .solver import Cancelled
+
+            raise Cancelled(f"cancelled at step {i} of {steps}")
         t = ts[i].expand(n)
         eps = prior.eps(x, t, mask)
         a, s = alpha_sigma(t[:1])
-        x0 = (x - s * eps) / a
+        pred = (x - s * eps) / a
         a2, s2 = alpha_sigma(ts[i + 1 : i + 2])
-        x = a2 * x0 + s2 * eps
+        x = a2 * pred + s2 * eps
+        if fixed is not None:
+            x = torch.where(fixed, a2 * x0 + s2 * noise, x)
         if progress:
             progress(i + 1, steps)
-    return prior.denoise(x, ts[-1].expand(n), mask)
+    out = prior.denoise(x, ts[-1].expand(n), mask)
+    return out if fixed is None else torch.where(fixed, x0, out)
 
 
 @torch.no_grad()
@@ -40,7 +54,7 @@ def euler_maruyama(prior: Prior, n: int, steps: int = 1000, t_end: float = 5e-3,
                    mask: torch.Tensor | None = None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """The paper's reverse-SDE predictor (no corrector), returning the noise-free mean of the last step."""
     x = torch.randn(n, layout.DIM, generator=gen).to(prior.device)
-    ts = _times(steps, t_end, prior.device)
+    ts = torch.linspace(1.0, t_end, steps + 1, device=prior.device)
     mean = x
     for i in range(steps):
         t = ts[i].expand(n)

@@ -1,0 +1,225 @@
+"""The artist-facing tasks on top of the solver: complete, clean, vary, fit, refine.
+
+Poses are dicts of numpy arrays with any subset of the six SMPL-X keys (see :mod:`dposer.layout`); keys absent
+from the input are unobserved and get filled in.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import data, layout
+from .prior import Prior
+from .solver import SolverConfig, plausibility, solve
+
+COMPLETE = SolverConfig(steps=200, lr=0.1, t_max=0.15, t_min=0.05)
+
+
+def _result(raw: torch.Tensor, extras: dict) -> dict[str, np.ndarray]:
+    raw = raw.cpu().numpy().astype(np.float32)
+    out = {"global_orient": extras.get("global_orient", np.zeros((len(raw), 3), np.float32)).astype(np.float32)}
+    for key, sl in layout.KEY_SLICES.items():
+        out[key] = raw[:, sl]
+    return out
+
+
+def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int = 0, cfg: SolverConfig | None = None,
+             init_noise: float = 1.0, progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+    """Fill in the joints named in ``missing`` (part/group/joint names, e.g. 'right_hand', 'left_leg',
+    'right_pinky1') and every key absent from ``pose``; observed joints are kept exactly.
+
+    Returns the rank-1 result under the standard keys, ``<key>_hypotheses`` arrays of shape (K, N, D) ranked
+    best first (by the prior's denoising residual), and ``scores`` (K, N), lower = more plausible.
+    """
+    if hypotheses < 1:
+        raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
+    ps = data.from_smplx_dict(pose)
+    n, k = len(ps), hypotheses
+    free = ~ps.present
+    free[:, layout.names_to_dims(missing)] = True
+    raw = torch.from_numpy(ps.vectors).to(prior.device)
+    x = prior.normalize(raw).repeat(k, 1)
+    free_t = torch.from_numpy(free).to(prior.device).repeat(k, 1)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x.shape, generator=gen).to(prior.device) * init_noise
+    x = torch.where(free_t, noise, x)
+    sol = solve(prior, x, free_t, cfg=cfg or COMPLETE, seed=seed, progress=progress, cancel=cancel)
+    scores = plausibility(prior, sol, seed=seed).reshape(k, n)
+    order = scores.argsort(dim=0)  # (K, N) best first
+    out_raw = prior.denormalize(sol).reshape(k, n, -1)
+    out_raw = torch.where(free_t.reshape(k, n, -1), out_raw, raw.expand(k, n, -1))  # observed dims bit-exact
+    out_raw = torch.gather(out_raw, 0, order[:, :, None].expand(-1, -1, out_raw.shape[-1]))
+    result = _result(out_raw[0], ps.extras)
+    for key, sl in layout.KEY_SLICES.items():
+        result[f"{key}_hypotheses"] = out_raw[:, :, sl].cpu().numpy().astype(np.float32)
+    result["scores"] = torch.gather(scores, 0, order).cpu().numpy()
+    return result
+
+
+CLEAN = SolverConfig(steps=120, lr=0.03, t_max=0.2, t_min=0.05, weighting="const")
+
+
+def _joints(prior: Prior, x: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    """Built-in-skeleton joints (N, 55, 3) of normalised vectors (root at rest, zero global orientation)."""
+    from .skeleton import joints_from_vector
+
+    return joints_from_vector(prior.denormalize(x)) - rest
+
+
+def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=(), seed: int = 0,
+          cfg: SolverConfig | None = None, progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+    """Clean a clip of F frames (noisy or jittery mocap), all frames in one batch.
+
+    Per-frame prior + robust data term (mean joint distance to the input on the built-in skeleton, not squared)
+    + temporal smoothness (squared joint acceleration). ``strength`` in [0, 1] scales the prior and smoothing
+    against the data; ``parts`` names what may change (default the body), ``lock`` joints kept exactly. Root
+    orientation, translation and any absent keys are passed through unchanged.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    ps = data.from_smplx_dict(clip)
+    if len(ps) < 3:
+        raise ValueError(f"a clip needs at least 3 frames, got {len(ps)}")
+    free = np.zeros(layout.DIM, bool)
+    free[layout.names_to_dims(parts)] = True
+    if lock:
+        free[layout.names_to_dims(lock)] = False
+    free_t = torch.from_numpy(free[None] & ps.present).to(prior.device)
+    raw = torch.from_numpy(ps.vectors).to(prior.device)
+    x0 = prior.normalize(raw)
+    with torch.no_grad():
+        target = _joints(prior, x0, 0)
+    data_w = 1.0 + 9.0 * (1.0 - strength)  # strength 0 -> data dominates, 1 -> prior and smoothing dominate
+    smooth_w = 200.0 * strength
+
+    def data_loss(x, k):
+        j = _joints(prior, x, 0)
+        d = (j - target).norm(dim=-1).mean(1)
+        acc = torch.zeros_like(d)
+        acc[1:-1] = ((j[2:] - 2 * j[1:-1] + j[:-2]) ** 2).sum(-1).mean(1)
+        return 100.0 * data_w * d + 1e4 * smooth_w * acc
+
+    cfg = cfg or CLEAN.with_(prior_weight=0.1 + strength)
+    sol = solve(prior, x0, free_t, data_loss, cfg, seed=seed, progress=progress, cancel=cancel)
+    out = torch.where(free_t, prior.denormalize(sol), raw)
+    result = _result(out, ps.extras)
+    for key in layout.KEY_SLICES:  # absent keys stay absent
+        if key not in clip:
+            result.pop(key)
+    for key in ("global_orient", "trans"):
+        if key in clip:
+            result[key] = np.asarray(clip[key], np.float32)
+    return result
+
+
+def vary(prior: Prior, pose: dict, n: int, strength: float = 0.3, seed: int = 0, lock=(), steps: int = 50,
+         progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+    """``n`` variations of one pose: noise it to t = strength and denoise (DDIM). 0 = identical, 1 = an
+    unrelated sample. ``lock`` joints are kept exactly. Absent keys are sampled freely."""
+    from .sampling import ddim
+
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    ps = data.from_smplx_dict(pose)
+    if len(ps) != 1:
+        raise ValueError(f"vary takes one pose, got {len(ps)}")
+    raw = torch.from_numpy(ps.vectors).to(prior.device)
+    fixed = np.zeros(layout.DIM, bool)
+    if lock:
+        fixed[layout.names_to_dims(lock)] = True
+    fixed = torch.from_numpy(fixed & ps.present[0]).to(prior.device)
+    if strength == 0.0:
+        out = raw.expand(n, -1)
+    else:
+        x0 = prior.normalize(raw).expand(n, -1)
+        # absent parts start from pure noise: x0 = 0 there is the mean, and t_start = strength < 1 keeps some of it
+        gen = torch.Generator().manual_seed(seed)
+        x = ddim(prior, n, steps=max(2, int(round(steps * strength))), gen=gen, x0=x0, t_start=strength,
+                 fixed=fixed.expand(n, -1), progress=progress, cancel=cancel)
+        out = torch.where(fixed, raw, prior.denormalize(x))
+    return _result(out, {"global_orient": np.repeat(ps.extras.get("global_orient", np.zeros((1, 3), np.float32)), n, 0)})
+
+
+REFINE = SolverConfig(steps=100, lr=0.05, t_max=0.12, t_min=0.02)
+
+
+def refine(prior: Prior, pose: dict, strength: float = 0.3, lock=(), seed: int = 0, cfg: SolverConfig | None = None,
+           progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+    """Project implausible poses (N of them) towards the prior's manifold; ``strength`` in (0, 1] sets how far
+    they may move (the noise level of the schedule and the pull back to the input)."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    ps = data.from_smplx_dict(pose)
+    raw = torch.from_numpy(ps.vectors).to(prior.device)
+    x0 = prior.normalize(raw)
+    free = np.ones(layout.DIM, bool)
+    if lock:
+        free[layout.names_to_dims(lock)] = False
+    free_t = torch.from_numpy(free[None] & ps.present).to(prior.device)
+    keep_w = 0.05 * (1.0 - strength) / strength
+
+    def data_loss(x, k):
+        return keep_w * ((x - x0) ** 2).mean(1)
+
+    cfg = cfg or REFINE.with_(t_max=0.02 + 0.2 * strength)
+    sol = solve(prior, x0, free_t, data_loss, cfg, seed=seed, progress=progress, cancel=cancel)
+    out = torch.where(free_t, prior.denormalize(sol), raw)
+    return _result(out, ps.extras)
+
+
+FIT = SolverConfig(steps=200, lr=0.05, t_max=0.15, t_min=0.03)
+
+
+def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands", seed: int = 0,
+        cfg: SolverConfig | None = None, progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+    """Pose(s) that put chosen joints at 3D targets, the rest filled by the prior ("pin a few joints").
+
+    ``targets``: {SMPL-X joint name: (N, 3) or (3,) positions} in the built-in skeleton's frame (metres, +Y up,
+    pelvis at its rest position, the given ``pose``'s global_orient or none). ``pose`` (optional) gives the
+    starting pose and any joints that stay fixed: only the dims named by ``free`` move.
+    """
+    from .skeleton import full_pose, forward_kinematics
+
+    if not targets:
+        raise ValueError("fit needs at least one target joint")
+    names = list(targets)
+    unknown = [j for j in names if j not in layout.JOINT_INDEX]
+    if unknown:
+        raise ValueError(f"unknown target joint(s) {unknown}; use SMPL-X joint names such as 'left_wrist'")
+    tgt = [np.atleast_2d(np.asarray(targets[j], np.float32)) for j in names]
+    n = max(len(t) for t in tgt)
+    for j, t in zip(names, tgt):
+        if t.shape[1] != 3 or len(t) not in (1, n) or not np.isfinite(t).all():
+            raise ValueError(f"target '{j}' must be finite (3,) or ({n}, 3), got shape {t.shape}")
+    target = torch.from_numpy(np.stack([np.broadcast_to(t, (n, 3)) for t in tgt], 1)).to(prior.device)
+    idx = [layout.JOINT_INDEX[j] for j in names]
+    if pose is None:
+        ps = data.PoseSet(np.zeros((n, layout.DIM), np.float32), np.zeros((n, layout.DIM), bool))
+    else:
+        ps = data.from_smplx_dict(pose)
+        if len(ps) == 1 and n > 1:
+            ps = ps.subset(np.zeros(n, int))
+    orient = ps.extras.get("global_orient")
+    orient_t = None if orient is None else torch.from_numpy(np.broadcast_to(orient, (n, 3)).copy()).to(prior.device)
+    raw = torch.from_numpy(ps.vectors).to(prior.device)
+    free_np = np.zeros((n, layout.DIM), bool)
+    free_np[:, layout.names_to_dims(free)] = True
+    free_np |= ~ps.present
+    free_t = torch.from_numpy(free_np).to(prior.device)
+    x0 = torch.where(free_t, torch.zeros_like(raw), prior.normalize(raw))
+
+    def data_loss(x, k):
+        j = forward_kinematics(full_pose(prior.denormalize(x), orient_t))[:, idx]
+        return 1e3 * ((j - target) ** 2).sum(-1).mean(1)
+
+    sol = solve(prior, x0, free_t, data_loss, cfg or FIT, seed=seed, progress=progress, cancel=cancel)
+    out = torch.where(free_t, prior.denormalize(sol), raw)
+    result = _result(out, ps.extras)
+    with torch.no_grad():
+        reached = forward_kinematics(full_pose(out, orient_t))[:, idx]
+    result["target_error"] = (reached - target).norm(dim=-1).cpu().numpy()  # (N, J) metres
+    return result
