@@ -69,6 +69,132 @@ def cmd_evaluate(a):
         Path(a.json).write_text(json.dumps(res, indent=1))
 
 
+def _load_input(path, hands="absolute"):
+    from .data import load_pose_file
+
+    ps = load_pose_file(path, hands=hands)
+    pose = ps.to_dict()
+    for key in list(pose):  # keys absent from the input stay absent, so the solver fills them in
+        if key != "global_orient" and not ps.present[:, _key_dims(key)].all():
+            pose.pop(key)
+    return ps, pose
+
+
+def _key_dims(key):
+    from .layout import KEY_SLICES
+
+    return KEY_SLICES[key]
+
+
+def _save(path, result: dict, ps=None):
+    out = {k: v for k, v in result.items()}
+    if ps is not None:
+        for k in ("trans", "betas"):
+            if k in ps.extras:
+                out[k] = ps.extras[k]
+    np.savez(path, **out)
+    print(f"wrote {path} (keys: {', '.join(out)})")
+
+
+def _solver_cfg(a, base):
+    cfg = base
+    if getattr(a, "schedule", None):
+        cfg = cfg.with_(schedule=a.schedule)
+    if getattr(a, "steps", None):
+        cfg = cfg.with_(steps=a.steps)
+    return cfg
+
+
+def cmd_complete(a):
+    from .prior import load_prior
+    from .tasks import COMPLETE, complete
+
+    from .layout import names_to_dims
+
+    names_to_dims(a.missing)  # report unknown names before loading anything
+    prior = load_prior(a.checkpoint, a.device)
+    ps, pose = _load_input(a.input, a.hands)
+    cfg = _solver_cfg(a, COMPLETE)
+    res = complete(prior, pose, a.missing, hypotheses=a.hypotheses, seed=a.seed, cfg=cfg,
+                   progress=_bar(cfg.steps, "complete"))
+    _save(a.output, res, ps)
+
+
+def cmd_clean(a):
+    from .prior import load_prior
+    from .tasks import CLEAN, clean
+
+    prior = load_prior(a.checkpoint, a.device)
+    ps, pose = _load_input(a.input, a.hands)
+    cfg = _solver_cfg(a, CLEAN.with_(prior_weight=0.1 + a.strength))
+    res = clean(prior, pose, strength=a.strength, parts=a.parts, lock=a.lock or (), seed=a.seed, cfg=cfg,
+                progress=_bar(cfg.steps, "clean"))
+    _save(a.output, res, ps)
+
+
+def cmd_vary(a):
+    from .prior import load_prior
+    from .tasks import vary
+
+    prior = load_prior(a.checkpoint, a.device)
+    ps, pose = _load_input(a.input, a.hands)
+    if not 0 <= a.index < len(ps):
+        raise ValueError(f"--index {a.index} is out of range: the input holds {len(ps)} poses")
+    one = {k: v[a.index : a.index + 1] for k, v in pose.items()}
+    res = vary(prior, one, a.n, strength=a.strength, seed=a.seed, lock=a.lock or ())
+    _save(a.output, res)
+
+
+def cmd_refine(a):
+    from .prior import load_prior
+    from .tasks import REFINE, refine
+
+    prior = load_prior(a.checkpoint, a.device)
+    ps, pose = _load_input(a.input, a.hands)
+    res = refine(prior, pose, strength=a.strength, lock=a.lock or (), seed=a.seed,
+                 progress=_bar(REFINE.steps, "refine"))
+    _save(a.output, res, ps)
+
+
+def cmd_fit(a):
+    from .prior import load_prior
+    from .tasks import FIT, fit
+
+    prior = load_prior(a.checkpoint, a.device)
+    path = Path(a.targets)
+    if path.suffix == ".json":
+        targets = json.loads(path.read_text())
+    else:
+        targets = dict(np.load(path, allow_pickle=False))
+    pose = None
+    ps = None
+    if a.input:
+        ps, pose = _load_input(a.input, a.hands)
+    cfg = _solver_cfg(a, FIT)
+    res = fit(prior, targets, pose=pose, free=a.free, seed=a.seed, cfg=cfg, progress=_bar(cfg.steps, "fit"))
+    err = res["target_error"]
+    print(f"target error: mean {1000 * err.mean():.1f} mm, max {1000 * err.max():.1f} mm")
+    _save(a.output, res, ps)
+
+
+def cmd_bench(a):
+    from . import bench
+    from .prior import load_prior
+
+    prior = load_prior(a.checkpoint, a.device)
+    names = list(bench.BENCHES) if a.name == "all" else [a.name]
+    for name in names:
+        kw = {"root": a.data}
+        if a.n and name in ("completion", "schedule"):
+            kw["n"] = a.n
+        t0 = time.time()
+        body = bench.BENCHES[name](prior, **kw)
+        print(f"## {name} ({time.time() - t0:.0f} s)\n{body}\n")
+        if a.write:
+            cmd = "dposer bench " + name + (f" --n {a.n}" if a.n and name in ("completion", "schedule") else "")
+            bench.write_section(a.write, name, body, cmd)
+
+
 def cmd_export(a):
     import torch
 
@@ -136,6 +262,60 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--fp16", action="store_true")
     x.set_defaults(func=cmd_export)
+
+    def task(name, help_, input_required=True):
+        sp = sub.add_parser(name, help=help_)
+        common(sp)
+        sp.add_argument("--input", required=input_required,
+                        help="npz: six SMPL-X keys (any subset), AMASS 'poses', or a body-only / hand-only file")
+        sp.add_argument("--hands", choices=["absolute", "relative"], default="absolute",
+                        help="hand convention of a six-key input ('relative' = relative to the MANO mean hand)")
+        sp.add_argument("--output", required=True)
+        sp.add_argument("--seed", type=int, default=0)
+        return sp
+
+    c = task("complete", "fill in missing joints (observed joints kept exactly), K ranked hypotheses")
+    c.add_argument("--missing", required=True, help="comma-separated part/group/joint names, e.g. right_hand,left_leg")
+    c.add_argument("--hypotheses", type=int, default=1)
+    c.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
+    c.add_argument("--steps", type=int, default=None)
+    c.set_defaults(func=cmd_complete)
+
+    cl = task("clean", "clean a noisy/jittery clip (all frames in one batch)")
+    cl.add_argument("--strength", type=float, default=0.5)
+    cl.add_argument("--parts", default="body", help="what may change (default: body)")
+    cl.add_argument("--lock", type=lambda s: [x for x in s.split(",") if x], default=None, help="joints kept exactly")
+    cl.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
+    cl.add_argument("--steps", type=int, default=None)
+    cl.set_defaults(func=cmd_clean)
+
+    v = task("vary", "N variations of one pose (strength 0 = identical, 1 = unrelated)")
+    v.add_argument("--index", type=int, default=0, help="which pose of the input file")
+    v.add_argument("--n", type=int, default=8)
+    v.add_argument("--strength", type=float, default=0.3)
+    v.add_argument("--lock", type=lambda s: [x for x in s.split(",") if x], default=None)
+    v.set_defaults(func=cmd_vary)
+
+    r = task("refine", "make implausible poses plausible with a small change")
+    r.add_argument("--strength", type=float, default=0.3)
+    r.add_argument("--lock", type=lambda s: [x for x in s.split(",") if x], default=None)
+    r.set_defaults(func=cmd_refine)
+
+    f = task("fit", "pose that puts chosen joints at 3D targets (built-in skeleton frame), rest from the prior",
+             input_required=False)
+    f.add_argument("--targets", required=True, help="JSON {joint: [x, y, z] or [[x, y, z], ...]} or npz keyed by joint")
+    f.add_argument("--free", default="body,hands", help="what may move (default: body,hands)")
+    f.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
+    f.add_argument("--steps", type=int, default=None)
+    f.set_defaults(func=cmd_fit)
+
+    b = sub.add_parser("bench", help="solver benchmarks on held-out data (completion, schedule, clean, speed)")
+    common(b)
+    b.add_argument("name", choices=["completion", "schedule", "clean", "speed", "all"])
+    b.add_argument("--n", type=int, default=None, help="limit the number of test poses per task")
+    b.add_argument("--data", default=None)
+    b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="describe a checkpoint")
     common(i)

@@ -51,12 +51,17 @@ def ddim(prior: Prior, n: int, steps: int = 100, t_end: float = 1e-3, gen: torch
 
 @torch.no_grad()
 def euler_maruyama(prior: Prior, n: int, steps: int = 1000, t_end: float = 5e-3, gen: torch.Generator | None = None,
-                   mask: torch.Tensor | None = None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                   mask: torch.Tensor | None = None, progress: Callable[[int, int], None] | None = None,
+                   cancel: Callable[[], bool] | None = None) -> torch.Tensor:
     """The paper's reverse-SDE predictor (no corrector), returning the noise-free mean of the last step."""
     x = torch.randn(n, layout.DIM, generator=gen).to(prior.device)
     ts = torch.linspace(1.0, t_end, steps + 1, device=prior.device)
     mean = x
     for i in range(steps):
+        if cancel is not None and cancel():
+            from .solver import Cancelled
+
+            raise Cancelled(f"cancelled at step {i} of {steps}")
         t = ts[i].expand(n)
         dt = (ts[i + 1] - ts[i]).item()  # negative
         f, g2 = drift_diffusion(x, t)
@@ -73,18 +78,22 @@ SAMPLERS = {"ddim": ddim, "em": euler_maruyama}
 
 
 def sample(prior: Prior, n: int, seed: int = 0, sampler: str = "ddim", steps: int | None = None,
-           batch: int = 4096, progress=None) -> dict[str, np.ndarray]:
-    """Draw ``n`` whole-body poses; returns the six SMPL-X keys (global_orient zeros) as float32 arrays."""
+           batch: int = 4096, progress=None, cancel=None) -> dict[str, np.ndarray]:
+    """Draw ``n`` whole-body poses; returns the six SMPL-X keys (global_orient zeros) as float32 arrays.
+
+    ``progress(done, total)`` counts sampler steps over all batches; ``cancel()`` is polled every step."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     gen = torch.Generator().manual_seed(seed)
     fn = SAMPLERS[sampler]
-    kw = {} if steps is None else {"steps": steps}
+    steps = steps or (100 if sampler == "ddim" else 1000)
+    n_batches = (n + batch - 1) // batch
     chunks = []
-    for start in range(0, n, batch):
-        x = fn(prior, min(batch, n - start), gen=gen, progress=progress, **kw)
+    for b, start in enumerate(range(0, n, batch)):
+        prog = None if progress is None else (lambda i, s, b=b: progress(b * steps + i, n_batches * steps))
+        x = fn(prior, min(batch, n - start), steps=steps, gen=gen, progress=prog, cancel=cancel)
         chunks.append(prior.denormalize(x).cpu())
     raw = torch.cat(chunks).numpy().astype(np.float32)
     out = {"global_orient": np.zeros((n, 3), np.float32)}

@@ -25,6 +25,11 @@ def _result(raw: torch.Tensor, extras: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def _present_only(result: dict, given: dict) -> dict:
+    """Drop pose keys that were absent from the input (tasks that only adjust what is there)."""
+    return {k: v for k, v in result.items() if k == "global_orient" or k in given or k not in layout.KEY_SLICES}
+
+
 def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int = 0, cfg: SolverConfig | None = None,
              init_noise: float = 1.0, progress: Callable | None = None, cancel: Callable | None = None) -> dict:
     """Fill in the joints named in ``missing`` (part/group/joint names, e.g. 'right_hand', 'left_leg',
@@ -104,20 +109,19 @@ def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=()
     cfg = cfg or CLEAN.with_(prior_weight=0.1 + strength)
     sol = solve(prior, x0, free_t, data_loss, cfg, seed=seed, progress=progress, cancel=cancel)
     out = torch.where(free_t, prior.denormalize(sol), raw)
-    result = _result(out, ps.extras)
-    for key in layout.KEY_SLICES:  # absent keys stay absent
-        if key not in clip:
-            result.pop(key)
-    for key in ("global_orient", "trans"):
-        if key in clip:
-            result[key] = np.asarray(clip[key], np.float32)
+    result = _present_only(_result(out, ps.extras), clip)
+    if "trans" in clip:
+        result["trans"] = data._check(clip["trans"], "trans", 3)
+        if len(result["trans"]) != len(ps):
+            raise ValueError(f"'trans' has {len(result['trans'])} rows but the clip has {len(ps)} frames")
     return result
 
 
 def vary(prior: Prior, pose: dict, n: int, strength: float = 0.3, seed: int = 0, lock=(), steps: int = 50,
          progress: Callable | None = None, cancel: Callable | None = None) -> dict:
     """``n`` variations of one pose: noise it to t = strength and denoise (DDIM). 0 = identical, 1 = an
-    unrelated sample. ``lock`` joints are kept exactly. Absent keys are sampled freely."""
+    unrelated sample. ``lock`` joints are kept exactly. Keys absent from the pose are first filled in by
+    :func:`complete`, then varied like the rest."""
     from .sampling import ddim
 
     if not 0.0 <= strength <= 1.0:
@@ -127,6 +131,9 @@ def vary(prior: Prior, pose: dict, n: int, strength: float = 0.3, seed: int = 0,
     ps = data.from_smplx_dict(pose)
     if len(ps) != 1:
         raise ValueError(f"vary takes one pose, got {len(ps)}")
+    if not ps.present.all():
+        filled = complete(prior, pose, [], seed=seed)
+        ps = data.from_smplx_dict({k: filled[k] for k in layout.KEY_SLICES} | {"global_orient": filled["global_orient"]})
     raw = torch.from_numpy(ps.vectors).to(prior.device)
     fixed = np.zeros(layout.DIM, bool)
     if lock:
@@ -136,7 +143,6 @@ def vary(prior: Prior, pose: dict, n: int, strength: float = 0.3, seed: int = 0,
         out = raw.expand(n, -1)
     else:
         x0 = prior.normalize(raw).expand(n, -1)
-        # absent parts start from pure noise: x0 = 0 there is the mean, and t_start = strength < 1 keeps some of it
         gen = torch.Generator().manual_seed(seed)
         x = ddim(prior, n, steps=max(2, int(round(steps * strength))), gen=gen, x0=x0, t_start=strength,
                  fixed=fixed.expand(n, -1), progress=progress, cancel=cancel)
@@ -168,7 +174,7 @@ def refine(prior: Prior, pose: dict, strength: float = 0.3, lock=(), seed: int =
     cfg = cfg or REFINE.with_(t_max=0.02 + 0.2 * strength)
     sol = solve(prior, x0, free_t, data_loss, cfg, seed=seed, progress=progress, cancel=cancel)
     out = torch.where(free_t, prior.denormalize(sol), raw)
-    return _result(out, ps.extras)
+    return _present_only(_result(out, ps.extras), pose)
 
 
 FIT = SolverConfig(steps=200, lr=0.05, t_max=0.15, t_min=0.03)
@@ -191,18 +197,21 @@ def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands"
     if unknown:
         raise ValueError(f"unknown target joint(s) {unknown}; use SMPL-X joint names such as 'left_wrist'")
     tgt = [np.atleast_2d(np.asarray(targets[j], np.float32)) for j in names]
-    n = max(len(t) for t in tgt)
+    ps_in = None if pose is None else data.from_smplx_dict(pose)
+    n = max([len(t) for t in tgt] + ([len(ps_in)] if ps_in is not None else []))
     for j, t in zip(names, tgt):
         if t.shape[1] != 3 or len(t) not in (1, n) or not np.isfinite(t).all():
             raise ValueError(f"target '{j}' must be finite (3,) or ({n}, 3), got shape {t.shape}")
     target = torch.from_numpy(np.stack([np.broadcast_to(t, (n, 3)) for t in tgt], 1)).to(prior.device)
     idx = [layout.JOINT_INDEX[j] for j in names]
-    if pose is None:
+    if ps_in is None:
         ps = data.PoseSet(np.zeros((n, layout.DIM), np.float32), np.zeros((n, layout.DIM), bool))
+    elif len(ps_in) == 1 and n > 1:
+        ps = ps_in.subset(np.zeros(n, int))
+    elif len(ps_in) != n:
+        raise ValueError(f"the pose has {len(ps_in)} rows but the targets have {n}")
     else:
-        ps = data.from_smplx_dict(pose)
-        if len(ps) == 1 and n > 1:
-            ps = ps.subset(np.zeros(n, int))
+        ps = ps_in
     orient = ps.extras.get("global_orient")
     orient_t = None if orient is None else torch.from_numpy(np.broadcast_to(orient, (n, 3)).copy()).to(prior.device)
     raw = torch.from_numpy(ps.vectors).to(prior.device)

@@ -1,0 +1,150 @@
+"""Every solver task on real held-out data, with quality assertions (default checkpoint)."""
+import numpy as np
+import pytest
+import torch
+
+import dposer
+from dposer import bench, layout, metrics
+from dposer.solver import Cancelled
+from dposer.tasks import COMPLETE, clean, complete, fit, refine, vary
+from conftest import needs_data
+
+pytestmark = needs_data
+
+
+@pytest.fixture(scope="module")
+def prior():
+    torch.manual_seed(0)
+    return dposer.load_prior()
+
+
+@pytest.fixture(scope="module")
+def cases(data_root):
+    return {c.name: c for c in bench.completion_cases("test", 48, data_root)}
+
+
+def _vec(res):
+    n = len(res["body_pose"])
+    v = np.zeros((n, 256), np.float32)
+    for k, sl in layout.KEY_SLICES.items():
+        v[:, sl] = res[k]
+    return v
+
+
+@pytest.mark.parametrize("name", ["left_leg", "right_arm"])
+def test_body_completion_beats_trivial_baselines(prior, cases, name):
+    case = cases[name]
+    res = complete(prior, case.pose, case.missing, seed=0)
+    ours = bench.completion_error(_vec(res), case)
+    mean = bench.completion_error(bench.baseline_mean(case), case)
+    nn = bench.completion_error(bench.baseline_nearest(case), case)
+    assert ours["mpjpe_mm"] < min(mean["mpjpe_mm"], nn["mpjpe_mm"]), (ours, mean, nn)
+    assert ours["geodesic_deg"] < min(mean["geodesic_deg"], nn["geodesic_deg"]), (ours, mean, nn)
+    obs = np.setdiff1d(np.arange(63), layout.names_to_dims(case.missing))
+    assert np.array_equal(res["body_pose"][:, obs], case.pose["body_pose"][:, obs])  # observed joints untouched
+
+
+def test_completion_fills_absent_keys_and_ranks_hypotheses(prior, cases):
+    case = cases["pinky_ring_given_hand"]
+    pose = {"right_hand_pose": case.pose["right_hand_pose"][:6]}
+    res = complete(prior, pose, "right_pinky,right_ring", hypotheses=3, seed=1)
+    assert res["right_hand_pose_hypotheses"].shape == (3, 6, 45)
+    assert res["body_pose"].shape == (6, 63) and np.abs(res["body_pose"]).sum() > 0  # absent body filled in
+    keep = np.setdiff1d(np.arange(45), layout.names_to_dims("right_pinky,right_ring") - 108)
+    assert np.array_equal(res["right_hand_pose_hypotheses"][:, :, keep], np.broadcast_to(pose["right_hand_pose"][:, keep], (3, 6, len(keep))))
+    assert (np.diff(res["scores"], axis=0) >= 0).all()  # best first
+    assert np.array_equal(res["right_hand_pose"], res["right_hand_pose_hypotheses"][0])
+    hyp = res["right_hand_pose_hypotheses"]
+    assert np.abs(hyp[0] - hyp[1]).max() > 1e-3  # distinct hypotheses
+
+
+def test_pinky_ring_completion_beats_the_mean_pose(prior, cases):
+    case = cases["pinky_ring_given_hand"]
+    ours = bench.completion_error(_vec(complete(prior, case.pose, case.missing)), case)
+    assert ours["mpjpe_mm"] < bench.completion_error(bench.baseline_mean(case), case)["mpjpe_mm"]
+
+
+def test_progress_and_cancel(prior, cases):
+    case = cases["left_leg"]
+    pose = {"body_pose": case.pose["body_pose"][:2]}
+    seen = []
+    complete(prior, pose, "left_leg", cfg=COMPLETE.with_(steps=7), progress=lambda i, n: seen.append((i, n)))
+    assert seen == [(i, 7) for i in range(1, 8)]
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled):
+        complete(prior, pose, "left_leg", cancel=cancel)
+    assert len(calls) == 4
+
+
+def test_clean_lowers_error_and_keeps_root(prior, data_root):
+    clip = dposer.data.load_gestures_clip(data_root)
+    truth = clip.vectors[:80].copy()
+    noisy = bench.noisy_clip(truth, 2.0)
+    orient = clip.extras["global_orient"][:80]
+    trans = np.random.default_rng(0).normal(size=(80, 3)).astype(np.float32)
+    res = clean(prior, {"body_pose": noisy[:, :63], "global_orient": orient, "trans": trans}, strength=0.5,
+                lock=["left_knee"])
+    out = noisy.copy()
+    out[:, :63] = res["body_pose"]
+    before, after = bench._clip_metrics(noisy, truth), bench._clip_metrics(out, truth)
+    assert after[0] < 0.7 * before[0], (before, after)  # error to the clean clip
+    assert after[1] < 0.5 * before[1], (before, after)  # jitter
+    assert np.array_equal(res["global_orient"], orient) and np.array_equal(res["trans"], trans)
+    knee = layout.joint_vector_slice("left_knee")
+    assert np.array_equal(res["body_pose"][:, knee], noisy[:, knee])
+    assert "left_hand_pose" not in res  # absent keys stay absent
+
+
+def test_vary_strength_and_locks(prior, cases):
+    pose = {k: v[:1] for k, v in cases["hands_given_body"].pose.items()}
+    base = metrics.part_joints(_vec({**pose, "global_orient": np.zeros((1, 3))}), "body")
+    assert all(np.array_equal(v, np.repeat(pose[k], 4, 0)) for k, v in vary(prior, pose, 4, 0.0).items() if k in pose)
+    spread = []
+    for s in (0.1, 0.4, 1.0):
+        res = vary(prior, pose, 6, strength=s, seed=0, lock=["right_arm"])
+        d = (metrics.part_joints(_vec(res), "body") - base).norm(dim=-1).mean().item()
+        spread.append(d)
+        arm = layout.names_to_dims("right_arm")
+        assert np.array_equal(res["body_pose"][:, arm], np.repeat(pose["body_pose"][:, arm], 6, 0))
+        assert np.abs(res["body_pose"][0] - res["body_pose"][1]).max() > 1e-4
+    assert spread[0] < spread[1] < spread[2], spread
+
+
+def test_fit_reaches_pinned_joints(prior, cases):
+    truth = cases["left_leg"].truth[:4]
+    joints = metrics.part_joints(truth, "body") + torch.from_numpy(dposer.skeleton.rest_joints()[0])
+    names = ["left_wrist", "right_wrist", "left_ankle", "right_ankle", "head"]
+    targets = {n: joints[:, layout.JOINT_INDEX[n]].numpy() for n in names}
+    res = fit(prior, targets, free="body")
+    assert res["target_error"].max() < 0.01  # within 1 cm
+    all_err = (metrics.part_joints(_vec(res), "body") - metrics.part_joints(truth, "body")).norm(dim=-1).mean()
+    assert all_err < 0.06  # the unpinned joints land near the real pose too (mean < 6 cm)
+
+
+def test_refine_makes_poses_more_plausible(prior, cases):
+    truth = cases["left_leg"].truth[:16]
+    noisy = truth.copy()
+    noisy[:, :63] += np.random.default_rng(0).normal(size=(16, 63)).astype(np.float32) * 0.25
+    res = refine(prior, {"body_pose": noisy[:, :63]}, strength=0.5)
+    err = lambda v: (metrics.part_joints(v, "body") - metrics.part_joints(truth, "body")).norm(dim=-1).mean().item()
+    assert err(_vec(res)) < err(noisy)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: complete(p, {"body_pose": np.zeros((1, 63))}, "left_legg"), "left_legg"),
+    (lambda p: complete(p, {"body_pose": np.zeros((1, 63))}, "left_leg", hypotheses=0), "hypotheses"),
+    (lambda p: clean(p, {"body_pose": np.zeros((5, 63))}, strength=2), "strength"),
+    (lambda p: clean(p, {"body_pose": np.zeros((2, 63))}), "3 frames"),
+    (lambda p: vary(p, {"body_pose": np.zeros((2, 63))}, 3), "one pose"),
+    (lambda p: fit(p, {"left_wristt": [0, 1, 0]}), "left_wristt"),
+    (lambda p: fit(p, {"left_wrist": [0, np.nan, 0]}), "finite"),
+    (lambda p: complete(p, {"body_pose": np.full((1, 63), np.nan)}, "left_leg"), "NaN"),
+])
+def test_bad_input_is_named(prior, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(prior)
