@@ -27,8 +27,28 @@ def _draw(ax, joints: np.ndarray, view: str):
     ax.axis("off")
 
 
-def pose_grid(vectors: np.ndarray, path: str, cols: int = 6, title: str | None = None, hands: bool = True) -> None:
-    """Save a PNG: each pose as a front and a side view, plus close-ups of both hands (seen from above)."""
+def _draw_hand(ax, vec: torch.Tensor, side: str):
+    """One hand alone (arm at rest, wrist at the origin) in an oblique view: x along the fingers, y up plus a
+    little of z, so both the curl and the spread of the fingers show. The left hand is flipped to face the same way."""
+    only = torch.zeros(1, layout.DIM)
+    sl = layout.PART_SLICES[f"{side}_hand"]
+    only[0, sl] = vec[sl]
+    j = skeleton.joints_from_vector(only)[0].numpy()
+    j = j - j[layout.JOINT_INDEX[f"{side}_wrist"]]
+    if side == "left":
+        j[:, 0] *= -1
+    for jj, p in enumerate(layout.PARENTS):
+        name = layout.JOINT_NAMES[jj]
+        if jj >= 25 and name.startswith(side):
+            q = p if p >= 25 else layout.JOINT_INDEX[f"{side}_wrist"]
+            ax.plot([-j[q, 0], -j[jj, 0]], [j[q, 1] + 0.4 * j[q, 2], j[jj, 1] + 0.4 * j[jj, 2]],
+                    color=_BONE_COLOURS[side], lw=1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None = None) -> None:
+    """Save a PNG: each pose as a front view, a side view and both hands on their own."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,33 +58,23 @@ def pose_grid(vectors: np.ndarray, path: str, cols: int = 6, title: str | None =
     j = skeleton.joints_from_vector(v).numpy()
     n = len(v)
     rows = (n + cols - 1) // cols
-    per = 4 if hands else 2
-    fig, axes = plt.subplots(rows, cols * per, figsize=(cols * per * 1.1, rows * 2.3), squeeze=False)
+    fig, axes = plt.subplots(rows, cols * 4, figsize=(cols * 4 * 1.25, rows * 2.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.0, 1.0, 0.8, 0.8] * cols})
     for i in range(rows * cols):
         r, c = divmod(i, cols)
-        group = axes[r, c * per : (c + 1) * per]
+        group = axes[r, c * 4 : (c + 1) * 4]
         if i >= n:
             for ax in group:
                 ax.axis("off")
             continue
         _draw(group[0], j[i], "front")
         _draw(group[1], j[i], "side")
-        if hands:
-            for ax, side in zip(group[2:], ("right", "left")):
-                wrist = j[i, layout.JOINT_INDEX[f"{side}_wrist"]]
-                hand = j[i] - wrist
-                # top view of the hand: x (along the arm) against z (forward)
-                for jj, p in enumerate(layout.PARENTS):
-                    name = layout.JOINT_NAMES[jj]
-                    if jj >= 25 and name.startswith(side):
-                        ax.plot([hand[p, 0], hand[jj, 0]], [hand[p, 2], hand[jj, 2]], color=_BONE_COLOURS[side], lw=1.2)
-                ax.set_aspect("equal")
-                ax.axis("off")
-                ax.set_title(f"{side} hand", fontsize=6)
-        group[0].set_title(f"#{i} front", fontsize=6)
-        group[1].set_title("side", fontsize=6)
+        _draw_hand(group[2], v[i], "right")
+        _draw_hand(group[3], v[i], "left")
+        for ax, label in zip(group, (f"#{i} front", "side", "right hand", "left hand")):
+            ax.set_title(label, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
