@@ -75,6 +75,21 @@ def test_seed_determinism_and_resume(tmp_path, data_root):
     assert meta["step"] == "30"
 
 
+@needs_data
+def test_init_from_a_checkpoint(tmp_path, data_root):
+    cfg = TrainConfig.load(TINY)
+    cfg.steps = 5
+    train(cfg, tmp_path / "a", seed=0, data_root=data_root, progress=False)
+    cfg.lr = 0.0  # no update: the fine-tuned weights must equal the starting ones
+    train(cfg, tmp_path / "b", seed=1, data_root=data_root, progress=False, init=str(tmp_path / "a" / "prior.safetensors"))
+    a, b = _state(tmp_path / "a" / "prior.safetensors"), _state(tmp_path / "b" / "prior.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    wide = TrainConfig.load(TINY)
+    wide.net.body_width = 96
+    with pytest.raises(ValueError, match="differs"):
+        train(wide, tmp_path / "c", seed=0, data_root=data_root, progress=False, init=str(tmp_path / "a" / "prior.safetensors"))
+
+
 def test_checkpoint_round_trip_and_fp16(tmp_path):
     torch.manual_seed(0)
     net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))

@@ -159,7 +159,7 @@ def bench_completion(prior: Prior, n: int | None = None, hypotheses: int = 5, ro
 def bench_schedule(prior: Prior, n: int = 300, root=None) -> str:
     """Truncated vs uniform, and a t_max/t_min sweep, on the validation split (rank-1 MPJPE mm)."""
     configs = [("uniform U(1e-3, 1)", COMPLETE.with_(schedule="uniform"))]
-    for tmax, tmin in ((0.1, 0.02), (0.15, 0.05), (0.2, 0.05), (0.25, 0.1), (0.3, 0.01)):
+    for tmax, tmin in ((0.1, 0.02), (0.15, 0.05), (0.2, 0.05), (0.3, 0.05), (0.3, 0.01), (0.5, 0.02)):
         configs.append((f"truncated {tmax} -> {tmin}", COMPLETE.with_(t_max=tmax, t_min=tmin)))
     cases = completion_cases("val", n, root)
     lines = ["| schedule | " + " | ".join(c.name for c in cases) + " | mean |", "|---|" + "---|" * (len(cases) + 1)]

@@ -30,7 +30,8 @@ def cmd_train(a):
     if a.steps:
         cfg.steps = a.steps
     cmd = "dposer " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    res = train(cfg, a.out, seed=a.seed, resume=a.resume, data_root=a.data, command=cmd, stop_at=a.stop_at)
+    res = train(cfg, a.out, seed=a.seed, resume=a.resume, data_root=a.data, command=cmd, stop_at=a.stop_at,
+                init=a.init)
     if res["history"]:
         print(json.dumps(res["history"][-1]))
 
@@ -232,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="override the config's step count")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     t.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later with --resume)")
+    t.add_argument("--init", default=None, help="start from this prior checkpoint's weights (fine-tuning)")
     t.add_argument("--data", default=None, help="data folder (default: $DPOSER_DATA or ../shared/data)")
     t.set_defaults(func=cmd_train)
 

@@ -14,7 +14,8 @@ from . import data, layout
 from .prior import Prior
 from .solver import SolverConfig, plausibility, solve
 
-COMPLETE = SolverConfig(steps=200, lr=0.1, t_max=0.15, t_min=0.05)
+# t_max/t_min chosen on the validation split (`dposer bench schedule`, docs/benchmarks.md).
+COMPLETE = SolverConfig(steps=200, lr=0.1, t_max=0.3, t_min=0.05)
 
 
 def _result(raw: torch.Tensor, extras: dict) -> dict[str, np.ndarray]:

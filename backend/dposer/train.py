@@ -188,11 +188,12 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict) -> None:
 
 
 def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_root=None,
-          progress: bool = True, command: str = "", stop_at: int | None = None) -> dict:
+          progress: bool = True, command: str = "", stop_at: int | None = None, init: str | None = None) -> dict:
     """Train; writes ``last.safetensors`` (resumable) and ``prior.safetensors`` (EMA) into ``out_dir``.
 
     ``stop_at`` ends this invocation after that step (with a checkpoint) without changing the schedule, so a
-    long run can be done in time-boxed pieces with ``resume=True``.
+    long run can be done in time-boxed pieces with ``resume=True``. ``init`` starts from the (EMA) weights
+    and normaliser of an existing prior checkpoint instead of random weights (fine-tuning; same widths).
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
@@ -209,6 +210,15 @@ def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_r
     all_train = train_data.all()
     norm = Normalizer.fit(all_train.vectors, all_train.present)
     net = ScoreNet(cfg.net).to(device)
+    if init and not (resume and (out_dir / "last.safetensors").exists()):
+        from .prior import load_prior
+
+        start = load_prior(init)
+        if start.net.cfg != cfg.net:
+            raise ValueError(f"--init {init}: its network {start.net.cfg} differs from the config's {cfg.net}")
+        net.load_state_dict(start.net.state_dict())
+        norm = start.normalizer
+
     ema = ScoreNet(cfg.net).to(device)
     ema.load_state_dict(net.state_dict())
     ema.eval()
@@ -233,7 +243,7 @@ def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_r
     history = []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc="train", dynamic_ncols=True)
     t_start = time.time()
-    info = {"command": command, "seed": seed, "config": cfg.to_dict(), "parameters": count_parameters(net),
+    info = {"command": command, "seed": seed, "config": cfg.to_dict(), "parameters": count_parameters(net), "init": init,
             "data": "DPoser-X shared sets (AMASS body, ReInterHand/HaMeR hands, WCPA face, EgoBody whole-body)"}
 
     def save(final=False):

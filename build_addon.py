@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Build the Blender extension zip: ``dist/blender_dposer-<version>.zip``, manifest at the zip root.
+
+    python build_addon.py                       # build (stdlib only: zipfile + tomllib)
+    python build_addon.py --validate            # build, then validate with Blender's own extension tooling
+    python build_addon.py --blender-ext PATH    # ... with that blender_ext.py
+    python build_addon.py --blender BLENDER     # ... with ``BLENDER --command extension validate``
+
+What it does (blender.md section 3.4):
+
+1. Reads ``blender_dposer/blender_manifest.toml``, the single source of the version, and checks the fields that
+   Blender's validator enforces (blender.md 3.1): required keys, ``id`` a Python identifier without leading/
+   trailing/double underscores, ``tagline`` at most 64 characters and not ending in punctuation, semver
+   ``version``, ``type``, SPDX ``license`` list, ``permissions`` keys.
+2. Collects ``blender_dposer/`` without caches, dotfiles, tests, zips and ``.blend1`` backups, and refuses
+   anything that must not ship: torch, model checkpoints (``.pt``/``.pth``/``.ckpt``/``.safetensors``), pose data
+   (``.npz``/``.pkl``), the ``dposer`` backend package (licensing guard: the add-on is GPL and never bundles the
+   MIT backend, torch, or data whose licences forbid redistribution).
+3. Writes a reproducible zip (sorted entries, fixed timestamps) and prints its size and SHA-256.
+
+Validating with Blender's tooling (no Blender binary needed): the ``bpy`` wheel from PyPI ships the extension CLI
+at ``site-packages/bpy/<ver>/scripts/addons_core/bl_pkg/cli/blender_ext.py``, which runs under plain Python
+3.11+. In CI::
+
+    python3.11 -m venv /tmp/bpy42 && /tmp/bpy42/bin/pip install bpy==4.2.0
+    /tmp/bpy42/bin/python build_addon.py --validate      # finds blender_ext.py inside that bpy
+
+or point ``--blender-ext`` (or the ``BLENDER_EXT`` environment variable) at the file, or use a Blender binary
+with ``--blender``. Validation runs ``blender_ext.py validate <zip>`` (``blender --command extension validate
+<zip>``); any failure exits non-zero. The same CLI can also build the zip itself
+(``blender_ext.py build --source-dir blender_dposer --output-dir dist``), which is the way to go once the add-on
+bundles platform wheels (``--split-platforms``).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SOURCE = ROOT / "blender_dposer"
+MANIFEST = SOURCE / "blender_manifest.toml"
+
+REQUIRED = ("schema_version", "id", "name", "tagline", "version", "type", "maintainer", "license",
+            "blender_version_min")
+PERMISSIONS = {"files", "network", "clipboard", "camera", "microphone"}
+EXCLUDED_DIRS = {"__pycache__", "tests", ".git", ".pytest_cache"}
+EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".zip", ".orig", ".rej")
+FORBIDDEN_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".npz", ".npy", ".pkl", ".onnx")
+FORBIDDEN_PARTS = ("torch", "dposer")  # a folder named like this inside the add-on
+ZIP_TIME = (2024, 1, 1, 0, 0, 0)
+
+
+def read_manifest(path: Path = MANIFEST) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            return _read_manifest_minimal(path)
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def _read_manifest_minimal(path: Path) -> dict:
+    """Top-level ``key = "string"`` and ``key = ["a", "b"]`` lines only (enough for the checks below)."""
+    out: dict = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):  # tables ([permissions], [build]) are not read
+            break
+        m = re.match(r'^(\w+)\s*=\s*"([^"]*)"', line)
+        if m:
+            out[m.group(1)] = m.group(2)
+        m = re.match(r"^(\w+)\s*=\s*\[(.*)\]", line)
+        if m:
+            out[m.group(1)] = re.findall(r'"([^"]*)"', m.group(2))
+    return out
+
+
+def check_manifest(m: dict) -> list[str]:
+    """Problems Blender's validator would report (a subset, checked without bpy)."""
+    problems = [f"missing required field '{k}'" for k in REQUIRED if k not in m]
+    pid = m.get("id", "")
+    if pid and (not pid.isidentifier() or pid.startswith("_") or pid.endswith("_") or "__" in pid):
+        problems.append(f"id {pid!r} must be a Python identifier without leading/trailing/double underscores")
+    tagline = m.get("tagline", "")
+    if len(tagline) > 64:
+        problems.append(f"tagline is {len(tagline)} characters, at most 64 are allowed")
+    if tagline and not tagline[-1].isalnum() and tagline[-1] not in ")]}":
+        problems.append("tagline must not end in punctuation")
+    if "version" in m and not re.fullmatch(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-+]*)?", str(m["version"])):
+        problems.append(f"version {m['version']!r} is not semantic (X.Y.Z)")
+    if m.get("type") not in (None, "add-on", "theme"):
+        problems.append(f"type must be 'add-on' or 'theme', got {m.get('type')!r}")
+    lic = m.get("license")
+    if lic is not None and (not isinstance(lic, list) or not lic or not all(str(x).startswith("SPDX:") for x in lic)):
+        problems.append("license must be a non-empty list of 'SPDX:...' strings")
+    perms = m.get("permissions", {})
+    if isinstance(perms, dict):
+        bad = set(perms) - PERMISSIONS
+        if bad:
+            problems.append(f"unknown permission(s) {sorted(bad)}; allowed: {sorted(PERMISSIONS)}")
+        for k, reason in perms.items():
+            if not isinstance(reason, str) or not reason or reason[-1] in ".!?;:," or len(reason) > 64:
+                problems.append(f"permission reason for '{k}' must be a short text (<= 64) without final punctuation")
+    for key in ("blender_version_min", "blender_version_max"):
+        if key in m and not re.fullmatch(r"\d+\.\d+\.\d+", str(m[key])):
+            problems.append(f"{key} must be X.Y.Z, got {m[key]!r}")
+    return problems
+
+
+def collect(source: Path = SOURCE) -> list[Path]:
+    """Files to package, relative to ``source``; raises SystemExit on forbidden content."""
+    files, forbidden = [], []
+    for dirpath, dirnames, filenames in os.walk(source):
+        rel_dir = Path(dirpath).relative_to(source)
+        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith("."))
+        for d in dirnames:
+            if d.lower() in FORBIDDEN_PARTS:
+                forbidden.append(str(rel_dir / d) + "/")
+        for name in sorted(filenames):
+            rel = rel_dir / name
+            if name.startswith(".") or name.endswith(EXCLUDED_SUFFIXES) or re.search(r"\.blend\d+$", name):
+                continue
+            if name.lower().endswith(FORBIDDEN_SUFFIXES) or name.lower().startswith("torch"):
+                forbidden.append(str(rel))
+                continue
+            files.append(rel)
+    if forbidden:
+        raise SystemExit("refusing to package (licensing guard: no torch, checkpoints, pose data or backend in the "
+                         f"add-on): {', '.join(forbidden)}")
+    if Path("__init__.py") not in files or Path("blender_manifest.toml") not in files:
+        raise SystemExit("the add-on needs __init__.py and blender_manifest.toml at its root")
+    return files
+
+
+def build(out_dir: Path, source: Path = SOURCE) -> Path:
+    manifest = read_manifest(source / "blender_manifest.toml")
+    problems = check_manifest(manifest)
+    if problems:
+        raise SystemExit("blender_manifest.toml: " + "; ".join(problems))
+    files = collect(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
+    tmp = out.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for rel in sorted(files, key=lambda p: p.as_posix()):
+            info = zipfile.ZipInfo(rel.as_posix(), date_time=ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, (source / rel).read_bytes())
+    tmp.replace(out)
+    return out
+
+
+def find_blender_ext() -> str | None:
+    """blender_ext.py from $BLENDER_EXT or from a bpy wheel importable by this Python (not imported)."""
+    env = os.environ.get("BLENDER_EXT")
+    if env:
+        return env
+    spec = importlib.util.find_spec("bpy")
+    if spec is None:
+        return None
+    roots = list(spec.submodule_search_locations or []) or [os.path.dirname(spec.origin or "")]
+    for root in roots:
+        hits = sorted(glob.glob(os.path.join(root, "*", "scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")))
+        if hits:
+            return hits[-1]
+    return None
+
+
+def validate(zip_path: Path, blender_ext: str | None, blender: str | None) -> int:
+    if blender:
+        cmd = [blender, "--factory-startup", "--command", "extension", "validate", str(zip_path)]
+    else:
+        if blender_ext is None:
+            print("validate: no blender_ext.py found (install the bpy wheel in this Python, set BLENDER_EXT, or "
+                  "pass --blender-ext/--blender)", file=sys.stderr)
+            return 2
+        cmd = [sys.executable, blender_ext, "validate", str(zip_path)]
+    print("validate:", " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default: dist/)")
+    p.add_argument("--validate", action="store_true", help="validate the zip with Blender's extension CLI")
+    p.add_argument("--blender-ext", default=None, help="path to blender_ext.py (implies --validate)")
+    p.add_argument("--blender", default=None, help="a Blender binary for 'extension validate' (implies --validate)")
+    a = p.parse_args(argv)
+    out = build(Path(a.out))
+    data = out.read_bytes()
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+    print(f"{out}  {len(data)} bytes  {len(names)} files  sha256 {hashlib.sha256(data).hexdigest()}")
+    if a.validate or a.blender_ext or a.blender:
+        rc = validate(out, a.blender_ext or find_blender_ext(), a.blender)
+        if rc:
+            print(f"validation failed (exit status {rc})", file=sys.stderr)
+            return rc
+        print("validation passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
