@@ -11,26 +11,26 @@ This package must stay importable without ``bpy`` so that its pure modules are u
 - :mod:`.bone_maps`      bone-map presets and auto-detection
 - :mod:`.backend_client` backend processes (subprocess and embedded) speaking protocol v1
 
-TODO (bpy modules, imported only inside :func:`register`):
+bpy modules, imported only inside :func:`register`:
 
-- ``preferences``  AddonPreferences (bl_idname = __package__): backend mode (subprocess / embedded), backend
-  Python, checkpoint, device, threads, "Test backend"; no prefs are read in ``register()``.
-- ``operators``    Add DPoser armature (from :func:`.rig_math.armature_spec`), detect bone map, calibrate (posed
-  zero pose / automatic, preview), complete hands / selected joints, clean range, variations; modal operator that
-  polls the backend queue on a timer (progress, Esc = cancel, one undo step on FINISHED).
-- ``panel``        N-panel tab: rig profile (bone map + calibration stored on the armature), tasks, progress.
-- ``keyframes``    keyframe compatibility helper: legacy ``action.fcurves`` (4.2/4.3) vs slotted actions and
-  channelbags (4.4+, 5.0 removed ``Action.fcurves``); bulk ``keyframe_points.foreach_set``; rotation written in
-  each bone's own rotation mode with quaternion/Euler continuity (blender.md section 5).
-- ``unregister()`` must also shut the backend process down (and the add-on registers an ``atexit`` hook for it);
-  a backend left behind exits by itself when its stdin closes.
+- :mod:`.preferences`  AddonPreferences (backend mode, interpreter, device, checkpoint, threads) and the backend
+  session (one backend per Blender session, started lazily, shut down in ``unregister()`` and at exit)
+- :mod:`.keyframes`    keyframe compatibility helper: legacy ``action.fcurves`` (4.2/4.3) vs slotted actions and
+  channelbags (4.4+; 5.0 removed ``Action.fcurves``); bulk ``keyframe_points.foreach_set``; rotations in each
+  bone's own rotation mode with quaternion/Euler continuity (blender.md section 5)
+- :mod:`.operators`    ``dposer.add_armature``, ``dposer.complete`` (execute = synchronous, invoke = modal with
+  progress and Esc), ``dposer.test_backend``
+- :mod:`.panel`        the "DPoser" tab of the 3D viewport sidebar
+
+TODO (later issues): bone-map editing and calibration operators, clean range, variations, evaluated-pose reading
+(constraints/IK), NLA/preview-action writing.
 """
 from __future__ import annotations
 
 import importlib
 
-# bpy-dependent submodules, registered in this order (none exist yet; see the TODO above).
-_BPY_MODULES: tuple[str, ...] = ()
+# bpy-dependent submodules, registered in this order.
+_BPY_MODULES: tuple[str, ...] = ("preferences", "operators", "panel")
 _registered: list = []
 
 
@@ -43,6 +43,23 @@ def _require_bpy():
             "(Edit > Preferences > Get Extensions > Install from Disk). Outside Blender only the pure modules "
             "(blender_dposer.rig_math, bone_maps, backend_client) can be used.") from e
     return bpy
+
+
+def _register_class(cls) -> None:
+    """``bpy.utils.register_class`` that survives a class left registered (a reload, or an earlier register
+    without unregister): a second registration raises ValueError (blender.md 6.3), so the old one is replaced."""
+    import bpy
+
+    try:
+        bpy.utils.register_class(cls)
+    except ValueError:
+        old = getattr(bpy.types, cls.__name__, None)
+        for c in {old, cls} - {None}:
+            try:
+                bpy.utils.unregister_class(c)
+            except (RuntimeError, ValueError):
+                pass
+        bpy.utils.register_class(cls)
 
 
 def register() -> None:

@@ -445,3 +445,76 @@ def parse_bvh_hierarchy(text: str) -> list[BvhJoint]:
 def bvh_bone_names(text: str) -> list[str]:
     """Bone names Blender's BVH importer would create for this file."""
     return [j.name for j in parse_bvh_hierarchy(text)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Part / group / joint names of the protocol (docs/protocol.md 2, "Names"): which joints a request's ``missing``
+# or ``parts`` names, so the add-on knows which bones it will write. A copy of dposer.layout.GROUPS (the add-on
+# must not import the backend); tests/blender/test_bpy_addon.py checks that both resolve names identically.
+
+PARTS = ("body", "left_hand", "right_hand", "face")
+
+
+def _name_groups() -> dict[str, tuple[str, ...]]:
+    def fingers(side: str, finger: str) -> tuple[str, ...]:
+        return tuple(f"{side}_{finger}{k}" for k in (1, 2, 3))
+
+    g = {
+        "left_leg": ("left_hip", "left_knee", "left_ankle", "left_foot"),
+        "right_leg": ("right_hip", "right_knee", "right_ankle", "right_foot"),
+        "left_arm": ("left_collar", "left_shoulder", "left_elbow", "left_wrist"),
+        "right_arm": ("right_collar", "right_shoulder", "right_elbow", "right_wrist"),
+        "trunk": ("spine1", "spine2", "spine3", "left_shoulder", "right_shoulder"),
+        "spine": ("spine1", "spine2", "spine3"),
+        "head_neck": ("neck", "head"),
+        "wrists": ("left_wrist", "right_wrist"),
+    }
+    g["legs"] = g["left_leg"] + g["right_leg"]
+    g["arms"] = g["left_arm"] + g["right_arm"]
+    for side in ("left", "right"):
+        for finger in FINGERS:
+            g[f"{side}_{finger}"] = fingers(side, finger)
+        g[f"{side}_fingers"] = tuple(j for f in FINGERS for j in fingers(side, f))
+    g["hands"] = g["left_fingers"] + g["right_fingers"]
+    return g
+
+
+GROUPS = _name_groups()
+_NAME_JOINTS: dict[str, tuple[str, ...]] = {
+    "all": MODELLED_JOINTS,
+    "body": tuple(JOINT_NAMES[1:22]),
+    "left_hand": tuple(JOINT_NAMES[25:40]),
+    "right_hand": tuple(JOINT_NAMES[40:55]),
+    "face": ("jaw",),
+    "body_pose": tuple(JOINT_NAMES[1:22]),
+    "left_hand_pose": tuple(JOINT_NAMES[25:40]),
+    "right_hand_pose": tuple(JOINT_NAMES[40:55]),
+    "jaw_pose": ("jaw",),
+    "expression": (),  # FLAME coefficients: no bone
+    **GROUPS,
+    **{j: (j,) for j in MODELLED_JOINTS},
+}
+
+
+def split_names(names: str | Iterable[str]) -> list[str]:
+    """A comma-separated string (or a list) -> stripped, non-empty names."""
+    if isinstance(names, str):
+        names = names.split(",")
+    return [n for n in (s.strip() for s in names) if n]
+
+
+def names_to_joints(names: str | Iterable[str]) -> tuple[str, ...]:
+    """SMPL-X joints (SMPL-X order) named by part / group / pose-key / joint names, as the backend resolves them
+    (``dposer.layout.names_to_dims``). Raises ValueError listing unknown names."""
+    found: set[str] = set()
+    unknown = []
+    for n in split_names(names):
+        if n in _NAME_JOINTS:
+            found.update(_NAME_JOINTS[n])
+        else:
+            unknown.append(n)
+    if unknown:
+        raise ValueError(f"unknown part/group/joint name(s): {', '.join(map(repr, unknown))}; parts: "
+                         f"{', '.join(PARTS)}, groups: {', '.join(sorted(GROUPS))}, or an SMPL-X joint name such as "
+                         f"'right_pinky1'")
+    return tuple(j for j in JOINT_NAMES if j in found)

@@ -168,6 +168,22 @@ def armature_axes(object_matrix=None, world_C=C_ZUP) -> np.ndarray:
     return r.T @ np.asarray(world_C, dtype=np.float64)
 
 
+def armature_up_axes(object_matrix=None) -> np.ndarray:
+    """C for an armature object from the armature-space axis that points up in the world (snapped to the nearest
+    signed axis): ``C_ZUP`` for +Z (a plain Blender armature, whatever its yaw or position), the identity for +Y (an
+    FBX rig whose object carries X +90 deg); any other axis: ``C_ZUP`` turned by the minimal rotation taking +Z there.
+    Unlike :func:`armature_axes`, turning the character around (object yaw) leaves C alone, so joint-local rotations
+    read and write the same; only the root's global orientation sees the object's yaw."""
+    if object_matrix is None:
+        return C_ZUP.copy()
+    r = orthonormalize(np.asarray(object_matrix, dtype=np.float64)[:3, :3])
+    up = r.T @ np.array([0.0, 0.0, 1.0])
+    k = int(np.argmax(np.abs(up)))
+    axis = np.zeros(3)
+    axis[k] = 1.0 if up[k] >= 0 else -1.0
+    return _swing(np.array([0.0, 0.0, 1.0]), axis) @ C_ZUP
+
+
 def transpose(m: np.ndarray) -> np.ndarray:
     """Transpose of the last two axes (the inverse of a rotation)."""
     return np.swapaxes(m, -1, -2)
