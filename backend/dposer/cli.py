@@ -119,6 +119,15 @@ def cmd_complete(a):
     res = complete(prior, pose, a.missing, hypotheses=a.hypotheses, seed=a.seed, cfg=cfg,
                    progress=_bar(cfg.steps, "complete"))
     _save(a.output, res, ps)
+    if a.image:
+        from .render import pose_grid
+        from .sampling import to_vectors
+
+        k = min(a.image_count, len(ps))
+        pairs = np.stack([ps.vectors[:k], to_vectors(res)[:k]], 1).reshape(2 * k, -1)
+        labels = [f"{lab} {i}" for i in range(k) for lab in ("input", "completed")]
+        pose_grid(pairs, a.image, cols=2, labels=labels, title=f"dposer complete --missing {a.missing}")
+        print(f"wrote {a.image}")
 
 
 def cmd_clean(a):
@@ -281,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hypotheses", type=int, default=1)
     c.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
     c.add_argument("--steps", type=int, default=None)
+    c.add_argument("--image", default=None, help="also save a PNG of the first inputs next to their completions")
+    c.add_argument("--image-count", type=int, default=3)
     c.set_defaults(func=cmd_complete)
 
     cl = task("clean", "clean a noisy/jittery clip (all frames in one batch)")

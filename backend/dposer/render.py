@@ -47,7 +47,8 @@ def _draw_hand(ax, vec: torch.Tensor, side: str):
     ax.axis("off")
 
 
-def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None = None) -> None:
+def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None = None,
+              labels: list[str] | None = None) -> None:
     """Save a PNG: each pose as a front view, a side view and both hands on their own."""
     import matplotlib
 
@@ -71,7 +72,8 @@ def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None =
         _draw(group[1], j[i], "side")
         _draw_hand(group[2], v[i], "right")
         _draw_hand(group[3], v[i], "left")
-        for ax, label in zip(group, (f"#{i} front", "side", "right hand", "left hand")):
+        name = labels[i] if labels else f"#{i}"
+        for ax, label in zip(group, (f"{name} front", "side", "right hand", "left hand")):
             ax.set_title(label, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
