@@ -116,7 +116,7 @@ def cmd_complete(a):
     prior = load_prior(a.checkpoint, a.device)
     ps, pose = _load_input(a.input, a.hands)
     cfg = _solver_cfg(a, COMPLETE)
-    res = complete(prior, pose, a.missing, hypotheses=a.hypotheses, seed=a.seed, cfg=cfg,
+    res = complete(prior, pose, a.missing, hypotheses=a.hypotheses, seed=a.seed, cfg=cfg, combine=a.combine,
                    progress=_bar(cfg.steps, "complete"))
     _save(a.output, res, ps)
     if a.image:
@@ -195,13 +195,13 @@ def cmd_bench(a):
     names = list(bench.BENCHES) if a.name == "all" else [a.name]
     for name in names:
         kw = {"root": a.data}
-        if a.n and name in ("completion", "schedule"):
+        if a.n and name in ("completion", "schedule", "ranking"):
             kw["n"] = a.n
         t0 = time.time()
         body = bench.BENCHES[name](prior, **kw)
         print(f"## {name} ({time.time() - t0:.0f} s)\n{body}\n")
         if a.write:
-            cmd = "dposer bench " + name + (f" --n {a.n}" if a.n and name in ("completion", "schedule") else "")
+            cmd = "dposer bench " + name + (f" --n {a.n}" if a.n and name in ("completion", "schedule", "ranking") else "")
             bench.write_section(a.write, name, body, cmd)
 
 
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = task("complete", "fill in missing joints (observed joints kept exactly), K ranked hypotheses")
     c.add_argument("--missing", required=True, help="comma-separated part/group/joint names, e.g. right_hand,left_leg")
     c.add_argument("--hypotheses", type=int, default=1)
+    c.add_argument("--combine", choices=["best", "mean"], default="best",
+                   help="standard keys hold the rank-1 hypothesis (best) or the mean of the hypotheses")
     c.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
     c.add_argument("--steps", type=int, default=None)
     c.add_argument("--image", default=None, help="also save a PNG of the first inputs next to their completions")
@@ -324,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="solver benchmarks on held-out data (completion, schedule, clean, speed)")
     common(b)
-    b.add_argument("name", choices=["completion", "schedule", "clean", "speed", "all"])
+    b.add_argument("name", choices=["completion", "schedule", "ranking", "clean", "speed", "all"])
     b.add_argument("--n", type=int, default=None, help="limit the number of test poses per task")
     b.add_argument("--data", default=None)
     b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
