@@ -32,6 +32,10 @@ def _vec(res):
     return v
 
 
+def test_public_api_names():
+    assert (dposer.complete, dposer.clean, dposer.vary, dposer.refine, dposer.fit) == (complete, clean, vary, refine, fit)
+
+
 @pytest.mark.parametrize("name", ["left_leg", "right_arm"])
 def test_body_completion_beats_trivial_baselines(prior, cases, name):
     case = cases[name]
