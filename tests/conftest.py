@@ -22,3 +22,18 @@ def data_root():
     if DATA is None:
         pytest.skip("shared pose data not found (set DPOSER_DATA)")
     return DATA
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random-weight prior checkpoint: fast, and independent of the trained default."""
+    import torch
+
+    from dposer.model import NetConfig, ScoreNet
+    from dposer.prior import Normalizer, save_prior
+
+    torch.manual_seed(0)
+    net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    save_prior(path, net, Normalizer(torch.zeros(256), torch.ones(256)))
+    return str(path)

@@ -26,15 +26,6 @@ ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 LONG_CLEAN = {"clip": {"body_pose": np.full((2000, 63), 0.1, dtype=np.float32)}}  # ~10 s on one thread
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))
-    path = tmp_path_factory.mktemp("client") / "tiny.safetensors"
-    save_prior(path, net, Normalizer(torch.zeros(256), torch.ones(256)))
-    return str(path)
-
-
 def start(checkpoint, **kw) -> SubprocessBackend:
     return SubprocessBackend(checkpoint=checkpoint, threads=1, env=ENV, startup_timeout=TIMEOUT, **kw).start()
 

@@ -22,15 +22,6 @@ TIMEOUT = 30.0
 FINAL = ("result", "error")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))
-    path = tmp_path_factory.mktemp("server") / "tiny.safetensors"
-    save_prior(path, net, Normalizer(torch.zeros(256), torch.ones(256)))
-    return str(path)
-
-
 class Client:
     """A server subprocess; a reader thread parses every stdout line (each must be JSON) into a queue."""
 
