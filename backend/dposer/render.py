@@ -50,7 +50,10 @@ def _draw_hand(ax, vec: torch.Tensor, side: str):
 def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None = None,
               labels: list[str] | None = None) -> None:
     """Save a PNG: each pose as a front view, a side view and both hands on their own."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("drawing poses needs matplotlib: pip install 'blender-dposer[plot]'") from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
