@@ -210,3 +210,21 @@ def test_betas_are_passed_through(skel, model_file):
         offsets = expected[i] - torch.where(torch.arange(J)[:, None] == 0, torch.zeros(3), expected[i][par])
         ours = skeleton.forward_kinematics(skeleton.full_pose(vec[i : i + 1], root[i : i + 1]), offsets)
         assert torch.allclose(posed[i : i + 1], ours, atol=1e-5), (posed[i] - ours[0]).abs().max()
+
+
+def test_fit_on_a_user_smplx_model(tmp_path):
+    """dposer.fit solves through the user's SMPL-X model (here the synthetic one) when given as the skeleton."""
+    import dposer
+    from dposer.tasks import fit
+
+    write_synthetic_smplx(tmp_path)
+    body = skeleton.SmplxSkeleton(str(tmp_path))
+    prior = dposer.load_prior()
+    truth = torch.zeros(2, 256)
+    truth[:, :63] = torch.from_numpy(dposer.sample(prior, 2, seed=0)["body_pose"])  # plausible poses
+    with torch.no_grad():
+        joints = body(truth)
+    names = ["left_wrist", "right_wrist", "left_ankle", "right_ankle", "head"]
+    targets = {n: joints[:, layout.JOINT_INDEX[n]].numpy() for n in names}
+    res = fit(prior, targets, free="body", skeleton=body)
+    assert res["target_error"].max() < 0.01

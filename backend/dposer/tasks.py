@@ -200,14 +200,19 @@ FIT = SolverConfig(steps=200, lr=0.05, t_max=0.15, t_min=0.03)
 
 
 def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands", seed: int = 0,
-        cfg: SolverConfig | None = None, progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+        cfg: SolverConfig | None = None, skeleton: Callable | None = None, progress: Callable | None = None,
+        cancel: Callable | None = None) -> dict:
     """Pose(s) that put chosen joints at 3D targets, the rest filled by the prior ("pin a few joints").
 
     ``targets``: {SMPL-X joint name: (N, 3) or (3,) positions} in the built-in skeleton's frame (metres, +Y up,
     pelvis at its rest position, the given ``pose``'s global_orient or none). ``pose`` (optional) gives the
-    starting pose and any joints that stay fixed: only the dims named by ``free`` move.
+    starting pose and any joints that stay fixed: only the dims named by ``free`` move. ``skeleton``: a callable
+    (vectors (N, 256), global_orient (N, 3) or None) -> joints (N, >=55, 3), e.g. a
+    :class:`dposer.skeleton.SmplxSkeleton` of the user's own SMPL-X model; default the built-in skeleton.
     """
-    from .skeleton import full_pose, forward_kinematics
+    from .skeleton import joints_from_vector
+
+    skeleton = skeleton or joints_from_vector
 
     if not targets:
         raise ValueError("fit needs at least one target joint")
@@ -241,13 +246,13 @@ def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands"
     x0 = torch.where(free_t, torch.zeros_like(raw), prior.normalize(raw))
 
     def data_loss(x, k):
-        j = forward_kinematics(full_pose(prior.denormalize(x), orient_t))[:, idx]
+        j = skeleton(prior.denormalize(x), orient_t)[:, idx]
         return 1e3 * ((j - target) ** 2).sum(-1).mean(1)
 
     sol = solve(prior, x0, free_t, data_loss, cfg or FIT, seed=seed, progress=progress, cancel=cancel)
     out = torch.where(free_t, prior.denormalize(sol), raw)
     result = _result(out, ps.extras)
     with torch.no_grad():
-        reached = forward_kinematics(full_pose(out, orient_t))[:, idx]
+        reached = skeleton(out, orient_t)[:, idx]
     result["target_error"] = (reached - target).norm(dim=-1).cpu().numpy()  # (N, J) metres
     return result
