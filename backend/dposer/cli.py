@@ -181,7 +181,13 @@ def cmd_fit(a):
     if a.input:
         ps, pose = _load_input(a.input, a.hands)
     cfg = _solver_cfg(a, FIT)
-    res = fit(prior, targets, pose=pose, free=a.free, seed=a.seed, cfg=cfg, progress=_bar(cfg.steps, "fit"))
+    body = None
+    if a.smplx_model:
+        from .skeleton import SmplxSkeleton
+
+        body = SmplxSkeleton(a.smplx_model, gender=a.gender)
+    res = fit(prior, targets, pose=pose, free=a.free, seed=a.seed, cfg=cfg, skeleton=body,
+              progress=_bar(cfg.steps, "fit"))
     err = res["target_error"]
     print(f"target error: mean {1000 * err.mean():.1f} mm, max {1000 * err.max():.1f} mm")
     _save(a.output, res, ps)
@@ -320,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
              input_required=False)
     f.add_argument("--targets", required=True, help="JSON {joint: [x, y, z] or [[x, y, z], ...]} or npz keyed by joint")
     f.add_argument("--free", default="body,hands", help="what may move (default: body,hands)")
+    f.add_argument("--smplx-model", default=None,
+                   help="solve on your own SMPL-X model (folder holding smplx/SMPLX_*.npz; needs the smplx extra)")
+    f.add_argument("--gender", default="neutral", choices=["neutral", "female", "male"])
     f.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
     f.add_argument("--steps", type=int, default=None)
     f.set_defaults(func=cmd_fit)
