@@ -39,6 +39,19 @@ def test_hidden_parts_do_not_change_visible_outputs():
     assert not torch.allclose(net(x, t, full)[:, :63], net(y, t, full)[:, :63])
 
 
+def test_shared_time_path_matches_per_row_times():
+    torch.manual_seed(0)
+    net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16)).eval()
+    torch.nn.init.normal_(net.fusion_out.weight, std=0.1)
+    x = torch.randn(6, 256)
+    t = torch.full((6,), 0.3)
+    mask = torch.rand(6, 4) > 0.3
+    with torch.no_grad():
+        shared = net(x, t, mask)
+        per_row = torch.cat([net(x[i : i + 1], t[i : i + 1], mask[i : i + 1]) for i in range(6)])
+    assert torch.allclose(shared, per_row, atol=1e-5)
+
+
 @needs_data
 def test_a_few_steps_reduce_the_loss(tmp_path, data_root):
     cfg = TrainConfig.load(TINY)

@@ -108,16 +108,20 @@ class ScoreNet(nn.Module):
         if part_mask is None:
             part_mask = torch.ones(n, 4, dtype=torch.bool, device=x.device)
         m = part_mask.to(x.dtype)
-        temb = self.time_embed(timestep_embedding(t, self.cfg.time_dim))
+        # the solvers and samplers use one t for the whole batch: embed it once and let every time projection
+        # broadcast, instead of projecting n identical rows in each layer
+        shared_t = n > 1 and bool((t == t[0]).all())
+        temb = self.time_embed(timestep_embedding(t[:1] if shared_t else t, self.cfg.time_dim))
+        temb2 = temb if shared_t else torch.cat([temb, temb])
         xb, xl, xr, xf = x[:, 0:63], x[:, 63:108], x[:, 108:153], x[:, 153:256]
         xb, xl, xr, xf = xb * m[:, 0:1], xl * m[:, 1:2], xr * m[:, 2:3], xf * m[:, 3:4]
         hb = self.body.features(xb, temb)
-        hh = self.hand.features(torch.cat([xl, xr]), torch.cat([temb, temb]))
+        hh = self.hand.features(torch.cat([xl, xr]), temb2)
         hl, hr = hh[:n], hh[n:]
         hf = self.face.features(xf, temb)
         out = torch.cat([
             self.body.head(hb, temb),
-            *self.hand.head(hh, torch.cat([temb, temb])).split(n),
+            *self.hand.head(hh, temb2).split(n),
             self.face.head(hf, temb),
         ], dim=1)
         fused = torch.cat([hb * m[:, 0:1], hl * m[:, 1:2], hr * m[:, 2:3], hf * m[:, 3:4], m], dim=1)
