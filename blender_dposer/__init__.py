@@ -18,8 +18,8 @@ bpy modules, imported only inside :func:`register`:
 - :mod:`.keyframes`    keyframe compatibility helper: legacy ``action.fcurves`` (4.2/4.3) vs slotted actions and
   channelbags (4.4+; 5.0 removed ``Action.fcurves``); bulk ``keyframe_points.foreach_set``; rotations in each
   bone's own rotation mode with quaternion/Euler continuity (blender.md section 5)
-- :mod:`.operators`    ``dposer.add_armature``, ``dposer.complete`` (execute = synchronous, invoke = modal with
-  progress and Esc), ``dposer.test_backend``
+- :mod:`.operators`    ``dposer.add_armature``, ``dposer.complete``, ``dposer.refine``, ``dposer.random_pose``
+  (execute = synchronous, invoke = modal with progress and Esc), ``dposer.test_backend``
 - :mod:`.panel`        the "DPoser" tab of the 3D viewport sidebar
 
 TODO (later issues): bone-map editing and calibration operators, clean range, variations, evaluated-pose reading

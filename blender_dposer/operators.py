@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Operators: ``dposer.add_armature``, ``dposer.complete``, ``dposer.test_backend``. Needs bpy.
+"""Operators: ``dposer.add_armature``, ``dposer.complete``, ``dposer.refine``, ``dposer.random_pose``,
+``dposer.test_backend``. Needs bpy.
 
 ``dposer.complete`` is one :class:`CompleteJob` (validate + snapshot the pose -> a backend request -> new keys ->
 write them) driven two ways: ``execute()`` blocks until the backend answers (scripts, background mode, tests);
@@ -14,7 +15,7 @@ import traceback
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from . import bone_maps
 from . import keyframes as kf
@@ -51,32 +52,26 @@ def detect_rig(obj):
     return rig, det
 
 
-class CompleteJob:
-    """Everything ``dposer.complete`` needs, snapshotted from the scene (names, not bpy references)."""
+class PoseJob:
+    """Shared part of the pose jobs (``complete``, ``refine``, ``random_pose``), snapshotted from the scene (names,
+    not bpy references): the armature, its rig and retarget, the frames, the current pose and the continuity
+    seeds of the bones to write. Subclasses set ``op`` (the backend op), ``args`` and ``fill`` [(joint, bone)]."""
 
-    def __init__(self, context, parts: str, frame_start: int | None, frame_end: int | None, hypotheses: int,
-                 seed: int):
+    op = ""
+    verb = "posed"
+
+    def _setup(self, context, frame_start: int | None, frame_end: int | None):
         obj = context.active_object
         if obj is None or obj.type != "ARMATURE":
             raise JobError("Select an armature (the active object is not one)")
         if obj.mode == "EDIT":
             raise JobError("Leave Edit Mode first (Object or Pose Mode)")
-        names = bone_maps.split_names(parts)
-        if not names:
-            raise JobError("Nothing to complete: 'parts' is empty (e.g. 'right_hand' or 'left_hand,right_hand')")
-        try:
-            fill = bone_maps.names_to_joints(names)
-        except ValueError as e:
-            raise JobError(str(e)) from None
         rig, det = detect_rig(obj)
-        bone_map = det.bone_map
-        self.fill = [(j, bone_map[j]) for j in fill if j in bone_map]
-        if not self.fill:
-            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}")
         self.obj_name = obj.name
         self.preset = det.preset
         self.rig = rig
-        self.retarget = rm.Retarget(rig, bone_map, C=rm.armature_up_axes(np.array(obj.matrix_world)))
+        self.bone_map = det.bone_map
+        self.retarget = rm.Retarget(rig, det.bone_map, C=rm.armature_up_axes(np.array(obj.matrix_world)))
         scene = context.scene
         if frame_start is None:
             self.frames = np.array([scene.frame_current], dtype=np.float64)
@@ -92,12 +87,11 @@ class CompleteJob:
         self.modes = dict(zip(rig.names, kf.bone_rotation_modes(obj, rig.names)))
         # the pose: current values for the current frame (un-keyed edits count), the F-curves over a range
         self.basis = kf.read_basis_rotations(obj, None if self.current_only else self.frames, rig.names)
-        aa = self.retarget.smplx_aa_from_basis(self.basis)  # (F, 55, 3)
-        pose = rm.pose_dict_from_joints(aa, joints=self.retarget.mapped_joints)
-        undriven = bone_maps.undriven_joints(bone_map)
-        missing = list(dict.fromkeys(names + [j for j in undriven]))
-        self.args = {"pose": pose, "missing": missing, "hypotheses": int(hypotheses), "seed": int(seed)}
-        # continuity seeds: the value before the range (or the current value for the current frame)
+        self.aa = self.retarget.smplx_aa_from_basis(self.basis)  # (F, 55, 3)
+        return obj
+
+    def _seed_previous(self, obj) -> None:
+        """Continuity seeds: the value before the range (or the current value for the current frame)."""
         channels = kf.Channels(obj)
         self.previous = {}
         for _, b in self.fill:
@@ -107,8 +101,11 @@ class CompleteJob:
             else:
                 self.previous[b] = kf.previous_rotation_value(obj, b, self.frames[0] - 1, mode, channels)
 
+    def joints_from_result(self, result: dict) -> np.ndarray:
+        return rm.joints_from_pose_dict(result)
+
     def keys_from_result(self, result: dict) -> list[kf.BoneKeys]:
-        aa = rm.joints_from_pose_dict(result)
+        aa = self.joints_from_result(result)
         if aa.shape[0] != len(self.frames) or not np.all(np.isfinite(aa)):
             raise JobError(f"the backend returned {aa.shape[0]} poses for {len(self.frames)} frames")
         L = self.retarget.basis_from_smplx(rm.axis_angle_to_matrix(aa), current_basis=self.basis)
@@ -133,11 +130,101 @@ class CompleteJob:
     def summary(self, n_keys: int) -> str:
         frames = (f"frame {int(self.frames[0])}" if len(self.frames) == 1
                   else f"frames {int(self.frames[0])}-{int(self.frames[-1])}")
-        return (f"DPoser: completed {len(self.fill)} bones of '{self.obj_name}' ({self.preset.label}) on {frames} "
+        return (f"DPoser: {self.verb} {len(self.fill)} bones of '{self.obj_name}' ({self.preset.label}) on {frames} "
                 f"({n_keys} keys)")
 
 
-# Debugging/tests: the last complete request sent ({"args": ..., "backend": ...}).
+class CompleteJob(PoseJob):
+    """Everything ``dposer.complete`` needs."""
+
+    op = "complete"
+    verb = "completed"
+
+    def __init__(self, context, parts: str, frame_start: int | None, frame_end: int | None, hypotheses: int,
+                 seed: int):
+        obj = context.active_object
+        if obj is None or obj.type != "ARMATURE":
+            raise JobError("Select an armature (the active object is not one)")
+        if obj.mode == "EDIT":
+            raise JobError("Leave Edit Mode first (Object or Pose Mode)")
+        names = bone_maps.split_names(parts)
+        if not names:
+            raise JobError("Nothing to complete: 'parts' is empty (e.g. 'right_hand' or 'left_hand,right_hand')")
+        try:
+            fill = bone_maps.names_to_joints(names)
+        except ValueError as e:
+            raise JobError(str(e)) from None
+        rig, det = detect_rig(obj)
+        self.fill = [(j, det.bone_map[j]) for j in fill if j in det.bone_map]
+        if not self.fill:
+            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}")
+        obj = self._setup(context, frame_start, frame_end)
+        pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
+        undriven = bone_maps.undriven_joints(self.bone_map)
+        missing = list(dict.fromkeys(names + [j for j in undriven]))
+        self.args = {"pose": pose, "missing": missing, "hypotheses": int(hypotheses), "seed": int(seed)}
+        self._seed_previous(obj)
+
+
+# Joints the refine/random-pose jobs may write: body, jaw and hands (never the global orientation or the eyes).
+_POSE_KEYS = ("body_pose", "jaw_pose", "left_hand_pose", "right_hand_pose")
+
+
+def _keyed_joints(keys) -> set[str]:
+    return {rm.JOINT_NAMES[i] for k in keys for i in range(rm.NUM_JOINTS)[rm.KEY_JOINTS[k]]}
+
+
+class _KeepUnwrittenJob(PoseJob):
+    """A job whose result replaces only the written joints: every other joint (global orientation, eyes, joints
+    the rig does not drive) keeps its current value, so the retargeting of the written bones sees the same
+    parents as the scene."""
+
+    def joints_from_result(self, result: dict) -> np.ndarray:
+        aa = rm.joints_from_pose_dict(result)
+        if aa.shape[0] != len(self.frames):
+            return aa  # keys_from_result reports it
+        out = self.aa.copy()
+        idx = [rm.JOINT_INDEX[j] for j, _ in self.fill]
+        out[:, idx] = aa[:, idx]
+        return out
+
+
+class RefineJob(_KeepUnwrittenJob):
+    """``dposer.refine``: the pose -> ``refine`` -> the rotations of every mapped body/jaw/hand joint."""
+
+    op = "refine"
+    verb = "refined"
+
+    def __init__(self, context, strength: float, frame_start: int | None, frame_end: int | None, seed: int):
+        obj = self._setup(context, frame_start, frame_end)
+        if not 0.0 < float(strength) <= 1.0:
+            raise JobError(f"strength must be in (0, 1], got {strength:g}")
+        pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
+        sent = _keyed_joints([k for k in _POSE_KEYS if k in pose])
+        self.fill = [(j, self.bone_map[j]) for j in rm.JOINT_NAMES if j in sent and j in self.bone_map]
+        if not self.fill:
+            raise JobError(f"The rig '{obj.name}' ({self.preset.label}) has no body, jaw or hand bones to refine")
+        self.args = {"pose": pose, "strength": float(strength), "lock": [], "seed": int(seed)}
+        self._seed_previous(obj)
+
+
+class RandomPoseJob(_KeepUnwrittenJob):
+    """``dposer.random_pose``: ``sample`` (n=1) -> the body/jaw/hand rotations on the current frame."""
+
+    op = "sample"
+    verb = "posed"
+
+    def __init__(self, context, seed: int):
+        obj = self._setup(context, None, None)
+        allowed = _keyed_joints(_POSE_KEYS)
+        self.fill = [(j, self.bone_map[j]) for j in rm.JOINT_NAMES if j in allowed and j in self.bone_map]
+        if not self.fill:
+            raise JobError(f"The rig '{obj.name}' ({self.preset.label}) has no body, jaw or hand bones")
+        self.args = {"n": 1, "seed": int(seed)}
+        self._seed_previous(obj)
+
+
+# Debugging/tests: the last job request sent ({"args": ..., "backend": ...}).
 last_request: dict = {}
 
 
@@ -195,23 +282,9 @@ class _ArmaturePoll:
         return True
 
 
-class DPOSER_OT_complete(_ArmaturePoll, bpy.types.Operator):
-    """Fill in the named parts of the active armature's pose (e.g. the hands) from the rest of the pose with the
-    DPoser-X prior, on the current frame or a frame range"""
-
-    bl_idname = "dposer.complete"
-    bl_label = "Complete Pose"
-    bl_options = {"REGISTER", "UNDO"}
-
-    parts: StringProperty(name="Parts", default="left_hand,right_hand",
-                          description="Comma-separated parts, groups or SMPL-X joints to fill in (left_hand, "
-                                      "right_hand, hands, body, face, left_arm, right_index, jaw, ...)")
-    frame_start: IntProperty(name="Start", description="First frame (unset: the current frame only)",
-                             options={"SKIP_SAVE"})
-    frame_end: IntProperty(name="End", description="Last frame (unset: frame_start)", options={"SKIP_SAVE"})
-    hypotheses: IntProperty(name="Hypotheses", default=1, min=1, max=32,
-                            description="Solutions tried per frame; the most plausible is kept")
-    seed: IntProperty(name="Seed", default=0, min=0)
+class _JobOperator(_ArmaturePoll):
+    """execute() (synchronous) and invoke()/modal() (timer, progress, Esc) around a :class:`PoseJob` built by
+    ``_job_from_props``; one undo step, and the scene is unchanged on any error or a cancel."""
 
     _job = None
     _rid = None
@@ -219,11 +292,7 @@ class DPOSER_OT_complete(_ArmaturePoll, bpy.types.Operator):
     _backend = None
     _cancel_requested = False
 
-    def _job_from_props(self, context) -> CompleteJob:
-        start, end = _frame_args(self)
-        return CompleteJob(context, self.parts, start, end, self.hypotheses, self.seed)
-
-    def _finish(self, context, job: CompleteJob, result: dict) -> set:
+    def _finish(self, context, job: PoseJob, result: dict) -> set:
         keys = job.keys_from_result(result)  # all new key data first ...
         n = job.apply(context, keys)  # ... then one write
         self.report({"INFO"}, job.summary(n))
@@ -240,7 +309,7 @@ class DPOSER_OT_complete(_ArmaturePoll, bpy.types.Operator):
             last_request.update(args=job.args, backend=backend)
             wm.progress_begin(0, 100)
             try:
-                result = backend.call("complete", job.args, on_progress=lambda m: wm.progress_update(
+                result = backend.call(job.op, job.args, on_progress=lambda m: wm.progress_update(
                     int(100 * m.get("done", 0) / max(1, m.get("total", 1)))))
             finally:
                 wm.progress_end()
@@ -256,7 +325,7 @@ class DPOSER_OT_complete(_ArmaturePoll, bpy.types.Operator):
         try:
             job = self._job_from_props(context)
             backend = get_backend(context)
-            rid = backend.submit("complete", job.args)
+            rid = backend.submit(job.op, job.args)
         except Exception as e:  # noqa: BLE001
             return _report_exception(self, e)
         last_request.clear()
@@ -295,6 +364,63 @@ class DPOSER_OT_complete(_ArmaturePoll, bpy.types.Operator):
         except Exception as e:  # noqa: BLE001
             self._end(context)
             return _report_exception(self, e)
+
+
+class DPOSER_OT_complete(_JobOperator, bpy.types.Operator):
+    """Fill in the named parts of the active armature's pose (e.g. the hands) from the rest of the pose with the
+    DPoser-X prior, on the current frame or a frame range"""
+
+    bl_idname = "dposer.complete"
+    bl_label = "Complete Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    parts: StringProperty(name="Parts", default="left_hand,right_hand",
+                          description="Comma-separated parts, groups or SMPL-X joints to fill in (left_hand, "
+                                      "right_hand, hands, body, face, left_arm, right_index, jaw, ...)")
+    frame_start: IntProperty(name="Start", description="First frame (unset: the current frame only)",
+                             options={"SKIP_SAVE"})
+    frame_end: IntProperty(name="End", description="Last frame (unset: frame_start)", options={"SKIP_SAVE"})
+    hypotheses: IntProperty(name="Hypotheses", default=1, min=1, max=32,
+                            description="Solutions tried per frame; the most plausible is kept")
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    def _job_from_props(self, context) -> CompleteJob:
+        start, end = _frame_args(self)
+        return CompleteJob(context, self.parts, start, end, self.hypotheses, self.seed)
+
+
+class DPOSER_OT_refine(_JobOperator, bpy.types.Operator):
+    """Pull the active armature's pose towards the DPoser-X prior (body, jaw and hands; the global orientation is
+    kept), on the current frame or a frame range"""
+
+    bl_idname = "dposer.refine"
+    bl_label = "Refine Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
+                            description="How far the pose may move towards the prior (0 = unchanged)")
+    frame_start: IntProperty(name="Start", description="First frame (unset: the current frame only)",
+                             options={"SKIP_SAVE"})
+    frame_end: IntProperty(name="End", description="Last frame (unset: frame_start)", options={"SKIP_SAVE"})
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    def _job_from_props(self, context) -> RefineJob:
+        start, end = _frame_args(self)
+        return RefineJob(context, self.strength, start, end, self.seed)
+
+
+class DPOSER_OT_random_pose(_JobOperator, bpy.types.Operator):
+    """Set the active armature's body, jaw and hands to a pose sampled from the DPoser-X prior on the current frame
+    (the global orientation is kept)"""
+
+    bl_idname = "dposer.random_pose"
+    bl_label = "Random Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    def _job_from_props(self, context) -> RandomPoseJob:
+        return RandomPoseJob(context, self.seed)
 
 
 class _Running:
@@ -396,7 +522,8 @@ class DPOSER_OT_test_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (DPOSER_OT_add_armature, DPOSER_OT_complete, DPOSER_OT_test_backend)
+CLASSES = (DPOSER_OT_add_armature, DPOSER_OT_complete, DPOSER_OT_refine, DPOSER_OT_random_pose,
+           DPOSER_OT_test_backend)
 
 
 def register() -> None:

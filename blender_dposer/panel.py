@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The "DPoser" tab of the 3D viewport's sidebar (N panel): add armature, complete, backend status. Needs bpy."""
+"""The "DPoser" tab of the 3D viewport's sidebar (N panel): add armature, complete, refine, random pose, backend status. Needs bpy."""
 from __future__ import annotations
 
 import bpy
@@ -9,7 +9,8 @@ from .preferences import prefs, status_text
 
 
 class DPoserSettings(bpy.types.PropertyGroup):
-    """Panel inputs of ``dposer.complete`` (the operator itself keeps no state)."""
+    """Panel inputs of ``dposer.complete``, ``dposer.refine`` and ``dposer.random_pose`` (the operators keep no
+    state)."""
 
     parts: StringProperty(name="Parts", default="left_hand,right_hand",
                           description="Comma-separated parts, groups or SMPL-X joints to fill in")
@@ -17,6 +18,8 @@ class DPoserSettings(bpy.types.PropertyGroup):
                             description="Complete every frame of the scene's range instead of the current frame")
     hypotheses: IntProperty(name="Hypotheses", default=1, min=1, max=32)
     seed: IntProperty(name="Seed", default=0, min=0)
+    refine_strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
+                                   description="How far Refine may move the pose towards the prior")
 
 
 class DPOSER_PT_main(bpy.types.Panel):
@@ -46,6 +49,18 @@ class DPOSER_PT_main(bpy.types.Panel):
         if settings.use_range:
             op.frame_start = scene.frame_start
             op.frame_end = scene.frame_end
+
+        box.label(text="Refine / Random", icon="MOD_SMOOTH")
+        box.prop(settings, "refine_strength")
+        row = box.row(align=True)
+        op = row.operator("dposer.refine")
+        op.strength = settings.refine_strength
+        op.seed = settings.seed
+        if settings.use_range:
+            op.frame_start = scene.frame_start
+            op.frame_end = scene.frame_end
+        op = row.operator("dposer.random_pose")
+        op.seed = settings.seed
         wm = context.window_manager
         if wm.dposer_progress >= 0.0:
             if hasattr(box, "progress"):
