@@ -97,3 +97,20 @@ def data_root():
     if d is None:
         pytest.skip("shared pose data not found (set DPOSER_DATA to ../shared/data)")
     return d
+
+
+def keyed_quaternions(obj, bone, frames):
+    """(F, 4) keyed quaternion values of a bone at the given frames (every channel must be keyed there)."""
+    import numpy as np
+
+    from blender_dposer import keyframes as kf
+
+    ch = kf.Channels(obj)
+    cols = []
+    for i in range(4):
+        fc = ch.find(kf.rotation_data_path(bone, "QUATERNION"), i)
+        assert fc is not None, (bone, i)
+        co = kf.fcurve_keys(fc)
+        idx = [int(np.flatnonzero(np.abs(co[:, 0] - f) < 1e-3)[0]) for f in frames]
+        cols.append(co[idx, 1])
+    return np.stack(cols, -1).astype(np.float64)

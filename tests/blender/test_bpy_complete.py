@@ -13,6 +13,8 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+
+from .conftest import keyed_quaternions  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import preferences as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
@@ -48,18 +50,6 @@ def posed(bpy_addon, scene, poses):
     obj = bpy.context.active_object
     key_pose(obj, poses)
     return obj
-
-
-def keyed_quaternions(obj, bone, frames):
-    ch = kf.Channels(obj)
-    cols = []
-    for i in range(4):
-        fc = ch.find(kf.rotation_data_path(bone, "QUATERNION"), i)
-        assert fc is not None, (bone, i)
-        co = kf.fcurve_keys(fc)
-        idx = [int(np.flatnonzero(np.abs(co[:, 0] - f) < 1e-3)[0]) for f in frames]
-        cols.append(co[idx, 1])
-    return np.stack(cols, -1).astype(np.float64)
 
 
 def check_completion(obj, before, frames, poses):
