@@ -114,3 +114,17 @@ def keyed_quaternions(obj, bone, frames):
         idx = [int(np.flatnonzero(np.abs(co[:, 0] - f) < 1e-3)[0]) for f in frames]
         cols.append(co[idx, 1])
     return np.stack(cols, -1).astype(np.float64)
+
+
+def key_pose(obj, aa, first_frame=1):
+    """Key every SMPL-X bone's quaternion with plain keyframe_insert (independent of the add-on's writer)."""
+    import bpy
+
+    from blender_dposer import rig_math as rm
+
+    for f in range(len(aa)):
+        for j, name in enumerate(rm.JOINT_NAMES):
+            pb = obj.pose.bones[name]
+            pb.rotation_quaternion = [float(x) for x in rm.axis_angle_to_quaternion(aa[f, j])]
+            pb.keyframe_insert("rotation_quaternion", frame=first_frame + f)
+    bpy.context.scene.frame_set(first_frame)

@@ -14,7 +14,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 
 from blender_dposer import keyframes as kf  # noqa: E402
 
-from .conftest import keyed_quaternions  # noqa: E402
+from .conftest import key_pose, keyed_quaternions  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import preferences as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
@@ -32,16 +32,6 @@ def poses(data_root):
     aa = rm.joints_from_pose_dict(d)
     aa[:, 40:55] = 0.0
     return aa
-
-
-def key_pose(obj, aa, first_frame=1):
-    """Key every SMPL-X bone's quaternion with plain keyframe_insert (independent of the add-on's writer)."""
-    for f in range(len(aa)):
-        for j, name in enumerate(rm.JOINT_NAMES):
-            pb = obj.pose.bones[name]
-            pb.rotation_quaternion = [float(x) for x in rm.axis_angle_to_quaternion(aa[f, j])]
-            pb.keyframe_insert("rotation_quaternion", frame=first_frame + f)
-    bpy.context.scene.frame_set(first_frame)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 
 from blender_dposer import keyframes as kf  # noqa: E402
 
-from .conftest import keyed_quaternions  # noqa: E402
+from .conftest import key_pose, keyed_quaternions  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import preferences as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
@@ -24,15 +24,6 @@ KEPT = [0, 23, 24]
 def synthetic_poses():
     rng = np.random.default_rng(7)
     return rng.normal(scale=0.25, size=(N_FRAMES, 55, 3))
-
-
-def key_pose(obj, aa, first_frame=1):
-    for f in range(len(aa)):
-        for j, name in enumerate(rm.JOINT_NAMES):
-            pb = obj.pose.bones[name]
-            pb.rotation_quaternion = [float(x) for x in rm.axis_angle_to_quaternion(aa[f, j])]
-            pb.keyframe_insert("rotation_quaternion", frame=first_frame + f)
-    bpy.context.scene.frame_set(first_frame)
 
 
 @pytest.fixture
