@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +214,8 @@ def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_r
         from .prior import load_prior
 
         start = load_prior(init)
-        if start.net.cfg != cfg.net:
+        # dropout holds no weights: a fine-tune may change it
+        if replace(start.net.cfg, dropout=cfg.net.dropout) != cfg.net:
             raise ValueError(f"--init {init}: its network {start.net.cfg} differs from the config's {cfg.net}")
         net.load_state_dict(start.net.state_dict())
         norm = start.normalizer
