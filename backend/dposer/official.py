@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import pickle
 import zipfile
 from dataclasses import asdict, dataclass
@@ -406,6 +407,21 @@ MANUAL = ("Download the files by hand from https://huggingface.co/{repo} ({files
           "'dposer import-official path/to/last.ckpt --out body.safetensors'. See docs/official_weights.md.")
 
 
+def _check_hub_reachable(endpoint: str, timeout: float) -> None:
+    """One request with a short timeout (proxy settings respected), so that no network fails in seconds instead of
+    after huggingface_hub's retries. An HTTP error status still means the hub answered."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/models/{HUB_REPO}", method="HEAD"),
+                               timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass
+    except (OSError, ValueError) as e:
+        raise OSError(f"{endpoint} is not reachable: {getattr(e, 'reason', e)}") from e
+
+
 def download_official(out_dir, kinds=tuple(HUB_FILES), timeout: float = 10.0, convert_to_safetensors: bool = True,
                       log=print) -> dict[str, Path]:
     """Fetch the released checkpoints from the hub into ``out_dir`` (hub paths kept) and, by default, convert each
@@ -417,6 +433,10 @@ def download_official(out_dir, kinds=tuple(HUB_FILES), timeout: float = 10.0, co
     except ImportError:
         raise CheckpointError("downloading needs huggingface_hub (pip install 'blender-dposer[official]'). "
                               + manual) from None
+    try:
+        _check_hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/"), timeout)
+    except OSError as e:
+        raise CheckpointError(f"cannot reach the Hugging Face hub ({e}). " + manual) from e
     out_dir = Path(out_dir)
     result = {}
     for kind in kinds:
