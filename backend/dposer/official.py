@@ -268,8 +268,16 @@ INERT_GLOBALS = (
 def _refused(path: Path, what: str) -> CheckpointError:
     return CheckpointError(
         f"{path}: refused to load: its pickle references {what}, which an official DPoser-X checkpoint does not "
-        f"contain. The file was not executed. Only tensors, plain containers and {', '.join(INERT_GLOBALS)} are "
-        f"accepted (the latter as inert stand-ins).")
+        f"contain. The file was not executed. Accepted are tensors, plain containers and, as inert stand-ins that "
+        f"run nothing, {', '.join(INERT_GLOBALS)}.")
+
+
+def _unpickler_reason(e: Exception) -> str:
+    """The weights-only unpickler's own reason, without torch's generic advice around it (which suggests
+    weights_only=False, exactly what must not be done with an untrusted file)."""
+    skip = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [ln.replace("WeightsUnpickler error:", "").strip() for ln in str(e).splitlines()]
+    return " ".join(ln for ln in lines if ln and not ln.startswith(skip)) or type(e).__name__
 
 
 def read_lightning_checkpoint(path) -> dict:
@@ -290,7 +298,10 @@ def read_lightning_checkpoint(path) -> dict:
                     raise _refused(path, ", ".join(sorted(unsafe)))
             ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise _refused(path, f"something outside the allowed set ({str(e).strip().splitlines()[0]})") from e
+        reason = _unpickler_reason(e)
+        if any(w in reason for w in ("GLOBAL", "global", "function", "Can only")):
+            raise _refused(path, f"something outside the allowed set ({reason})") from e
+        raise CheckpointError(f"{path}: not a readable PyTorch/Lightning checkpoint: {reason}") from e
     except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path}: not a readable PyTorch/Lightning checkpoint: {e}") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model_ema" not in ckpt:
