@@ -220,6 +220,9 @@ class PartNormalizer(Normalizer):
         if v.shape[-1] == layout.DIM:
             return None
         sl = OWN_SLICE[self.kind]
+        if v.shape[-1] != sl.stop - sl.start:
+            raise ValueError(f"official {self.kind} normaliser: expected {sl.stop - sl.start} or {layout.DIM} dims, "
+                             f"got {v.shape[-1]}")
         return self.mean[sl].to(v), self.std[sl].to(v)
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
@@ -256,7 +259,7 @@ class _Inert:
 
 
 # The only globals admitted beyond torch's weights-only defaults (tensors, storages, OrderedDict, _codecs.encode...),
-# each mapped to the inert stand-in: the real module is never imported and nothing from the file is called.
+# each mapped to the inert stand-in: the named module is never imported, nothing it defines is called.
 INERT_GLOBALS = (
     "ml_collections.config_dict.config_dict.ConfigDict",
     "numpy.core.multiarray.scalar",   # numpy 1.x (the authors' environment)
