@@ -135,7 +135,8 @@ class DPoserPreferences(bpy.types.AddonPreferences):
         name="Device", items=[("AUTO", "Auto", "CUDA when available, else CPU"), ("CPU", "CPU", ""),
                               ("CUDA", "CUDA", "")], default="AUTO")
     checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH", default="",
-                               description="A dposer .safetensors prior; empty = the bundled default")
+                               description="A dposer .safetensors prior or an official DPoser-X .ckpt; empty = "
+                                           "the bundled default")
     threads: IntProperty(name="CPU threads", default=0, min=0, max=64, description="0 = the backend's choice")
 
     def draw(self, context):

@@ -228,8 +228,53 @@ def cmd_info(a):
 
     prior = load_prior(a.checkpoint, a.device)
     print(json.dumps({"version": __version__, "device": str(prior.device), "parameters": count_parameters(prior.net),
+                      "arch": getattr(prior.net, "arch", "dposer-scorenet"), "dim": prior.dim,
                       "net_config": prior.net.cfg.to_dict(), "val": prior.info.get("val"),
                       "command": prior.info.get("command")}, indent=1))
+
+
+# ---- the authors' released DPoser-X weights (dposer.official, docs/official_weights.md)
+
+def cmd_import_official(a):
+    from .official import import_official
+
+    info = import_official(a.checkpoint, a.out, a.kind)
+    print(f"wrote {a.out}: official DPoser-X {info['kind']} model ({info['dim']}-D), EMA weights, "
+          f"from {info['file']} (sha256 {info['sha256'][:16]}...)")
+
+
+def cmd_download_official(a):
+    from .official import download_official
+
+    for kind, path in download_official(a.out, a.kind, timeout=a.timeout, convert_to_safetensors=not a.no_convert,
+                                        log=lambda m: print(m, file=sys.stderr)).items():
+        print(f"{kind}: {path}")
+
+
+def add_official_commands(sub) -> None:
+    from .official import HUB_FILES, HUB_REPO
+
+    def kinds(text):
+        names = [k for k in text.split(",") if k]
+        bad = [k for k in names if k not in HUB_FILES]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(HUB_FILES)} (comma-separated)")
+        return names
+
+    o = sub.add_parser("import-official", help="convert an official DPoser-X Lightning .ckpt to a dposer .safetensors")
+    o.add_argument("checkpoint", help="the authors' last.ckpt (body, hand, face or wholebody/mixed)")
+    o.add_argument("--kind", choices=list(HUB_FILES), default=None, help="expected model (default: detected)")
+    o.add_argument("--out", required=True, help="output .safetensors")
+    o.set_defaults(func=cmd_import_official)
+
+    d = sub.add_parser("download-official", help=f"download the released weights from Hugging Face {HUB_REPO} "
+                       "(needs the 'official' extra and network) and convert them")
+    d.add_argument("--out", default="dposer-x", help="folder for the downloads (hub paths kept) and conversions")
+    d.add_argument("--kind", type=kinds, default=list(HUB_FILES), help="comma-separated subset of "
+                   f"{','.join(HUB_FILES)} (default: all)")
+    d.add_argument("--timeout", type=float, default=10.0, help="network timeout in seconds (default 10)")
+    d.add_argument("--no-convert", action="store_true", help="only download the .ckpt files")
+    d.set_defaults(func=cmd_download_official)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a checkpoint")
     common(i)
     i.set_defaults(func=cmd_info)
+
+    add_official_commands(sub)
     return p
 
 

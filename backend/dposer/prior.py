@@ -1,8 +1,10 @@
 """A loaded pose prior: score network + normaliser + SDE, and its safetensors checkpoint format.
 
 Checkpoint = one safetensors file. Tensors ``net.*`` (inference weights, EMA), ``normalizer.mean`` and
-``normalizer.std`` (256,); metadata ``format`` = "dposer-prior/1", ``net_config`` (JSON) and ``info`` (JSON:
-training command, data, metrics). Training checkpoints add ``train.*`` tensors (raw weights, optimiser, RNG).
+``normalizer.std`` (256,); metadata ``format`` = "dposer-prior/1", ``arch`` (the network class: "dposer-scorenet",
+the default when absent, or an official DPoser-X architecture, see :mod:`dposer.official`), ``net_config`` (JSON)
+and ``info`` (JSON: training command, data, metrics, or provenance). Training checkpoints add ``train.*`` tensors
+(raw weights, optimiser, RNG). :func:`load_prior` also reads the authors' Lightning ``.ckpt`` files directly.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .model import NetConfig, ScoreNet
 from .sde import alpha_sigma
 
 FORMAT = "dposer-prior/1"
+ARCH = "dposer-scorenet"
 DEFAULT_CHECKPOINT = Path(__file__).with_name("weights") / "default.safetensors"
 
 
@@ -64,7 +67,11 @@ class Normalizer:
 
 
 class Prior:
-    """Trained whole-body prior on a device; eval mode, no gradients through the network."""
+    """Trained prior on a device; eval mode, no gradients through the network.
+
+    ``dim`` is the network's own vector size: 256 (whole body) or, for an official part model, 63 / 45 / 103. All
+    methods take vectors of that size; part models also take 256-D whole-body vectors (what the solvers use).
+    """
 
     def __init__(self, net: ScoreNet, normalizer: Normalizer, info: dict | None = None, device=None):
         self.device = torch.device(device or "cpu")
@@ -73,7 +80,7 @@ class Prior:
             p.requires_grad_(False)
         self.normalizer = normalizer.to(self.device)
         self.info = info or {}
-        self.dim = layout.DIM
+        self.dim = getattr(net, "dim", layout.DIM)
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Network output: predicted noise of x_t (normalised space)."""
@@ -106,7 +113,8 @@ def save_prior(path, net: ScoreNet, normalizer: Normalizer, info: dict | None = 
                extra_tensors: dict | None = None, extra_meta: dict | None = None) -> None:
     tensors = checkpoint_tensors(net, normalizer, dtype)
     tensors.update(extra_tensors or {})
-    meta = {"format": FORMAT, "net_config": json.dumps(net.cfg.to_dict()), "info": json.dumps(info or {})}
+    meta = {"format": FORMAT, "arch": getattr(net, "arch", ARCH), "net_config": json.dumps(net.cfg.to_dict()),
+            "info": json.dumps(info or {})}
     meta.update(extra_meta or {})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(path) + ".tmp")
@@ -124,7 +132,8 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        hint = " (it looks like a pickle/Lightning .ckpt; official DPoser-X weights need importing)" if path.suffix in (".ckpt", ".pt", ".pth") else ""
+        hint = (" (it looks like a pickle/Lightning .ckpt: official DPoser-X weights load through load_prior or "
+                "'dposer import-official')") if path.suffix in (".ckpt", ".pt", ".pth") else ""
         raise CheckpointError(f"{path}: not a valid safetensors file{hint}: {e}") from e
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dposer prior checkpoint (metadata format={meta.get('format')!r}, expected {FORMAT!r})")
@@ -132,16 +141,27 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def load_prior(path=None, device=None) -> Prior:
-    """Load a prior; ``path=None`` loads the bundled default checkpoint. ``device``: 'cpu', 'cuda', 'auto' or None (cpu)."""
+    """Load a prior; ``path=None`` loads the bundled default checkpoint. ``device``: 'cpu', 'cuda', 'auto' or None (cpu).
+
+    ``path`` may also be an official DPoser-X Lightning ``.ckpt`` (converted on the fly, see :mod:`dposer.official`).
+    """
     if device in (None, "auto"):
         device = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    from . import official
+
+    if path is not None and official.is_lightning_file(path):
+        return Prior(*official.convert(path), device=device)
     tensors, meta = read_checkpoint(path or DEFAULT_CHECKPOINT)
+    arch = meta.get("arch", ARCH)
+    if arch != ARCH and arch not in official.ARCHS:
+        raise CheckpointError(f"{path}: unknown network architecture {arch!r} (written by a newer dposer?)")
     try:
-        cfg = NetConfig(**json.loads(meta["net_config"]))
-        net = ScoreNet(cfg)
+        cfg = json.loads(meta["net_config"])
+        net = ScoreNet(NetConfig(**cfg)) if arch == ARCH else official.build_net(arch, cfg)
         state = {k[4:]: v.float() for k, v in tensors.items() if k.startswith("net.")}
         net.load_state_dict(state)
-        norm = Normalizer(tensors["normalizer.mean"], tensors["normalizer.std"])
-    except (KeyError, TypeError, RuntimeError, json.JSONDecodeError) as e:
+        mean, std = tensors["normalizer.mean"], tensors["normalizer.std"]
+        norm = Normalizer(mean, std) if arch == ARCH else official.build_normalizer(cfg["kind"], mean, std)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path or DEFAULT_CHECKPOINT}: checkpoint content does not match the network: {e}") from e
     return Prior(net, norm, json.loads(meta.get("info", "{}")), device)

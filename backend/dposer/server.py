@@ -605,7 +605,7 @@ def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> d
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dposer.server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=None, help="prior checkpoint (.safetensors); default: the bundled one")
+    p.add_argument("--checkpoint", default=None, help="prior checkpoint (.safetensors, or an official DPoser-X .ckpt); default: the bundled one")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="default: cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, at most 8)")
     a = p.parse_args(argv)
