@@ -44,7 +44,7 @@ def cmd_sample(a):
     steps = a.steps or (1000 if a.sampler == "em" else 100)
     batch = min(a.n, 4096)
     chunks = (a.n + batch - 1) // batch
-    poses = sample(prior, a.n, seed=a.seed, sampler=a.sampler, steps=steps, batch=batch,
+    poses = sample(prior, a.n, seed=a.seed, sampler=a.sampler, steps=steps, batch=batch, parts=a.parts,
                    progress=_bar(steps * chunks, f"sampling ({a.sampler}, {steps} steps)"))
     np.savez(a.output, **poses)
     print(f"wrote {a.n} poses to {a.output} (keys: {', '.join(poses)})")
@@ -304,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", choices=["ddim", "em"], default="ddim",
                    help="ddim: deterministic, 100 steps; em: the paper's Euler-Maruyama, 1000 steps")
     s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--parts", default=None,
+                   help="sample only these parts from their marginal, e.g. right_hand or body,face (default: all)")
     s.add_argument("--output", required=True)
     s.add_argument("--image", default=None, help="also save a PNG grid of the first poses")
     s.add_argument("--image-count", type=int, default=12)

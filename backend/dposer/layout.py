@@ -134,6 +134,17 @@ def part_mask_from_dims(dims_present: np.ndarray) -> np.ndarray:
     return np.stack([dims_present[..., PART_SLICES[p]].all(-1) for p in PARTS], axis=-1)
 
 
+def part_mask_from_names(parts: Iterable[str] | str | None) -> np.ndarray:
+    """(4,) bool over PARTS from part names (a list or comma-separated string); None or empty = all parts."""
+    if parts is None or (isinstance(parts, str) and not parts.strip()):
+        return np.ones(len(PARTS), dtype=bool)
+    names = [p.strip() for p in parts.split(",")] if isinstance(parts, str) else list(parts)
+    unknown = [p for p in names if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown part(s) {unknown}; parts are {', '.join(PARTS)}")
+    return np.array([p in names for p in PARTS])
+
+
 def dims_from_part_mask(part_mask: np.ndarray) -> np.ndarray:
     """Expand a (..., 4) part mask to a (..., 256) dim mask."""
     part_mask = np.asarray(part_mask, dtype=bool)

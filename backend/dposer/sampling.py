@@ -78,14 +78,17 @@ SAMPLERS = {"ddim": ddim, "em": euler_maruyama}
 
 
 def sample(prior: Prior, n: int, seed: int = 0, sampler: str = "ddim", steps: int | None = None,
-           batch: int = 4096, progress=None, cancel=None) -> dict[str, np.ndarray]:
+           batch: int = 4096, progress=None, cancel=None, parts=None) -> dict[str, np.ndarray]:
     """Draw ``n`` whole-body poses; returns the six SMPL-X keys (global_orient zeros) as float32 arrays.
 
+    ``parts`` (e.g. ``"right_hand"`` or ``["body", "face"]``; default all four) samples only those parts from
+    their marginal under the prior (the network sees the other parts as absent) and leaves the others at zero.
     ``progress(done, total)`` counts sampler steps over all batches; ``cancel()`` is polled every step."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
+    part_mask = layout.part_mask_from_names(parts)
     gen = torch.Generator().manual_seed(seed)
     fn = SAMPLERS[sampler]
     steps = steps or (100 if sampler == "ddim" else 1000)
@@ -93,8 +96,11 @@ def sample(prior: Prior, n: int, seed: int = 0, sampler: str = "ddim", steps: in
     chunks = []
     for b, start in enumerate(range(0, n, batch)):
         prog = None if progress is None else (lambda i, s, b=b: progress(b * steps + i, n_batches * steps))
-        x = fn(prior, min(batch, n - start), steps=steps, gen=gen, progress=prog, cancel=cancel)
-        chunks.append(prior.denormalize(x).cpu())
+        m = min(batch, n - start)
+        mask = None if part_mask.all() else torch.from_numpy(part_mask).to(prior.device).expand(m, 4)
+        x = fn(prior, m, steps=steps, gen=gen, progress=prog, cancel=cancel, mask=mask)
+        raw = prior.denormalize(x).cpu()
+        chunks.append(raw * torch.from_numpy(layout.dims_from_part_mask(part_mask)))
     raw = torch.cat(chunks).numpy().astype(np.float32)
     out = {"global_orient": np.zeros((n, 3), np.float32)}
     for key, sl in layout.KEY_SLICES.items():
