@@ -37,6 +37,8 @@ class Preset:
     fk_switches: Mapping[str, tuple[str, float]] = field(default_factory=dict)
     # bones use Euler rotation modes (BVH imports): read and write each bone in its own mode
     euler: bool = False
+    # the rig's rest pose is far from the SMPL-X zero pose: jobs refuse to run until the rig is calibrated
+    needs_calibration: bool = False
 
     @property
     def lacks(self) -> tuple[str, ...]:
@@ -195,6 +197,7 @@ BANDAI_BVH = Preset(
               "The rest pose is not a T-pose: calibrate (pose the rig in the SMPL-X zero pose) before use.",),
     extra_bones=("joint_Root",),
     euler=True,
+    needs_calibration=True,
 )
 
 # -- SMPL FBX -----------------------------------------------------------------------------------------------
@@ -306,6 +309,17 @@ def detect_preset(rig_bones: Iterable[str], min_matched: int = 5, min_coverage: 
     if best.matched < min_matched or best.coverage < min_coverage:
         return None
     return best
+
+
+def detection_for(preset_id: str, rig_bones: Iterable[str]) -> Detection:
+    """The :class:`Detection` of one named preset on a rig (a preset the user chose instead of auto-detection).
+    Raises ValueError for an unknown preset id or a preset none of whose bones the rig has."""
+    if preset_id not in PRESETS:
+        raise ValueError(f"unknown bone-map preset {preset_id!r}; known: {', '.join(PRESETS)}")
+    det = rank_presets(rig_bones, [PRESETS[preset_id]])[0]
+    if det.matched == 0:
+        raise ValueError(f"the rig has none of the bones of the preset '{PRESETS[preset_id].label}'")
+    return det
 
 
 def undriven_joints(bone_map: Mapping[str, str], modelled_only: bool = True) -> tuple[str, ...]:
