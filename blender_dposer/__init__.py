@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib
 
 # bpy-dependent submodules, registered in this order.
-_BPY_MODULES: tuple[str, ...] = ("preferences", "operators", "panel")
+_BPY_MODULES: tuple[str, ...] = ("preferences", "operators", "preview", "panel")
 _registered: list = []
 
 

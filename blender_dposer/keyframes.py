@@ -313,3 +313,77 @@ def snapshot(obj) -> dict:
             cols.append(a.reshape(-1, 2))
         out[(fc.data_path, fc.array_index)] = np.concatenate(cols, axis=1)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact save/restore of some channels (preview cancel).
+
+# Per-key attributes saved and restored: name -> values per key (enums are their integer index).
+KEY_ATTRIBUTES = {"co": 2, "handle_left": 2, "handle_right": 2, "interpolation": 1, "handle_left_type": 1,
+                  "handle_right_type": 1, "easing": 1, "type": 1, "back": 1, "amplitude": 1, "period": 1}
+_INT_ATTRIBUTES = {"interpolation", "handle_left_type", "handle_right_type", "easing", "type"}
+
+
+def _key_array(kp, attr: str, get: bool = True, values=None):
+    dtype = np.int32 if attr in _INT_ATTRIBUTES else np.float32
+    if get:
+        a = np.empty(KEY_ATTRIBUTES[attr] * len(kp), dtype=dtype)
+        kp.foreach_get(attr, a)
+        return a
+    kp.foreach_set(attr, np.asarray(values, dtype=dtype))
+    return None
+
+
+def save_channels(obj, bones: Sequence[str]) -> dict:
+    """JSON-friendly state of the rotation F-curves of ``bones`` (every rotation mode's channels, so a curve that
+    did not exist is known as such), their current rotation values and whether ``obj`` had an action:
+    :func:`restore_channels` puts exactly this back."""
+    channels = Channels(obj)
+    curves = []
+    for b in bones:
+        for mode in ("QUATERNION", "AXIS_ANGLE", "XYZ"):
+            dp = rotation_data_path(b, mode)
+            for i in range(rm.rotation_channels(mode)):
+                fc = channels.find(dp, i)
+                state = None if fc is None else {
+                    a: _key_array(fc.keyframe_points, a).tolist() for a in KEY_ATTRIBUTES}
+                curves.append([dp, i, state])
+    pbs = obj.pose.bones
+    current = {b: {p: [float(x) for x in getattr(pbs[b], p)]
+                   for p in ("rotation_quaternion", "rotation_axis_angle", "rotation_euler")} for b in bones}
+    ad = obj.animation_data
+    return {"action": None if ad is None or ad.action is None else ad.action.name, "curves": curves,
+            "current": current}
+
+
+def restore_channels(obj, state: dict) -> None:
+    """Undo writes to the channels saved by :func:`save_channels`: curves made since are removed, saved curves get
+    their keys back (all :data:`KEY_ATTRIBUTES`), the rotation values are reset; an action made since is removed."""
+    if state["action"] is None:
+        ad = obj.animation_data
+        if ad is not None and ad.action is not None:
+            action = ad.action
+            ad.action = None
+            if action.users == 0:
+                bpy.data.actions.remove(action)
+    else:
+        channels = Channels(obj, create=True)
+        for dp, i, saved in state["curves"]:
+            fc = channels.find(dp, i)
+            if saved is None:
+                if fc is not None:
+                    channels.fcurves.remove(fc)
+                continue
+            fc = fc or channels.ensure(dp, i, group=dp.split('"')[1])
+            kp = fc.keyframe_points
+            kp.clear()
+            kp.add(len(saved["co"]) // 2)
+            for attr in KEY_ATTRIBUTES:
+                _key_array(kp, attr, get=False, values=saved[attr])
+            fc.update()
+            for attr in ("handle_left", "handle_right"):  # update() may recompute auto handles: put them back
+                _key_array(kp, attr, get=False, values=saved[attr])
+    for b, props in state["current"].items():
+        if b in obj.pose.bones:
+            for p, v in props.items():
+                setattr(obj.pose.bones[b], p, v)
