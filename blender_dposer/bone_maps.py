@@ -311,14 +311,17 @@ def detect_preset(rig_bones: Iterable[str], min_matched: int = 5, min_coverage: 
     return best
 
 
-def detection_for(preset_id: str, rig_bones: Iterable[str]) -> Detection:
+def detection_for(preset_id: str, rig_bones: Iterable[str], min_matched: int = 5,
+                  min_coverage: float = 0.3) -> Detection:
     """The :class:`Detection` of one named preset on a rig (a preset the user chose instead of auto-detection).
-    Raises ValueError for an unknown preset id or a preset none of whose bones the rig has."""
+    Raises ValueError for an unknown preset id, or a preset the rig matches less than :func:`detect_preset` needs."""
     if preset_id not in PRESETS:
         raise ValueError(f"unknown bone-map preset {preset_id!r}; known: {', '.join(PRESETS)}")
-    det = rank_presets(rig_bones, [PRESETS[preset_id]])[0]
-    if det.matched == 0:
-        raise ValueError(f"the rig has none of the bones of the preset '{PRESETS[preset_id].label}'")
+    preset = PRESETS[preset_id]
+    det = rank_presets(rig_bones, [preset])[0]
+    if det.matched < min(min_matched, len(preset.bones)) or det.coverage < min_coverage:
+        raise ValueError(f"the rig has only {det.matched} of the {len(preset.bones)} bones of the preset "
+                         f"'{preset.label}'")
     return det
 
 

@@ -52,11 +52,14 @@ def test_grid_offsets():
 
 
 def test_detection_for_a_chosen_preset():
-    names = ["joint_Root", "Hips", "Spine", "Chest", "Neck", "Head", "UpperLeg_L", "LowerLeg_L", "Foot_L"]
+    names = ["joint_Root", "Hips", "Spine", "Chest", "Neck", "Head", "UpperLeg_L", "LowerLeg_L", "Foot_L",
+             "UpperArm_L", "LowerArm_L", "Hand_L"]
     det = bm.detection_for("bandai_bvh", names)
     assert det.preset is bm.BANDAI_BVH and det.bone_map["left_knee"] == "LowerLeg_L"
     assert bm.BANDAI_BVH.needs_calibration and not bm.CMU_BVH.needs_calibration
     with pytest.raises(ValueError, match="unknown bone-map preset 'nope'"):
         bm.detection_for("nope", names)
-    with pytest.raises(ValueError, match="none of the bones"):
+    with pytest.raises(ValueError, match="the rig has only 0 of the"):
         bm.detection_for("mixamo", ["a", "b"])
+    with pytest.raises(ValueError, match=r"only 4 of the \d+ bones of the preset 'Mixamo"):
+        bm.detection_for("mixamo", names)  # Hips, Spine, Neck, Head
