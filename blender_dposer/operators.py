@@ -284,6 +284,8 @@ class CleanJob(_KeepUnwrittenJob):
 
     def __init__(self, context, frame_start: int, frame_end: int, strength: float, parts: str, lock: str,
                  lock_selected: bool, seed: int):
+        if frame_end < frame_start:
+            raise JobError(f"frame_end ({frame_end}) is before frame_start ({frame_start})")
         if frame_end - frame_start + 1 < 3:
             raise JobError(f"Clean needs at least 3 frames, got {frame_start}-{frame_end}")
         if not 0.0 <= float(strength) <= 1.0:
