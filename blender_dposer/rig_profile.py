@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The rig profile stored on an armature object: its bone-map preset (auto-detected, or chosen by the user) and its
-rest calibration (blender.md 1.5c). The operators that set them (``dposer.calibrate_rest``, ``dposer.show_zero_pose``) are in
-:mod:`.operators`. Needs bpy only through :mod:`.keyframes`; the math is :mod:`.rig_math`.
+"""The rig profile stored on an armature object: its bone-map preset (auto-detected, or chosen by the user) and
+its rest calibration (blender.md 1.5c). The operators that set them (``dposer.calibrate_rest``,
+``dposer.show_zero_pose``) are in :mod:`.operators`. No bpy import (it reads the objects it is given); the math
+is :mod:`.rig_math`.
 
 Both live in custom properties of the armature *object*, so they are saved with the .blend file and undone with it:
 
@@ -19,7 +20,6 @@ import json
 import numpy as np
 
 from . import bone_maps
-from . import keyframes as kf
 from . import rig_math as rm
 
 PRESET_PROP = "dposer_preset"

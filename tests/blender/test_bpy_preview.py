@@ -123,3 +123,37 @@ def test_preview_on_unkeyed_rig_and_direct_paths(prefs, bpy_addon, scene, poses)
     assert hand_error(obj, [1.0], expected) < 1e-5
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=2) == {"FINISHED"}
     assert not preview.has_preview(obj)
+
+
+def test_panel_shows_rig_state_and_new_operators(posed):
+    """The DPoser panel draws the rig's preset and calibration state, Calibrate/Show Zero Pose, Clean, Variations,
+    and the preview controls while a preview is pending (a recording stand-in for the UI layout)."""
+    from blender_dposer import panel
+
+    calls = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def f(*a, **kw):
+                calls.append((name, a, kw))
+                return Layout()
+            return f
+
+    def draw():
+        calls.clear()
+        panel.DPOSER_PT_main.draw(type("P", (), {"layout": Layout()})(), bpy.context)
+        return ([a[0] for name, a, _ in calls if name == "operator"],
+                [kw.get("text") for name, _, kw in calls if name == "label"])
+
+    ops_drawn, labels = draw()
+    assert {"dposer.calibrate_rest", "dposer.show_zero_pose", "dposer.complete", "dposer.clean",
+            "dposer.vary"} <= set(ops_drawn)
+    assert "dposer.preview_accept" not in ops_drawn
+    assert "Rig: SMPL-X (official add-on) (detected, 55 bones)" in labels
+    assert "Not calibrated: rest pose used as zero pose" in labels
+    assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=2, preview=True) == {"FINISHED"}
+    ops_drawn, labels = draw()
+    assert {"dposer.preview_next", "dposer.preview_previous", "dposer.preview_accept",
+            "dposer.preview_cancel"} <= set(ops_drawn)
+    assert any(t and t.startswith("Hypothesis 1/2") for t in labels)
+    assert bpy.ops.dposer.preview_cancel() == {"FINISHED"}

@@ -174,3 +174,40 @@ def test_vary_failure_while_creating_leaves_nothing(posed, monkeypatch):
             bpy.ops.dposer.vary(count=4, mode=mode, lock_selected=False)
         assert len(calls) == 3
         assert_scene_unchanged(before)
+
+
+def test_vary_modal(posed):
+    """invoke()/modal() of the shared job operator drive Variations too (timer ticks run by hand, as in
+    test_random_pose_modal): the same armatures as execute()."""
+    import time
+
+    class FakeOp:
+        count, strength, seed, mode, spacing, lock, lock_selected = 2, 0.3, 4, "RIGS", 0.0, "", False
+        _job = _rid = _timer = _backend = None
+        _cancel_requested = False
+
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, message):
+            self.reports.append((set(kind), message))
+
+    for name in ("invoke", "modal", "_job_from_props", "_finish", "_end"):
+        setattr(FakeOp, name, getattr(ops.DPOSER_OT_vary, name))
+    tick = type("E", (), {"type": "TIMER"})()
+    real_start = ops._start_modal
+    ops._start_modal = lambda context, op: None
+    try:
+        op = FakeOp()
+        assert op.invoke(bpy.context, tick) == {"RUNNING_MODAL"}
+        deadline = time.monotonic() + 120
+        while (r := op.modal(bpy.context, tick)) == {"PASS_THROUGH"}:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        ops._start_modal = real_start
+    assert r == {"FINISHED"}, op.reports
+    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("vary", ops.last_request["args"]))
+    for i in range(2):
+        pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], 1.0)
+        assert angle(pose[WRITTEN], expected[i, WRITTEN]).max() < 1e-5
