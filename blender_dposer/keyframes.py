@@ -238,24 +238,22 @@ def _write_channel(fc, frames: np.ndarray, values: np.ndarray) -> int:
     kp = fc.keyframe_points
     n_old = len(kp)
     co = fcurve_keys(fc).astype(np.float64) if n_old else np.empty((0, 2))
-    new_frames = []
-    new_values = []
+    frames = np.asarray(frames, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
     changed = np.zeros(n_old, dtype=bool)
     delta = np.zeros(n_old)
-    if n_old:
+    hit = np.zeros(len(frames), dtype=bool)
+    if n_old:  # new values at frames that already have a key overwrite that key (vectorised match)
         order = np.argsort(co[:, 0], kind="stable")
         sorted_frames = co[order, 0]
-    for f, v in zip(frames, values):
-        if n_old:
-            i = int(np.searchsorted(sorted_frames, f - FRAME_EPS))
-            if i < n_old and abs(sorted_frames[i] - f) < FRAME_EPS:
-                k = order[i]
-                delta[k] = v - co[k, 1]
-                co[k, 1] = v
-                changed[k] = True
-                continue
-        new_frames.append(f)
-        new_values.append(v)
+        i = np.minimum(np.searchsorted(sorted_frames, frames - FRAME_EPS), n_old - 1)
+        hit = np.abs(sorted_frames[i] - frames) < FRAME_EPS
+        k = order[i[hit]]
+        delta[k] = values[hit] - co[k, 1]
+        co[k, 1] = values[hit]
+        changed[k] = True
+    new_frames = frames[~hit]
+    new_values = values[~hit]
     if changed.any():
         # free/aligned/vector handles follow the value; auto handles are recomputed by update()
         for side in ("handle_left", "handle_right"):
