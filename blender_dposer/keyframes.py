@@ -314,74 +314,79 @@ def snapshot(obj) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Exact save/restore of some channels (preview cancel).
+# Exact restore of rotation channels from a backup copy of the action (preview cancel).
 
-# Per-key attributes saved and restored: name -> values per key (enums are their integer index).
+# Per-key attributes copied on restore: name -> values per key (enums are their integer index).
 KEY_ATTRIBUTES = {"co": 2, "handle_left": 2, "handle_right": 2, "interpolation": 1, "handle_left_type": 1,
                   "handle_right_type": 1, "easing": 1, "type": 1, "back": 1, "amplitude": 1, "period": 1}
 _INT_ATTRIBUTES = {"interpolation", "handle_left_type", "handle_right_type", "easing", "type"}
 
 
-def _key_array(kp, attr: str, get: bool = True, values=None):
-    dtype = np.int32 if attr in _INT_ATTRIBUTES else np.float32
-    if get:
-        a = np.empty(KEY_ATTRIBUTES[attr] * len(kp), dtype=dtype)
+def key_attributes(fc) -> dict[str, np.ndarray]:
+    """Every :data:`KEY_ATTRIBUTES` of an F-curve's keys (bulk foreach_get)."""
+    kp = fc.keyframe_points
+    out = {}
+    for attr, width in KEY_ATTRIBUTES.items():
+        a = np.empty(width * len(kp), dtype=np.int32 if attr in _INT_ATTRIBUTES else np.float32)
         kp.foreach_get(attr, a)
-        return a
-    kp.foreach_set(attr, np.asarray(values, dtype=dtype))
-    return None
+        out[attr] = a
+    return out
 
 
-def save_channels(obj, bones: Sequence[str]) -> dict:
-    """JSON-friendly state of the rotation F-curves of ``bones`` (every rotation mode's channels, so a curve that
-    did not exist is known as such), their current rotation values and whether ``obj`` had an action:
-    :func:`restore_channels` puts exactly this back."""
-    channels = Channels(obj)
-    curves = []
-    for b in bones:
-        for mode in ("QUATERNION", "AXIS_ANGLE", "XYZ"):
-            dp = rotation_data_path(b, mode)
-            for i in range(rm.rotation_channels(mode)):
-                fc = channels.find(dp, i)
-                state = None if fc is None else {
-                    a: _key_array(fc.keyframe_points, a).tolist() for a in KEY_ATTRIBUTES}
-                curves.append([dp, i, state])
-    pbs = obj.pose.bones
-    current = {b: {p: [float(x) for x in getattr(pbs[b], p)]
-                   for p in ("rotation_quaternion", "rotation_axis_angle", "rotation_euler")} for b in bones}
+def set_key_attributes(fc, attrs: dict[str, np.ndarray]) -> None:
+    """Replace an F-curve's keys by ``attrs`` (as :func:`key_attributes` gives them), exactly."""
+    kp = fc.keyframe_points
+    kp.clear()
+    kp.add(len(attrs["co"]) // 2)
+    for attr in KEY_ATTRIBUTES:
+        kp.foreach_set(attr, attrs[attr])
+    fc.update()
+    for attr in ("handle_left", "handle_right"):  # update() may recompute auto handles: put the saved ones back
+        kp.foreach_set(attr, attrs[attr])
+
+
+def rotation_channels_of(bone: str) -> list[tuple[str, int]]:
+    """(data_path, index) of every rotation channel a bone may have (quaternion, axis-angle, Euler)."""
+    return [(rotation_data_path(bone, mode), i) for mode in ("QUATERNION", "AXIS_ANGLE", "XYZ")
+            for i in range(rm.rotation_channels(mode))]
+
+
+def action_fcurves(action, obj):
+    """The F-curves of ``action`` for ``obj`` (its slot's channelbag on 4.4+, matched by slot identifier), or None."""
+    if not SLOTTED:
+        return action.fcurves
     ad = obj.animation_data
-    return {"action": None if ad is None or ad.action is None else ad.action.name, "curves": curves,
-            "current": current}
+    ident = ad.action_slot.identifier if ad is not None and ad.action_slot is not None else None
+    slot = next((s for s in action.slots if s.identifier == ident), None)
+    cb = None if slot is None else _find_channelbag(action, slot)
+    return None if cb is None else cb.fcurves
 
 
-def restore_channels(obj, state: dict) -> None:
-    """Undo writes to the channels saved by :func:`save_channels`: curves made since are removed, saved curves get
-    their keys back (all :data:`KEY_ATTRIBUTES`), the rotation values are reset; an action made since is removed."""
-    if state["action"] is None:
-        ad = obj.animation_data
-        if ad is not None and ad.action is not None:
-            action = ad.action
-            ad.action = None
-            if action.users == 0:
-                bpy.data.actions.remove(action)
-    else:
-        channels = Channels(obj, create=True)
-        for dp, i, saved in state["curves"]:
+def restore_rotation_channels(obj, backup, bones) -> None:
+    """Give ``obj``'s action the rotation channels of ``bones`` exactly as they are in ``backup`` (a copy of the
+    action made before the writes): curves made since are removed, changed curves get every key attribute back."""
+    src = action_fcurves(backup, obj)
+    channels = Channels(obj, create=True)
+    for b in bones:
+        for dp, i in rotation_channels_of(b):
+            old = None if src is None else src.find(dp, index=i)
             fc = channels.find(dp, i)
-            if saved is None:
+            if old is None:
                 if fc is not None:
                     channels.fcurves.remove(fc)
                 continue
-            fc = fc or channels.ensure(dp, i, group=dp.split('"')[1])
-            kp = fc.keyframe_points
-            kp.clear()
-            kp.add(len(saved["co"]) // 2)
-            for attr in KEY_ATTRIBUTES:
-                _key_array(kp, attr, get=False, values=saved[attr])
-            fc.update()
-            for attr in ("handle_left", "handle_right"):  # update() may recompute auto handles: put them back
-                _key_array(kp, attr, get=False, values=saved[attr])
-    for b, props in state["current"].items():
+            set_key_attributes(fc or channels.ensure(dp, i, group=b), key_attributes(old))
+
+
+def rotation_values_now(obj, bones) -> dict:
+    """{bone: {property: values}} of every rotation property (JSON-friendly), for :func:`set_rotation_values`."""
+    pbs = obj.pose.bones
+    return {b: {p: [float(x) for x in getattr(pbs[b], p)]
+                for p in ("rotation_quaternion", "rotation_axis_angle", "rotation_euler")} for b in bones}
+
+
+def set_rotation_values(obj, values: dict) -> None:
+    for b, props in values.items():
         if b in obj.pose.bones:
             for p, v in props.items():
                 setattr(obj.pose.bones[b], p, v)

@@ -137,8 +137,8 @@ class CompleteJob(PoseJob):
     verb = "completed"
 
     def __init__(self, context, parts: str, frame_start: int | None, frame_end: int | None, hypotheses: int,
-                 seed: int, preview: bool = False):
-        self.preview = bool(preview) and int(hypotheses) > 1
+                 seed: int, with_preview: bool = False):
+        self.preview = bool(with_preview) and int(hypotheses) > 1
         obj = active_armature(context)
         names = bone_maps.split_names(parts)
         if not names:
@@ -152,6 +152,9 @@ class CompleteJob(PoseJob):
         if not self.fill:
             raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}")
         obj = self._setup(context, frame_start, frame_end)
+        if self.preview and int(hypotheses) * len(self.frames) > preview.MAX_PREVIEW_POSES:
+            raise JobError(f"a preview keeps every hypothesis: at most {preview.MAX_PREVIEW_POSES} hypotheses x "
+                           f"frames, got {int(hypotheses)} x {len(self.frames)}; use fewer of either, or no preview")
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         undriven = bone_maps.undriven_joints(self.bone_map)
         missing = list(dict.fromkeys(names + [j for j in undriven]))

@@ -2,8 +2,10 @@
 """Preview of Complete's K hypotheses before accepting one. Needs bpy.
 
 ``dposer.complete`` with ``preview`` on and ``hypotheses`` > 1 writes hypothesis 1 (the most plausible) and stores
-a preview on the armature object (custom property ``dposer_preview``, JSON): the keys of every hypothesis, which one
-is shown, and the exact state of the written channels before the run. Then:
+a preview on the armature object (custom property ``dposer_preview``, JSON): the keys of every hypothesis (at most
+:data:`MAX_PREVIEW_POSES` hypotheses x frames), which one is shown, the rotation values before the run, and the
+name of a backup copy of the armature's action made before the run (a hidden action with a fake user, so a long
+mocap take costs no JSON). Then:
 
 - ``dposer.preview_next`` / ``dposer.preview_previous``: show the next / previous hypothesis (keys rewritten);
 - ``dposer.preview_accept``: keep the shown hypothesis, drop the preview;
@@ -22,6 +24,7 @@ from . import keyframes as kf
 from .rig_profile import JobError
 
 PREVIEW_PROP = "dposer_preview"
+MAX_PREVIEW_POSES = 2000  # hypotheses x frames kept for a preview
 
 
 def has_preview(obj) -> bool:
@@ -35,18 +38,33 @@ def load(obj) -> dict:
 
 
 def start(obj, hypotheses: list[list[kf.BoneKeys]], scores, frame: float) -> int:
-    """Save the channels the hypotheses write, write hypothesis 0, store the preview; returns the keys written."""
+    """Back up the action, write hypothesis 0, store the preview; returns the keys written. On an error the backup
+    is removed again (the caller leaves the keys as they were: nothing is written before the backup exists)."""
     bones = [k.bone for k in hypotheses[0]]
-    original = kf.save_channels(obj, bones)
+    ad = obj.animation_data
+    action = ad.action if ad is not None else None
+    backup = None
+    if action is not None:
+        backup = action.copy()
+        backup.name = f".dposer_preview_backup {obj.name}"
+        backup.use_fake_user = True
     state = {
-        "original": original,
+        "action": None if action is None else action.name,
+        "backup": None if backup is None else backup.name,
+        "bones": bones,
+        "current": kf.rotation_values_now(obj, bones),
         "index": 0,
         "frame": float(frame),
         "scores": np.asarray(scores, dtype=np.float64).tolist(),
         "hypotheses": [[{"bone": k.bone, "mode": k.mode, "frames": np.asarray(k.frames).tolist(),
                          "values": np.asarray(k.values).tolist()} for k in keys] for keys in hypotheses],
     }
-    n = _show(obj, state, 0)
+    try:
+        n = _show(obj, state, 0)
+    except Exception:
+        if backup is not None:
+            bpy.data.actions.remove(backup)
+        raise
     obj[PREVIEW_PROP] = json.dumps(state)
     return n
 
@@ -77,15 +95,36 @@ def step(obj, delta: int) -> tuple[int, int]:
     return state["index"], count
 
 
+def _remove_backup(state: dict) -> None:
+    backup = bpy.data.actions.get(state["backup"]) if state["backup"] else None
+    if backup is not None:
+        bpy.data.actions.remove(backup)
+
+
 def accept(obj) -> int:
-    index = load(obj)["index"]
+    state = load(obj)
+    _remove_backup(state)
     del obj[PREVIEW_PROP]
-    return index
+    return state["index"]
 
 
 def cancel(obj) -> None:
+    """The original keys back exactly (from the backup action), or no action when there was none."""
     state = load(obj)
-    kf.restore_channels(obj, state["original"])
+    ad = obj.animation_data
+    if state["action"] is None:
+        if ad is not None and ad.action is not None:
+            made = ad.action
+            ad.action = None
+            if made.users == 0:
+                bpy.data.actions.remove(made)
+    else:
+        backup = bpy.data.actions.get(state["backup"]) if state["backup"] else None
+        if backup is None:
+            raise JobError(f"the backup action '{state['backup']}' of the preview is gone: undo instead")
+        kf.restore_rotation_channels(obj, backup, state["bones"])
+        _remove_backup(state)
+    kf.set_rotation_values(obj, state["current"])
     obj.update_tag()
     del obj[PREVIEW_PROP]
 

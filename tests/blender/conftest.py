@@ -135,8 +135,6 @@ def scene_snapshot():
     parent, collections, custom properties, pose rotation values, every F-curve key with all its attributes),
     collections, and actions (name, fake user, users)."""
     import bpy
-    import numpy as np
-
     from blender_dposer import keyframes as kf
 
     snap = {"collections": sorted(c.name for c in bpy.data.collections),
@@ -149,8 +147,9 @@ def scene_snapshot():
         if o.type == "ARMATURE":
             entry["pose"] = [tuple(pb.rotation_quaternion) + tuple(pb.rotation_euler) + tuple(pb.rotation_axis_angle)
                              + tuple(pb.location) for pb in o.pose.bones]
-            bones = [pb.name for pb in o.pose.bones]
-            entry["channels"] = kf.save_channels(o, bones)["curves"]
+            entry["channels"] = {(fc.data_path, fc.array_index): {a: v.tolist() for a, v in
+                                                                   kf.key_attributes(fc).items()}
+                                 for fc in kf.Channels(o).all()}
             entry["keys"] = {k: v.tolist() for k, v in kf.snapshot(o).items()}
         snap["objects"][o.name] = entry
     return snap

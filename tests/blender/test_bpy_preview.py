@@ -157,3 +157,11 @@ def test_panel_shows_rig_state_and_new_operators(posed):
             "dposer.preview_cancel"} <= set(ops_drawn)
     assert any(t and t.startswith("Hypothesis 1/2") for t in labels)
     assert bpy.ops.dposer.preview_cancel() == {"FINISHED"}
+
+
+def test_preview_size_is_bounded(posed):
+    before = scene_snapshot()
+    with pytest.raises(RuntimeError, match=r"a preview keeps every hypothesis: at most 2000 hypotheses x frames, "
+                                           r"got 32 x 100"):
+        bpy.ops.dposer.complete(parts="right_hand", hypotheses=32, preview=True, frame_start=1, frame_end=100)
+    assert_scene_unchanged(before)
