@@ -277,6 +277,12 @@ def locked_joints(obj, bone_map: dict, lock: str, lock_selected: bool) -> list[s
     return [j for j in rm.JOINT_NAMES if j in found]
 
 
+def _selection_hint(obj, lock_selected: bool) -> str:
+    if lock_selected and obj.mode == "POSE" and _selected_bones(obj):
+        return " (in Pose Mode the selected bones are locked: deselect them or turn off 'Lock selected bones')"
+    return ""
+
+
 class CleanJob(_KeepUnwrittenJob):
     """``dposer.clean``: the keyed clip over a frame range -> one ``clean`` request -> the rotations of the cleaned
     bones (parts minus locked) on every frame; the pelvis (root orientation) and all locations are kept."""
@@ -304,7 +310,7 @@ class CleanJob(_KeepUnwrittenJob):
         self.fill = [(j, self.bone_map[j]) for j in part_joints if j in self.bone_map and j not in locked]
         if not self.fill:
             raise JobError(f"Nothing to clean on '{obj.name}' ({self.preset.label}): no unlocked bone in "
-                           f"{bone_maps.split_names(parts)}")
+                           f"{bone_maps.split_names(parts)}{_selection_hint(obj, lock_selected)}")
         self.locked = locked
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         # joints the rig cannot show stay at rest (they fold into their children when reading)
@@ -337,7 +343,7 @@ class VaryJob(_KeepUnwrittenJob):
                      if j in allowed and j in self.bone_map and j not in locked]
         if not self.fill:
             raise JobError(f"Nothing to vary on '{obj.name}' ({self.preset.label}): every body, jaw and hand bone "
-                           "is locked or unmapped")
+                           f"is locked or unmapped{_selection_hint(obj, lock_selected)}")
         self.count, self.mode, self.spacing = int(count), mode, float(spacing)
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]

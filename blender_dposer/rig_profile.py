@@ -38,22 +38,28 @@ def rig_from_object(obj) -> rm.Rig:
     return rm.Rig(names, parents, rest)
 
 
-def detect_rig(obj):
-    """(Rig, Detection) of an armature: its stored preset when the user chose one, else the auto-detected one;
-    JobError when no preset matches its bone names."""
-    rig = rig_from_object(obj)
+def detect_bone_map(obj, names=None):
+    """The bone-map Detection of an armature: its stored preset when the user chose one, else the auto-detected
+    one; JobError when no preset matches its bone names. Needs only the bone names (cheap enough for the panel)."""
+    names = [b.name for b in obj.data.bones] if names is None else list(names)
     chosen = obj.get(PRESET_PROP)
     if chosen:
         try:
-            return rig, bone_maps.detection_for(str(chosen), rig.names)
+            return bone_maps.detection_for(str(chosen), names)
         except ValueError as e:
             raise JobError(f"'{obj.name}': {e} (choose another preset in Calibrate Rest)") from None
-    det = bone_maps.detect_preset(rig.names)
+    det = bone_maps.detect_preset(names)
     if det is None:
-        sample = ", ".join(rig.names[:5]) + (", ..." if len(rig.names) > 5 else "")
+        sample = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise JobError(f"Unknown rig '{obj.name}': its bone names ({sample}) match no DPoser bone map (SMPL-X, "
                        "Mixamo, Rigify, CMU/Bandai BVH, SMPL FBX); use Add DPoser Armature or rename the bones")
-    return rig, det
+    return det
+
+
+def detect_rig(obj):
+    """(Rig, Detection) of an armature (see :func:`detect_bone_map`)."""
+    rig = rig_from_object(obj)
+    return rig, detect_bone_map(obj, rig.names)
 
 
 def load_calibration(obj) -> dict[str, np.ndarray] | None:
@@ -87,7 +93,7 @@ def retarget_for(obj, rig: rm.Rig, det, calibration: dict | None = None, require
 def profile_text(obj) -> tuple[str, str]:
     """Two panel lines about an armature: its preset, and its calibration state."""
     try:
-        rig, det = detect_rig(obj)
+        det = detect_bone_map(obj)
     except JobError:
         return "Rig: unknown bone names", "Not usable: rename bones or choose a preset"
     how = "chosen" if obj.get(PRESET_PROP) else "detected"

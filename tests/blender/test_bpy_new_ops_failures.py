@@ -123,3 +123,17 @@ def test_bad_input(prefs, posed):
     fails(r"Nothing to vary on 'DPoser'.*every body, jaw and hand bone is locked", "vary", lock="all")
     fails(r"lock: 'tail' is neither", "vary", lock="body, tail")
     assert_scene_unchanged(before)
+
+
+def test_everything_selected_is_locked_with_a_hint(prefs, posed):
+    """Clean in Pose Mode with every bone selected: all locked, and the message says why."""
+    before = scene_snapshot()
+    bpy.ops.object.mode_set(mode="POSE")
+    try:
+        bpy.ops.pose.select_all(action="SELECT")
+        fails(r"Nothing to clean on 'DPoser'.*in Pose Mode the selected bones are locked: deselect them or turn off "
+              r"'Lock selected bones'", "clean", frame_start=1, frame_end=5)
+        bpy.ops.pose.select_all(action="DESELECT")
+    finally:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    assert_scene_unchanged(before)

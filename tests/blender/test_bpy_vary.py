@@ -48,9 +48,12 @@ def plausibility(checkpoint, aa):
     return residual(prior, x).numpy()
 
 
-def keyed_pose(obj, frame):
-    """(55, 3) SMPL-X pose keyed on an SMPL-X-named armature (quaternion = axis-angle)."""
-    return np.stack([rm.quaternion_to_axis_angle(keyed_quaternions(obj, name, [frame])[0]) for name in rm.JOINT_NAMES])
+def keyed_pose(obj, frame, joints=range(55)):
+    """(55, 3) SMPL-X pose keyed on an SMPL-X-named armature (quaternion = axis-angle); joints not read are 0."""
+    out = np.zeros((55, 3))
+    for j in joints:
+        out[j] = rm.quaternion_to_axis_angle(keyed_quaternions(obj, rm.JOINT_NAMES[j], [frame])[0])
+    return out
 
 
 def angle(a, b):
@@ -211,3 +214,25 @@ def test_vary_modal(posed):
     for i in range(2):
         pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], 1.0)
         assert angle(pose[WRITTEN], expected[i, WRITTEN]).max() < 1e-5
+
+
+def test_vary_unkeyed_rig(prefs, bpy_addon, scene, real_poses):
+    """A posed but unkeyed armature: RIGS copies get their own new actions, ACTIONS makes new actions and leaves the
+    armature without animation."""
+    prefs.backend_mode = "EMBEDDED"
+    assert bpy.ops.dposer.add_armature() == {"FINISHED"}
+    obj = bpy.context.active_object
+    for j, name in enumerate(rm.JOINT_NAMES):
+        obj.pose.bones[name].rotation_quaternion = [float(x) for x in rm.axis_angle_to_quaternion(real_poses[0, j])]
+    assert bpy.ops.dposer.vary(count=2, mode="ACTIONS", lock_selected=False) == {"FINISHED"}
+    assert obj.animation_data is None
+    assert sorted(a.name for a in bpy.data.actions) == ["DPoserAction.var001", "DPoserAction.var002"]
+    assert all(a.use_fake_user for a in bpy.data.actions)
+    assert bpy.ops.dposer.vary(count=2, mode="RIGS", lock_selected=False) == {"FINISHED"}
+    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("vary", ops.last_request["args"]))
+    actions = set()
+    for i in range(2):
+        rig = bpy.data.objects[f"DPoser.var{i + 1:03d}"]
+        actions.add(rig.animation_data.action.name)
+        assert angle(keyed_pose(rig, 1.0, WRITTEN)[WRITTEN], expected[i, WRITTEN]).max() < 1e-5
+    assert len(actions) == 2
