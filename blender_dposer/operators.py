@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Operators: ``dposer.add_armature``, ``dposer.complete``, ``dposer.refine``, ``dposer.random_pose``,
-``dposer.test_backend``. Needs bpy.
+"""Operators: ``dposer.add_armature``, ``dposer.calibrate_rest``, ``dposer.show_zero_pose``, ``dposer.complete``,
+``dposer.refine``, ``dposer.random_pose``, ``dposer.clean``, ``dposer.vary``, ``dposer.test_backend``. Needs bpy.
 
-``dposer.complete`` is one :class:`CompleteJob` (validate + snapshot the pose -> a backend request -> new keys ->
-write them) driven two ways: ``execute()`` blocks until the backend answers (scripts, background mode, tests);
-``invoke()`` (the UI) submits the same request and polls the backend from a modal timer, with status-bar
-progress and Esc to cancel (blender.md 4.4-4.5). All new key data is built before anything is written, so an
-error or a cancel leaves the scene unchanged, and a finished run is one undo step.
+Each pose operator is one :class:`PoseJob` subclass (validate + snapshot the pose through the rig's bone map and
+calibration -> one backend request -> new keys -> write them) driven two ways by :class:`_JobOperator`:
+``execute()`` blocks until the backend answers (scripts, background mode, tests); ``invoke()`` (the UI) submits the
+same request and polls the backend from a modal timer, with status-bar progress and Esc to cancel (blender.md
+4.4-4.5). All new data is built before anything is written, so an error or a cancel leaves the scene unchanged,
+and a finished run is one undo step. The hypothesis preview of ``dposer.complete`` is :mod:`.preview`.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import traceback
 
 import bpy
 import numpy as np
-from mathutils import Vector
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from mathutils import Vector
 
 from . import bone_maps
 from . import keyframes as kf
@@ -42,7 +43,7 @@ def active_armature(context):
 
 
 class PoseJob:
-    """Shared part of the pose jobs (``complete``, ``refine``, ``random_pose``), snapshotted from the scene (names,
+    """Shared part of the pose jobs (complete, refine, random_pose, clean, vary), snapshotted from the scene (names,
     not bpy references): the armature, its rig and retarget, the frames, the current pose and the continuity
     seeds of the bones to write. Subclasses set ``op`` (the backend op), ``args`` and ``fill`` [(joint, bone)]."""
 
