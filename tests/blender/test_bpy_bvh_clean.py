@@ -147,7 +147,7 @@ def test_pose_read_through_calibration_matches_the_rig(prefs, bandai):
         assert max(angles) < 30.0, (j, angles)  # proportions, not a wrong pose
 
 
-def test_clean_120_frames(prefs, bandai):
+def test_clean_120_frames(prefs, bandai, monkeypatch):
     calibrate(bandai)
     rig, det = rp.detect_rig(bandai)
     ret = rp.retarget_for(bandai, rig, det)
@@ -155,7 +155,11 @@ def test_clean_120_frames(prefs, bandai):
     frames = np.arange(FIRST, LAST + 1, dtype=np.float64)
     aa_before = ret.smplx_aa_from_basis(kf.read_basis_rotations(bandai, frames, rig.names))
 
+    writes = []  # one bulk write per F-curve (keyframe_points.foreach_set), no per-frame keyframe_insert
+    real_write = kf._write_channel
+    monkeypatch.setattr(kf, "_write_channel", lambda fc, f, v: writes.append(fc.data_path) or real_write(fc, f, v))
     assert bpy.ops.dposer.clean(frame_start=FIRST, frame_end=LAST, strength=0.5, lock_selected=False) == {"FINISHED"}
+    assert len(writes) == 20 * 3 and len(set(writes)) == 20  # 20 bones (all but Hips) x 3 Euler channels
     args, backend = ops.last_request["args"], ops.last_request["backend"]
     # one request for the whole clip: the keyed pose, read through the calibration
     assert set(args["clip"]) == {"global_orient", "body_pose"} and len(args["clip"]["body_pose"]) == 120
