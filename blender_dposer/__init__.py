@@ -10,6 +10,8 @@ This package must stay importable without ``bpy`` so that its pure modules are u
 - :mod:`.rig_math`       rotations, Euler/quaternion continuity, SMPL-X <-> rig retargeting and calibration
 - :mod:`.bone_maps`      bone-map presets and auto-detection
 - :mod:`.backend_client` backend processes (subprocess and embedded) speaking protocol v1
+- :mod:`.rig_profile`    the rig profile stored on an armature object (custom properties): bone-map preset
+  (detected or chosen) and rest calibration, used by every job (no bpy import; works on the objects it is given)
 
 bpy modules, imported only inside :func:`register`:
 
@@ -18,19 +20,21 @@ bpy modules, imported only inside :func:`register`:
 - :mod:`.keyframes`    keyframe compatibility helper: legacy ``action.fcurves`` (4.2/4.3) vs slotted actions and
   channelbags (4.4+; 5.0 removed ``Action.fcurves``); bulk ``keyframe_points.foreach_set``; rotations in each
   bone's own rotation mode with quaternion/Euler continuity (blender.md section 5)
-- :mod:`.operators`    ``dposer.add_armature``, ``dposer.complete``, ``dposer.refine``, ``dposer.random_pose``
-  (execute = synchronous, invoke = modal with progress and Esc), ``dposer.test_backend``
+- :mod:`.operators`    ``dposer.add_armature``, ``dposer.calibrate_rest``, ``dposer.show_zero_pose``,
+  ``dposer.complete``, ``dposer.refine``, ``dposer.random_pose``, ``dposer.clean``, ``dposer.vary`` (the jobs:
+  execute = synchronous, invoke = modal with progress and Esc), ``dposer.test_backend``
+- :mod:`.preview`      Complete's hypothesis preview: next / previous / accept / cancel (exact restore)
 - :mod:`.panel`        the "DPoser" tab of the 3D viewport sidebar
 
-TODO (later issues): bone-map editing and calibration operators, clean range, variations, evaluated-pose reading
-(constraints/IK), NLA/preview-action writing.
+User guide: docs/user_guide.md. TODO (later issues): a bone-map editing UI, evaluated-pose reading
+(constraints/IK), NLA/ghost-armature preview.
 """
 from __future__ import annotations
 
 import importlib
 
 # bpy-dependent submodules, registered in this order.
-_BPY_MODULES: tuple[str, ...] = ("preferences", "operators", "panel")
+_BPY_MODULES: tuple[str, ...] = ("preferences", "operators", "preview", "panel")
 _registered: list = []
 
 

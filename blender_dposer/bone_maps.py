@@ -37,6 +37,8 @@ class Preset:
     fk_switches: Mapping[str, tuple[str, float]] = field(default_factory=dict)
     # bones use Euler rotation modes (BVH imports): read and write each bone in its own mode
     euler: bool = False
+    # the rig's rest pose is far from the SMPL-X zero pose: jobs refuse to run until the rig is calibrated
+    needs_calibration: bool = False
 
     @property
     def lacks(self) -> tuple[str, ...]:
@@ -195,6 +197,7 @@ BANDAI_BVH = Preset(
               "The rest pose is not a T-pose: calibrate (pose the rig in the SMPL-X zero pose) before use.",),
     extra_bones=("joint_Root",),
     euler=True,
+    needs_calibration=True,
 )
 
 # -- SMPL FBX -----------------------------------------------------------------------------------------------
@@ -306,6 +309,20 @@ def detect_preset(rig_bones: Iterable[str], min_matched: int = 5, min_coverage: 
     if best.matched < min_matched or best.coverage < min_coverage:
         return None
     return best
+
+
+def detection_for(preset_id: str, rig_bones: Iterable[str], min_matched: int = 5,
+                  min_coverage: float = 0.3) -> Detection:
+    """The :class:`Detection` of one named preset on a rig (a preset the user chose instead of auto-detection).
+    Raises ValueError for an unknown preset id, or a preset the rig matches less than :func:`detect_preset` needs."""
+    if preset_id not in PRESETS:
+        raise ValueError(f"unknown bone-map preset {preset_id!r}; known: {', '.join(PRESETS)}")
+    preset = PRESETS[preset_id]
+    det = rank_presets(rig_bones, [preset])[0]
+    if det.matched < min(min_matched, len(preset.bones)) or det.coverage < min_coverage:
+        raise ValueError(f"the rig has only {det.matched} of the {len(preset.bones)} bones of the preset "
+                         f"'{preset.label}'")
+    return det
 
 
 def undriven_joints(bone_map: Mapping[str, str], modelled_only: bool = True) -> tuple[str, ...]:

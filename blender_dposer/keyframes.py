@@ -238,24 +238,22 @@ def _write_channel(fc, frames: np.ndarray, values: np.ndarray) -> int:
     kp = fc.keyframe_points
     n_old = len(kp)
     co = fcurve_keys(fc).astype(np.float64) if n_old else np.empty((0, 2))
-    new_frames = []
-    new_values = []
+    frames = np.asarray(frames, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
     changed = np.zeros(n_old, dtype=bool)
     delta = np.zeros(n_old)
-    if n_old:
+    hit = np.zeros(len(frames), dtype=bool)
+    if n_old:  # new values at frames that already have a key overwrite that key (vectorised match)
         order = np.argsort(co[:, 0], kind="stable")
         sorted_frames = co[order, 0]
-    for f, v in zip(frames, values):
-        if n_old:
-            i = int(np.searchsorted(sorted_frames, f - FRAME_EPS))
-            if i < n_old and abs(sorted_frames[i] - f) < FRAME_EPS:
-                k = order[i]
-                delta[k] = v - co[k, 1]
-                co[k, 1] = v
-                changed[k] = True
-                continue
-        new_frames.append(f)
-        new_values.append(v)
+        i = np.minimum(np.searchsorted(sorted_frames, frames - FRAME_EPS), n_old - 1)
+        hit = np.abs(sorted_frames[i] - frames) < FRAME_EPS
+        k = order[i[hit]]
+        delta[k] = values[hit] - co[k, 1]
+        co[k, 1] = values[hit]
+        changed[k] = True
+    new_frames = frames[~hit]
+    new_values = values[~hit]
     if changed.any():
         # free/aligned/vector handles follow the value; auto handles are recomputed by update()
         for side in ("handle_left", "handle_right"):
@@ -313,3 +311,82 @@ def snapshot(obj) -> dict:
             cols.append(a.reshape(-1, 2))
         out[(fc.data_path, fc.array_index)] = np.concatenate(cols, axis=1)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact restore of rotation channels from a backup copy of the action (preview cancel).
+
+# Per-key attributes copied on restore: name -> values per key (enums are their integer index).
+KEY_ATTRIBUTES = {"co": 2, "handle_left": 2, "handle_right": 2, "interpolation": 1, "handle_left_type": 1,
+                  "handle_right_type": 1, "easing": 1, "type": 1, "back": 1, "amplitude": 1, "period": 1}
+_INT_ATTRIBUTES = {"interpolation", "handle_left_type", "handle_right_type", "easing", "type"}
+
+
+def key_attributes(fc) -> dict[str, np.ndarray]:
+    """Every :data:`KEY_ATTRIBUTES` of an F-curve's keys (bulk foreach_get)."""
+    kp = fc.keyframe_points
+    out = {}
+    for attr, width in KEY_ATTRIBUTES.items():
+        a = np.empty(width * len(kp), dtype=np.int32 if attr in _INT_ATTRIBUTES else np.float32)
+        kp.foreach_get(attr, a)
+        out[attr] = a
+    return out
+
+
+def set_key_attributes(fc, attrs: dict[str, np.ndarray]) -> None:
+    """Replace an F-curve's keys by ``attrs`` (as :func:`key_attributes` gives them), exactly."""
+    kp = fc.keyframe_points
+    kp.clear()
+    kp.add(len(attrs["co"]) // 2)
+    for attr in KEY_ATTRIBUTES:
+        kp.foreach_set(attr, attrs[attr])
+    fc.update()
+    for attr in ("handle_left", "handle_right"):  # update() may recompute auto handles: put the saved ones back
+        kp.foreach_set(attr, attrs[attr])
+
+
+def rotation_channels_of(bone: str) -> list[tuple[str, int]]:
+    """(data_path, index) of every rotation channel a bone may have (quaternion, axis-angle, Euler)."""
+    return [(rotation_data_path(bone, mode), i) for mode in ("QUATERNION", "AXIS_ANGLE", "XYZ")
+            for i in range(rm.rotation_channels(mode))]
+
+
+def action_fcurves(action, obj):
+    """The F-curves of ``action`` for ``obj`` (its slot's channelbag on 4.4+, matched by slot identifier), or None."""
+    if not SLOTTED:
+        return action.fcurves
+    ad = obj.animation_data
+    ident = ad.action_slot.identifier if ad is not None and ad.action_slot is not None else None
+    slot = next((s for s in action.slots if s.identifier == ident), None)
+    cb = None if slot is None else _find_channelbag(action, slot)
+    return None if cb is None else cb.fcurves
+
+
+def restore_rotation_channels(obj, backup, bones) -> None:
+    """Give ``obj``'s action the rotation channels of ``bones`` exactly as they are in ``backup`` (a copy of the
+    action made before the writes): curves made since are removed, changed curves get every key attribute back."""
+    src = action_fcurves(backup, obj)
+    channels = Channels(obj, create=True)
+    for b in bones:
+        for dp, i in rotation_channels_of(b):
+            old = None if src is None else src.find(dp, index=i)
+            fc = channels.find(dp, i)
+            if old is None:
+                if fc is not None:
+                    channels.fcurves.remove(fc)
+                continue
+            set_key_attributes(fc or channels.ensure(dp, i, group=b), key_attributes(old))
+
+
+def rotation_values_now(obj, bones) -> dict:
+    """{bone: {property: values}} of every rotation property (JSON-friendly), for :func:`set_rotation_values`."""
+    pbs = obj.pose.bones
+    return {b: {p: [float(x) for x in getattr(pbs[b], p)]
+                for p in ("rotation_quaternion", "rotation_axis_angle", "rotation_euler")} for b in bones}
+
+
+def set_rotation_values(obj, values: dict) -> None:
+    for b, props in values.items():
+        if b in obj.pose.bones:
+            for p, v in props.items():
+                setattr(obj.pose.bones[b], p, v)

@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Operators: ``dposer.add_armature``, ``dposer.complete``, ``dposer.refine``, ``dposer.random_pose``,
-``dposer.test_backend``. Needs bpy.
+"""Operators: ``dposer.add_armature``, ``dposer.calibrate_rest``, ``dposer.show_zero_pose``, ``dposer.complete``,
+``dposer.refine``, ``dposer.random_pose``, ``dposer.clean``, ``dposer.vary``, ``dposer.test_backend``. Needs bpy.
 
-``dposer.complete`` is one :class:`CompleteJob` (validate + snapshot the pose -> a backend request -> new keys ->
-write them) driven two ways: ``execute()`` blocks until the backend answers (scripts, background mode, tests);
-``invoke()`` (the UI) submits the same request and polls the backend from a modal timer, with status-bar
-progress and Esc to cancel (blender.md 4.4-4.5). All new key data is built before anything is written, so an
-error or a cancel leaves the scene unchanged, and a finished run is one undo step.
+Each pose operator is one :class:`PoseJob` subclass (validate + snapshot the pose through the rig's bone map and
+calibration -> one backend request -> new keys -> write them) driven two ways by :class:`_JobOperator`:
+``execute()`` blocks until the backend answers (scripts, background mode, tests); ``invoke()`` (the UI) submits the
+same request and polls the backend from a modal timer, with status-bar progress and Esc to cancel (blender.md
+4.4-4.5). All new data is built before anything is written, so an error or a cancel leaves the scene unchanged,
+and a finished run is one undo step. The hypothesis preview of ``dposer.complete`` is :mod:`.preview`.
 """
 from __future__ import annotations
 
@@ -15,63 +16,51 @@ import traceback
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from mathutils import Vector
 
 from . import bone_maps
 from . import keyframes as kf
+from . import preview
+from . import rig_profile as rp
 from . import rig_math as rm
 from .backend_client import BackendError
+from .rig_profile import PRESET_ITEMS, JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401
 from .preferences import error_summary, get_backend, status_text
 
 MAX_FRAMES = 1000  # poses per `complete` request (docs/protocol.md 5)
+MAX_CLEAN_FRAMES = 20000  # frames per `clean` clip
 
 
-class JobError(Exception):
-    """A problem the user can fix (no armature, unknown rig, bad parts, ...): reported as is."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Rig reading.
-
-def rig_from_object(obj) -> rm.Rig:
-    bones = obj.data.bones
-    names = [b.name for b in bones]
-    parents = [b.parent.name if b.parent else None for b in bones]
-    rest = np.array([[list(r) for r in b.matrix_local] for b in bones], dtype=np.float64).reshape(-1, 4, 4)
-    return rm.Rig(names, parents, rest)
-
-
-def detect_rig(obj):
-    """(Rig, Detection) of an armature; JobError when no bone-map preset matches its bone names."""
-    rig = rig_from_object(obj)
-    det = bone_maps.detect_preset(rig.names)
-    if det is None:
-        sample = ", ".join(rig.names[:5]) + (", ..." if len(rig.names) > 5 else "")
-        raise JobError(f"Unknown rig '{obj.name}': its bone names ({sample}) match no DPoser bone map (SMPL-X, "
-                       "Mixamo, Rigify, CMU/Bandai BVH, SMPL FBX); use Add DPoser Armature or rename the bones")
-    return rig, det
+def active_armature(context):
+    """The active object when it is an armature outside Edit Mode, else JobError."""
+    obj = context.active_object
+    if obj is None or obj.type != "ARMATURE":
+        raise JobError("Select an armature (the active object is not one)")
+    if obj.mode == "EDIT":
+        raise JobError("Leave Edit Mode first (Object or Pose Mode)")
+    return obj
 
 
 class PoseJob:
-    """Shared part of the pose jobs (``complete``, ``refine``, ``random_pose``), snapshotted from the scene (names,
+    """Shared part of the pose jobs (complete, refine, random_pose, clean, vary), snapshotted from the scene (names,
     not bpy references): the armature, its rig and retarget, the frames, the current pose and the continuity
     seeds of the bones to write. Subclasses set ``op`` (the backend op), ``args`` and ``fill`` [(joint, bone)]."""
 
     op = ""
     verb = "posed"
+    max_frames = MAX_FRAMES
 
     def _setup(self, context, frame_start: int | None, frame_end: int | None):
-        obj = context.active_object
-        if obj is None or obj.type != "ARMATURE":
-            raise JobError("Select an armature (the active object is not one)")
-        if obj.mode == "EDIT":
-            raise JobError("Leave Edit Mode first (Object or Pose Mode)")
+        obj = active_armature(context)
+        if preview.has_preview(obj):
+            raise JobError(f"'{obj.name}' has a pending Complete preview: accept or cancel it first")
         rig, det = detect_rig(obj)
         self.obj_name = obj.name
         self.preset = det.preset
         self.rig = rig
         self.bone_map = det.bone_map
-        self.retarget = rm.Retarget(rig, det.bone_map, C=rm.armature_up_axes(np.array(obj.matrix_world)))
+        self.retarget = retarget_for(obj, rig, det)
         scene = context.scene
         if frame_start is None:
             self.frames = np.array([scene.frame_current], dtype=np.float64)
@@ -80,8 +69,8 @@ class PoseJob:
             frame_end = frame_start if frame_end is None else frame_end
             if frame_end < frame_start:
                 raise JobError(f"frame_end ({frame_end}) is before frame_start ({frame_start})")
-            if frame_end - frame_start + 1 > MAX_FRAMES:
-                raise JobError(f"{frame_end - frame_start + 1} frames: at most {MAX_FRAMES} per run")
+            if frame_end - frame_start + 1 > self.max_frames:
+                raise JobError(f"{frame_end - frame_start + 1} frames: at most {self.max_frames} per run")
             self.frames = np.arange(frame_start, frame_end + 1, dtype=np.float64)
             self.current_only = False
         self.modes = dict(zip(rig.names, kf.bone_rotation_modes(obj, rig.names)))
@@ -105,23 +94,31 @@ class PoseJob:
         return rm.joints_from_pose_dict(result)
 
     def keys_from_result(self, result: dict) -> list[kf.BoneKeys]:
-        aa = self.joints_from_result(result)
+        return self._keys_for(self.joints_from_result(result))
+
+    def _keys_for(self, aa: np.ndarray, basis=None) -> list[kf.BoneKeys]:
+        """SMPL-X axis-angle (F, 55, 3) over the job's frames -> continuous keys of the bones to fill."""
         if aa.shape[0] != len(self.frames) or not np.all(np.isfinite(aa)):
             raise JobError(f"the backend returned {aa.shape[0]} poses for {len(self.frames)} frames")
-        L = self.retarget.basis_from_smplx(rm.axis_angle_to_matrix(aa), current_basis=self.basis)
+        L = self.retarget.basis_from_smplx(rm.axis_angle_to_matrix(aa),
+                                           current_basis=self.basis if basis is None else basis)
         keys = []
         for _, b in self.fill:
             k = self.rig.index[b]
             keys.append(kf.rotation_keys(b, self.modes[b], self.frames, L[:, k], self.previous[b]))
         return keys
 
-    def apply(self, context, keys: list[kf.BoneKeys]) -> int:
+    def _armature(self):
         obj = bpy.data.objects.get(self.obj_name)
         if obj is None or obj.type != "ARMATURE":
             raise JobError(f"the armature '{self.obj_name}' is gone")
-        missing = [k.bone for k in keys if k.bone not in obj.pose.bones]
+        missing = [b for _, b in self.fill if b not in obj.pose.bones]
         if missing:
             raise JobError(f"bones vanished from '{self.obj_name}': {', '.join(missing)}")
+        return obj
+
+    def apply(self, context, keys: list[kf.BoneKeys]) -> int:
+        obj = self._armature()
         n = kf.write_rotation_keys(obj, keys)
         kf.set_current_rotation(obj, keys, context.scene.frame_current)
         obj.update_tag()
@@ -141,12 +138,9 @@ class CompleteJob(PoseJob):
     verb = "completed"
 
     def __init__(self, context, parts: str, frame_start: int | None, frame_end: int | None, hypotheses: int,
-                 seed: int):
-        obj = context.active_object
-        if obj is None or obj.type != "ARMATURE":
-            raise JobError("Select an armature (the active object is not one)")
-        if obj.mode == "EDIT":
-            raise JobError("Leave Edit Mode first (Object or Pose Mode)")
+                 seed: int, with_preview: bool = False):
+        self.preview = bool(with_preview) and int(hypotheses) > 1
+        obj = active_armature(context)
         names = bone_maps.split_names(parts)
         if not names:
             raise JobError("Nothing to complete: 'parts' is empty (e.g. 'right_hand' or 'left_hand,right_hand')")
@@ -159,11 +153,44 @@ class CompleteJob(PoseJob):
         if not self.fill:
             raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}")
         obj = self._setup(context, frame_start, frame_end)
+        if self.preview and int(hypotheses) * len(self.frames) > preview.MAX_PREVIEW_POSES:
+            raise JobError(f"a preview keeps every hypothesis: at most {preview.MAX_PREVIEW_POSES} hypotheses x "
+                           f"frames, got {int(hypotheses)} x {len(self.frames)}; use fewer of either, or no preview")
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         undriven = bone_maps.undriven_joints(self.bone_map)
         missing = list(dict.fromkeys(names + [j for j in undriven]))
         self.args = {"pose": pose, "missing": missing, "hypotheses": int(hypotheses), "seed": int(seed)}
         self._seed_previous(obj)
+
+    def keys_from_result(self, result: dict):
+        """Rank-1 keys; with ``preview``, the keys of every hypothesis (best first) and their scores."""
+        if not self.preview:
+            return super().keys_from_result(result)
+        hyps = rm.joints_from_pose_dict({k: result[k] for k in rm.KEY_JOINTS if k in result})[None]
+        stacks = {k: np.asarray(result[f"{k}_hypotheses"]) for k in rm.KEY_JOINTS if f"{k}_hypotheses" in result}
+        if stacks:
+            count = min(len(v) for v in stacks.values())
+            hyps = np.stack([rm.joints_from_pose_dict({**{k: v[i] for k, v in stacks.items()},
+                                                       "global_orient": result.get("global_orient",
+                                                                                   np.zeros((len(self.frames), 3)))})
+                             for i in range(count)])
+        keys = [self._keys_for(aa) for aa in hyps]
+        scores = np.asarray(result.get("scores", np.zeros((len(keys), len(self.frames)))), dtype=np.float64)
+        return keys, scores
+
+    def apply(self, context, keys) -> int:
+        if not self.preview:
+            return super().apply(context, keys)
+        hypotheses, scores = keys
+        self.n_hypotheses = len(hypotheses)
+        return preview.start(self._armature(), hypotheses, scores, context.scene.frame_current)
+
+    def summary(self, n_keys: int) -> str:
+        text = super().summary(n_keys)
+        if self.preview:
+            text += (f"; previewing hypothesis 1/{self.n_hypotheses}: Next/Previous to compare, then Accept or "
+                     "Cancel")
+        return text
 
 
 # Joints the refine/random-pose jobs may write: body, jaw and hands (never the global orientation or the eyes).
@@ -222,6 +249,222 @@ class RandomPoseJob(_KeepUnwrittenJob):
             raise JobError(f"The rig '{obj.name}' ({self.preset.label}) has no body, jaw or hand bones")
         self.args = {"n": 1, "seed": int(seed)}
         self._seed_previous(obj)
+
+
+def _selected_bones(obj) -> list[str]:
+    """Selected pose bones (PoseBone.select from 5.0, Bone.select before)."""
+    return [pb.name for pb in obj.pose.bones if (pb.select if hasattr(pb, "select") else pb.bone.select)]
+
+
+def locked_joints(obj, bone_map: dict, lock: str, lock_selected: bool) -> list[str]:
+    """SMPL-X joints to keep exactly: ``lock`` names (the rig's bone names, or SMPL-X part/group/joint names), plus
+    the selected bones when ``lock_selected`` and the armature is in Pose Mode."""
+    bone_joint = {b: j for j, b in bone_map.items()}
+    found: set[str] = set()
+    unknown = []
+    for name in bone_maps.split_names(lock):
+        if name in bone_joint:
+            found.add(bone_joint[name])
+            continue
+        try:
+            found.update(bone_maps.names_to_joints([name]))
+        except ValueError:
+            unknown.append(name)
+    if unknown:
+        raise JobError(f"lock: {', '.join(map(repr, unknown))} is neither a mapped bone of '{obj.name}' nor an "
+                       "SMPL-X part, group or joint name (e.g. 'left_arm', 'right_hand', 'head')")
+    if lock_selected and obj.mode == "POSE":
+        found.update(bone_joint[b] for b in _selected_bones(obj) if b in bone_joint)
+    return [j for j in rm.JOINT_NAMES if j in found]
+
+
+def _selection_hint(obj, lock_selected: bool) -> str:
+    if lock_selected and obj.mode == "POSE" and _selected_bones(obj):
+        return " (in Pose Mode the selected bones are locked: deselect them or turn off 'Lock selected bones')"
+    return ""
+
+
+class CleanJob(_KeepUnwrittenJob):
+    """``dposer.clean``: the keyed clip over a frame range -> one ``clean`` request -> the rotations of the cleaned
+    bones (parts minus locked) on every frame; the pelvis (root orientation) and all locations are kept."""
+
+    op = "clean"
+    verb = "cleaned"
+    max_frames = MAX_CLEAN_FRAMES
+
+    def __init__(self, context, frame_start: int, frame_end: int, strength: float, parts: str, lock: str,
+                 lock_selected: bool, seed: int):
+        if frame_end < frame_start:
+            raise JobError(f"frame_end ({frame_end}) is before frame_start ({frame_start})")
+        if frame_end - frame_start + 1 < 3:
+            raise JobError(f"Clean needs at least 3 frames, got {frame_start}-{frame_end}")
+        if not 0.0 <= float(strength) <= 1.0:
+            raise JobError(f"strength must be in [0, 1], got {strength:g}")
+        try:
+            part_joints = bone_maps.names_to_joints(parts)
+        except ValueError as e:
+            raise JobError(str(e)) from None
+        if not part_joints:
+            raise JobError("Nothing to clean: 'parts' is empty (e.g. 'body' or 'body,hands')")
+        obj = self._setup(context, frame_start, frame_end)
+        locked = locked_joints(obj, self.bone_map, lock, lock_selected)
+        self.fill = [(j, self.bone_map[j]) for j in part_joints if j in self.bone_map and j not in locked]
+        if not self.fill:
+            raise JobError(f"Nothing to clean on '{obj.name}' ({self.preset.label}): no unlocked bone in "
+                           f"{bone_maps.split_names(parts)}{_selection_hint(obj, lock_selected)}")
+        self.locked = locked
+        pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
+        # joints the rig cannot show stay at rest (they fold into their children when reading)
+        keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
+        self.args = {"clip": pose, "strength": float(strength), "parts": bone_maps.split_names(parts),
+                     "lock": keep, "seed": int(seed)}
+        self._seed_previous(obj)
+
+
+class VaryJob(_KeepUnwrittenJob):
+    """``dposer.vary``: the current frame's pose -> ``vary`` (n) -> n poses of the body, jaw and hand bones (minus
+    locked ones), keyed on the current frame of n new armatures in a grid (``RIGS``) or of n new actions (``ACTIONS``).
+    Everything is built before anything is created; a failure while creating removes what was made."""
+
+    op = "vary"
+    verb = "varied"
+
+    def __init__(self, context, count: int, strength: float, lock: str, lock_selected: bool, seed: int,
+                 mode: str = "RIGS", spacing: float = 0.0):
+        if not 1 <= int(count) <= 1000:
+            raise JobError(f"count must be in 1-1000, got {count}")
+        if not 0.0 <= float(strength) <= 1.0:
+            raise JobError(f"strength must be in [0, 1], got {strength:g}")
+        if mode not in ("RIGS", "ACTIONS"):
+            raise JobError(f"mode must be 'RIGS' or 'ACTIONS', got {mode!r}")
+        obj = self._setup(context, None, None)
+        locked = locked_joints(obj, self.bone_map, lock, lock_selected)
+        allowed = _keyed_joints(_POSE_KEYS)
+        self.fill = [(j, self.bone_map[j]) for j in rm.JOINT_NAMES
+                     if j in allowed and j in self.bone_map and j not in locked]
+        if not self.fill:
+            raise JobError(f"Nothing to vary on '{obj.name}' ({self.preset.label}): every body, jaw and hand bone "
+                           f"is locked or unmapped{_selection_hint(obj, lock_selected)}")
+        self.count, self.mode, self.spacing = int(count), mode, float(spacing)
+        pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
+        keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
+        self.args = {"pose": pose, "n": self.count, "strength": float(strength), "lock": keep, "seed": int(seed)}
+        self._seed_previous(obj)
+
+    def keys_from_result(self, result: dict) -> list[list[kf.BoneKeys]]:
+        aa = rm.joints_from_pose_dict(result)
+        if aa.shape[0] != self.count or not np.all(np.isfinite(aa)):
+            raise JobError(f"the backend returned {aa.shape[0]} variations, {self.count} were asked for")
+        idx = [rm.JOINT_INDEX[j] for j, _ in self.fill]
+        out = []
+        for i in range(self.count):
+            pose = self.aa.copy()
+            pose[:, idx] = aa[i:i + 1, idx]
+            out.append(self._keys_for(pose))
+        return out
+
+    def apply(self, context, variations: list[list[kf.BoneKeys]]) -> int:
+        obj = self._armature()
+        frame = context.scene.frame_current
+        self.created: list[str] = []
+        made_objects, made_actions, made_collections = [], [], []
+        try:
+            if self.mode == "RIGS":
+                made = _make_variation_rigs(context, obj, variations, frame, self.spacing, made_objects,
+                                            made_actions, made_collections)
+            else:
+                made = _make_variation_actions(obj, variations, made_actions)
+        except Exception:
+            for o in made_objects:
+                bpy.data.objects.remove(o)
+            for a in made_actions:
+                bpy.data.actions.remove(a)
+            for c in made_collections:
+                bpy.data.collections.remove(c)
+            raise
+        self.created = made
+        return sum(len(k.frames) * k.values.shape[1] for keys in variations for k in keys)
+
+    def summary(self, n_keys: int) -> str:
+        what = "armatures" if self.mode == "RIGS" else "actions"
+        return (f"DPoser: {self.count} variations of '{self.obj_name}' ({self.preset.label}, {len(self.fill)} bones) "
+                f"as new {what}: {', '.join(self.created[:3])}{', ...' if len(self.created) > 3 else ''}")
+
+
+def _rig_spacing(obj) -> float:
+    """Grid spacing for copies of an armature: 1.25 x the largest extent of its rest bones (world units)."""
+    pts = np.array([list(b.head_local) + [1.0] for b in obj.data.bones]
+                   + [list(b.tail_local) + [1.0] for b in obj.data.bones])
+    world = pts @ np.array(obj.matrix_world).T
+    extent = float(np.ptp(world[:, :3], axis=0).max())
+    return 1.25 * extent if extent > 0 else 1.0
+
+
+def _make_variation_rigs(context, obj, variations, frame, spacing, made_objects, made_actions, made_collections):
+    """One copy of ``obj`` (sharing its armature data, with copies of its child objects and of its action) per
+    variation, in a new collection, on a grid next to it; each keyed with its variation on ``frame``."""
+    coll = bpy.data.collections.new(f"{obj.name} variations")
+    made_collections.append(coll)
+    context.scene.collection.children.link(coll)
+    offsets = rm.grid_offsets(len(variations), spacing if spacing > 0 else _rig_spacing(obj))
+    action = obj.animation_data.action if obj.animation_data is not None else None
+    children = [c for c in obj.children]
+    names = []
+    for i, keys in enumerate(variations):
+        rig = obj.copy()
+        made_objects.append(rig)
+        rig.name = f"{obj.name}.var{i + 1:03d}"
+        coll.objects.link(rig)
+        if action is not None:  # its own copy of the action (obj.copy() shares it)
+            rig.animation_data.action = action.copy()
+            made_actions.append(rig.animation_data.action)
+        rig.location = obj.location + Vector(offsets[i])
+        for child in children:
+            c = child.copy()
+            made_objects.append(c)
+            c.parent = rig
+            for m in getattr(c, "modifiers", []):
+                if m.type == "ARMATURE" and m.object == obj:
+                    m.object = rig
+            coll.objects.link(c)
+        kf.write_rotation_keys(rig, keys)
+        if action is None:
+            made_actions.append(rig.animation_data.action)
+        kf.set_current_rotation(rig, keys, frame)
+        names.append(rig.name)
+    return names
+
+
+def _make_variation_actions(obj, variations, made_actions):
+    """One new action per variation on ``obj`` (a copy of its action with the variation keyed on the current frame;
+    fake user, so it is saved); the armature keeps its own action assigned."""
+    ad = obj.animation_data
+    had_animation = ad is not None
+    original = ad.action if had_animation else None
+    slot_id = ad.action_slot.identifier if (kf.SLOTTED and had_animation and ad.action_slot) else None
+    base = original.name if original is not None else f"{obj.name}Action"
+    names = []
+    try:
+        for i, keys in enumerate(variations):
+            act = original.copy() if original is not None else bpy.data.actions.new(base)
+            made_actions.append(act)
+            act.name = f"{base}.var{i + 1:03d}"
+            act.use_fake_user = True
+            if obj.animation_data is None:
+                obj.animation_data_create()
+            obj.animation_data.action = act
+            kf.write_rotation_keys(obj, keys)
+            names.append(act.name)
+    finally:
+        if not had_animation:
+            obj.animation_data_clear()
+        else:
+            obj.animation_data.action = original
+            if slot_id is not None and original is not None:
+                slot = next((s for s in original.slots if s.identifier == slot_id), None)
+                if slot is not None:
+                    obj.animation_data.action_slot = slot
+    return names
 
 
 # Debugging/tests: the last job request sent ({"args": ..., "backend": ...}).
@@ -381,12 +624,16 @@ class DPOSER_OT_complete(_JobOperator, bpy.types.Operator):
                              options={"SKIP_SAVE"})
     frame_end: IntProperty(name="End", description="Last frame (unset: frame_start)", options={"SKIP_SAVE"})
     hypotheses: IntProperty(name="Hypotheses", default=1, min=1, max=32,
-                            description="Solutions tried per frame; the most plausible is kept")
+                            description="Solutions tried per frame; the most plausible is kept (or shown first, "
+                                        "with Preview)")
     seed: IntProperty(name="Seed", default=0, min=0)
+    preview: BoolProperty(name="Preview", default=False,
+                          description="With more than one hypothesis: show the best one and keep the others to "
+                                      "cycle through (Next/Previous), then Accept or Cancel (original keys back)")
 
     def _job_from_props(self, context) -> CompleteJob:
         start, end = _frame_args(self)
-        return CompleteJob(context, self.parts, start, end, self.hypotheses, self.seed)
+        return CompleteJob(context, self.parts, start, end, self.hypotheses, self.seed, self.preview)
 
 
 class DPOSER_OT_refine(_JobOperator, bpy.types.Operator):
@@ -421,6 +668,65 @@ class DPOSER_OT_random_pose(_JobOperator, bpy.types.Operator):
 
     def _job_from_props(self, context) -> RandomPoseJob:
         return RandomPoseJob(context, self.seed)
+
+
+_LOCK_DESCRIPTION = ("Comma-separated bones of the rig or SMPL-X parts/groups/joints kept exactly (e.g. "
+                     "'Hand_L, head' or 'left_arm')")
+_LOCK_SELECTED_DESCRIPTION = "In Pose Mode, also keep the selected bones exactly"
+
+
+class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
+    """Denoise the active armature's keyed animation over a frame range with the DPoser-X prior (one request for
+    the whole clip; the root orientation and all locations are kept); rotations are written in each bone's own
+    rotation mode"""
+
+    bl_idname = "dposer.clean"
+    bl_label = "Clean Animation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    frame_start: IntProperty(name="Start", description="First frame (unset: the scene's start)",
+                             options={"SKIP_SAVE"})
+    frame_end: IntProperty(name="End", description="Last frame (unset: the scene's end)", options={"SKIP_SAVE"})
+    strength: FloatProperty(name="Strength", default=0.5, min=0.0, max=1.0,
+                            description="0 = stay on the keys, 1 = the prior and smoothing dominate")
+    parts: StringProperty(name="Parts", default="body",
+                          description="Comma-separated parts, groups or SMPL-X joints that may change (body, hands, "
+                                      "left_arm, spine, ...)")
+    lock: StringProperty(name="Lock", default="", description=_LOCK_DESCRIPTION)
+    lock_selected: BoolProperty(name="Lock selected bones", default=True, description=_LOCK_SELECTED_DESCRIPTION)
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    def _job_from_props(self, context) -> CleanJob:
+        scene = context.scene
+        start = self.frame_start if self.properties.is_property_set("frame_start") else scene.frame_start
+        end = self.frame_end if self.properties.is_property_set("frame_end") else scene.frame_end
+        return CleanJob(context, start, end, self.strength, self.parts, self.lock, self.lock_selected, self.seed)
+
+
+class DPOSER_OT_vary(_JobOperator, bpy.types.Operator):
+    """Make variations of the active armature's pose on the current frame with the DPoser-X prior: new armatures
+    in a grid (a crowd) or new actions on this armature"""
+
+    bl_idname = "dposer.vary"
+    bl_label = "Variations"
+    bl_options = {"REGISTER", "UNDO"}
+
+    count: IntProperty(name="Count", default=8, min=1, max=1000)
+    strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
+                            description="0 = identical, 1 = unrelated poses")
+    mode: EnumProperty(name="As", default="RIGS",
+                       items=[("RIGS", "Armatures", "Copies of the armature (and its child meshes) in a grid, each "
+                               "keyed with its variation on the current frame"),
+                              ("ACTIONS", "Actions", "New actions on this armature (copies of its action with the "
+                               "variation keyed on the current frame); the armature keeps its own action")])
+    spacing: FloatProperty(name="Spacing", default=0.0, min=0.0, description="Grid spacing (0 = from the rig's size)")
+    lock: StringProperty(name="Lock", default="", description=_LOCK_DESCRIPTION)
+    lock_selected: BoolProperty(name="Lock selected bones", default=True, description=_LOCK_SELECTED_DESCRIPTION)
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    def _job_from_props(self, context) -> VaryJob:
+        return VaryJob(context, self.count, self.strength, self.lock, self.lock_selected, self.seed, self.mode,
+                       self.spacing)
 
 
 class _Running:
@@ -504,6 +810,103 @@ class DPOSER_OT_add_armature(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class DPOSER_OT_calibrate_rest(_ArmaturePoll, bpy.types.Operator):
+    """Store the active armature's rest calibration: pose it in the SMPL-X zero pose (T-pose, palms down, flat
+    hands) on the current frame first, then calibrate; every DPoser job then reads and writes through it"""
+
+    bl_idname = "dposer.calibrate_rest"
+    bl_label = "Calibrate Rest"
+    bl_options = {"REGISTER", "UNDO"}
+
+    method: EnumProperty(
+        name="From",
+        items=[("POSE", "Current pose", "The rig shows the SMPL-X zero pose on the current frame"),
+               ("AUTO", "Automatic", "Guess from the bone directions of the rest pose (check with Show Zero Pose)"),
+               ("REST", "Rest pose (clear)", "The rest pose is the zero pose: remove the stored calibration")],
+        default="POSE")
+    preset: EnumProperty(name="Bone map", items=PRESET_ITEMS,
+                         description="Bone-map preset (stored on the armature); Auto-detect uses the bone names")
+
+    def execute(self, context):
+        try:
+            obj = active_armature(context)
+            rig = rig_from_object(obj)
+            if self.preset == "AUTO":
+                det = bone_maps.detect_preset(rig.names)
+                if det is None:
+                    raise JobError(f"Unknown rig '{obj.name}': no bone-map preset matches its bone names; choose one")
+            else:
+                try:
+                    det = bone_maps.detection_for(self.preset, rig.names)
+                except ValueError as e:
+                    raise JobError(str(e)) from None
+            C = rm.armature_up_axes(np.array(obj.matrix_world))
+            bones = list(det.bone_map.values())
+            if self.method == "POSE":
+                basis = kf.read_basis_rotations(obj, None, rig.names)[0]
+                cal = rm.calibration_from_basis(rig, basis, bones)
+            elif self.method == "AUTO":
+                cal = rm.auto_calibration(rig, det.bone_map, C=C)
+            else:
+                cal = None
+            # everything computed: now change the object (one undo step)
+            if self.preset == "AUTO":
+                if rp.PRESET_PROP in obj:
+                    del obj[rp.PRESET_PROP]
+            else:
+                obj[rp.PRESET_PROP] = self.preset
+            if cal is None:
+                if rp.CALIBRATION_PROP in obj:
+                    del obj[rp.CALIBRATION_PROP]
+            else:
+                rp.save_calibration(obj, det.preset.id, cal)
+        except Exception as e:  # noqa: BLE001 - reported, object unchanged
+            return _report_exception(self, e)
+        what = {"POSE": "from the current pose", "AUTO": "automatically", "REST": "cleared (rest = zero pose)"}
+        self.report({"INFO"}, f"DPoser: '{obj.name}' ({det.preset.label}, {len(det.bone_map)} bones) calibrated "
+                              f"{what[self.method]}")
+        return {"FINISHED"}
+
+
+class DPOSER_OT_show_zero_pose(_ArmaturePoll, bpy.types.Operator):
+    """Pose the active armature in the SMPL-X zero pose (T-pose, palms down, flat hands) on the current frame, as
+    its calibration (or an automatic guess) sees it; adjust it and Calibrate Rest from the pose. Not keyed"""
+
+    bl_idname = "dposer.show_zero_pose"
+    bl_label = "Show Zero Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    source: EnumProperty(
+        name="Source",
+        items=[("CALIBRATION", "Calibration", "The stored calibration (the rest pose when there is none)"),
+               ("AUTO", "Automatic guess", "From the bone directions of the rest pose")],
+        default="CALIBRATION")
+
+    def execute(self, context):
+        try:
+            obj = active_armature(context)
+            rig, det = detect_rig(obj)
+            cal = None
+            if self.source == "AUTO":
+                cal = rm.auto_calibration(rig, det.bone_map, C=rm.armature_up_axes(np.array(obj.matrix_world)))
+            ret = retarget_for(obj, rig, det, calibration=cal, require=False)
+            current = kf.read_basis_rotations(obj, None, rig.names)[0]
+            L = ret.zero_pose_basis(current)
+            values = {}
+            for b in det.bone_map.values():
+                mode = obj.pose.bones[b].rotation_mode
+                now = kf.current_rotation_values(obj, b, mode)
+                values[b] = rm.matrix_to_rotation(L[rig.index[b]], mode, compat=now)
+            for b, v in values.items():
+                setattr(obj.pose.bones[b], kf.rotation_property(obj.pose.bones[b].rotation_mode),
+                        [float(x) for x in v])
+            obj.update_tag()
+        except Exception as e:  # noqa: BLE001
+            return _report_exception(self, e)
+        self.report({"INFO"}, f"DPoser: '{obj.name}' shows the SMPL-X zero pose ({len(values)} bones, not keyed)")
+        return {"FINISHED"}
+
+
 class DPOSER_OT_test_backend(bpy.types.Operator):
     """Start the DPoser backend with the current preferences and report its version and device"""
 
@@ -522,8 +925,8 @@ class DPOSER_OT_test_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (DPOSER_OT_add_armature, DPOSER_OT_complete, DPOSER_OT_refine, DPOSER_OT_random_pose,
-           DPOSER_OT_test_backend)
+CLASSES = (DPOSER_OT_add_armature, DPOSER_OT_calibrate_rest, DPOSER_OT_show_zero_pose, DPOSER_OT_complete,
+           DPOSER_OT_refine, DPOSER_OT_random_pose, DPOSER_OT_clean, DPOSER_OT_vary, DPOSER_OT_test_backend)
 
 
 def register() -> None:

@@ -1,16 +1,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The "DPoser" tab of the 3D viewport's sidebar (N panel): add armature, complete, refine, random pose, backend status. Needs bpy."""
+"""The "DPoser" tab of the 3D viewport's sidebar (N panel): add armature; the active rig's preset and calibration;
+complete (with the hypothesis preview), refine, random pose, clean, variations; backend status. Needs bpy."""
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from . import preview
 from .preferences import prefs, status_text
+from .rig_profile import PRESET_ITEMS, profile_text
 
 
 class DPoserSettings(bpy.types.PropertyGroup):
-    """Panel inputs of ``dposer.complete``, ``dposer.refine`` and ``dposer.random_pose`` (the operators keep no
-    state)."""
+    """Panel inputs of the DPoser operators (the operators keep no state)."""
 
     parts: StringProperty(name="Parts", default="left_hand,right_hand",
                           description="Comma-separated parts, groups or SMPL-X joints to fill in")
@@ -20,6 +22,37 @@ class DPoserSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=0, min=0)
     refine_strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
                                    description="How far Refine may move the pose towards the prior")
+    preview: BoolProperty(name="Preview hypotheses", default=True,
+                          description="With more than one hypothesis, cycle through them before accepting one")
+    preset: EnumProperty(name="Bone map", items=PRESET_ITEMS, description="Bone-map preset used by Calibrate Rest")
+    clean_strength: FloatProperty(name="Strength", default=0.5, min=0.0, max=1.0,
+                                  description="0 = stay on the keys, 1 = the prior and smoothing dominate")
+    clean_parts: StringProperty(name="Parts", default="body", description="Parts that Clean may change")
+    lock: StringProperty(name="Lock", default="",
+                         description="Bones or SMPL-X parts/joints that Clean and Variations keep exactly")
+    lock_selected: BoolProperty(name="Lock selected bones", default=True,
+                                description="In Pose Mode, Clean and Variations keep the selected bones exactly")
+    vary_count: IntProperty(name="Count", default=8, min=1, max=1000)
+    vary_strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
+                                 description="0 = identical, 1 = unrelated poses")
+    vary_mode: EnumProperty(name="As", items=[("RIGS", "Armatures", "A crowd of copies in a grid"),
+                                               ("ACTIONS", "Actions", "New actions on this armature")],
+                            default="RIGS")
+
+
+def draw_rig(layout, settings, obj):
+    """The active armature's preset and calibration state, and the calibration buttons."""
+    box = layout.box()
+    line1, line2 = profile_text(obj)
+    box.label(text=line1, icon="ARMATURE_DATA")
+    box.label(text=line2, icon="CHECKMARK" if line2.startswith("Calibrated") else "INFO")
+    box.prop(settings, "preset")
+    row = box.row(align=True)
+    op = row.operator("dposer.show_zero_pose", text="Show Zero Pose")
+    op.source = "CALIBRATION" if obj.get("dposer_calibration") else "AUTO"
+    op = row.operator("dposer.calibrate_rest", text="Calibrate Rest", icon="POSE_HLT")
+    op.method = "POSE"
+    op.preset = settings.preset
 
 
 class DPOSER_PT_main(bpy.types.Panel):
@@ -34,6 +67,9 @@ class DPOSER_PT_main(bpy.types.Panel):
         scene = context.scene
         settings = scene.dposer_settings
         layout.operator("dposer.add_armature", icon="ARMATURE_DATA")
+        obj = context.active_object
+        if obj is not None and obj.type == "ARMATURE":
+            draw_rig(layout, settings, obj)
 
         box = layout.box()
         box.label(text="Complete", icon="HAND")
@@ -42,13 +78,24 @@ class DPOSER_PT_main(bpy.types.Panel):
         row.prop(settings, "hypotheses")
         row.prop(settings, "seed")
         box.prop(settings, "use_range")
+        box.prop(settings, "preview")
         op = box.operator("dposer.complete", icon="PLAY")
         op.parts = settings.parts
         op.hypotheses = settings.hypotheses
         op.seed = settings.seed
+        op.preview = settings.preview
         if settings.use_range:
             op.frame_start = scene.frame_start
             op.frame_end = scene.frame_end
+        state = preview.status(obj) if obj is not None else None
+        if state is not None:
+            col = box.column(align=True)
+            col.label(text=state, icon="HIDE_OFF")
+            row = col.row(align=True)
+            row.operator("dposer.preview_previous", text="", icon="TRIA_LEFT")
+            row.operator("dposer.preview_next", text="", icon="TRIA_RIGHT")
+            row.operator("dposer.preview_accept", icon="CHECKMARK")
+            row.operator("dposer.preview_cancel", icon="X")
 
         box.label(text="Refine / Random", icon="MOD_SMOOTH")
         box.prop(settings, "refine_strength")
@@ -61,6 +108,32 @@ class DPOSER_PT_main(bpy.types.Panel):
             op.frame_end = scene.frame_end
         op = row.operator("dposer.random_pose")
         op.seed = settings.seed
+
+        box.label(text="Clean (scene range)", icon="FCURVE")
+        row = box.row()
+        row.prop(settings, "clean_strength")
+        row.prop(settings, "clean_parts")
+        op = box.operator("dposer.clean", icon="BRUSH_DATA")
+        op.strength = settings.clean_strength
+        op.parts = settings.clean_parts
+        op.lock = settings.lock
+        op.lock_selected = settings.lock_selected
+        op.seed = settings.seed
+
+        box.label(text="Variations (current frame)", icon="COMMUNITY")
+        row = box.row()
+        row.prop(settings, "vary_count")
+        row.prop(settings, "vary_strength")
+        box.prop(settings, "vary_mode", expand=True)
+        op = box.operator("dposer.vary", icon="DUPLICATE")
+        op.count = settings.vary_count
+        op.strength = settings.vary_strength
+        op.mode = settings.vary_mode
+        op.lock = settings.lock
+        op.lock_selected = settings.lock_selected
+        op.seed = settings.seed
+        box.prop(settings, "lock")
+        box.prop(settings, "lock_selected")
         wm = context.window_manager
         if wm.dposer_progress >= 0.0:
             if hasattr(box, "progress"):

@@ -994,6 +994,12 @@ class Retarget:
         """SMPL-X axis-angle (..., 55, 3) -> basis rotations (..., B, 3, 3)."""
         return self.basis_from_smplx(axis_angle_to_matrix(aa), current_basis, evaluated_pose)
 
+    def zero_pose_basis(self, current_basis=None) -> np.ndarray:
+        """Basis rotations (B, 3, 3) that show the SMPL-X zero pose (T-pose, palms down, flat hands, facing the
+        armature's -Y for ``C_ZUP``) through this calibration: every mapped bone ends at ``P_k = M_k``; unmapped
+        bones keep ``current_basis``. Posing a rig with it and calibrating from that pose gives back ``M``."""
+        return self.basis_from_smplx(np.tile(np.eye(3), (NUM_JOINTS, 1, 1)), current_basis)
+
 
 def official_smplx_rig(joints=None, with_root: bool = True, C=C_ZUP) -> Rig:
     """The rig that "Add DPoser armature" builds (and the official SMPL-X add-on's layout): SMPL-X-named bones at
@@ -1019,3 +1025,22 @@ def armature_spec(joints=None, with_root: bool = True, C=C_ZUP, bone_length: flo
         heads = np.concatenate([np.zeros((1, 3)), heads])
     tails = heads + np.array([0.0, 0.0, bone_length])
     return {"names": names, "parents": parents, "heads": heads, "tails": tails, "rolls": np.zeros(len(names))}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Crowd layout.
+
+def grid_offsets(n: int, spacing: float, columns: int | None = None) -> np.ndarray:
+    """(n, 3) offsets (x, y, 0) of n copies on a square grid next to an original at the origin: cells are
+    ``spacing`` apart, filled row by row along +x, rows going back along +y (away from a front camera; the SMPL-X zero
+    pose faces -y), and cell (0, 0) is left to the original."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if not spacing > 0:
+        raise ValueError(f"spacing must be > 0, got {spacing}")
+    cols = columns or int(np.ceil(np.sqrt(n + 1)))
+    cells = np.arange(1, n + 1)
+    out = np.zeros((n, 3))
+    out[:, 0] = (cells % cols) * spacing
+    out[:, 1] = (cells // cols) * spacing
+    return out

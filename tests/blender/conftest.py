@@ -78,11 +78,11 @@ def prefs(bpy_addon, checkpoint):
 
 @pytest.fixture
 def scene(bpy_addon):
-    """An empty scene (objects, armatures and actions removed), frame 1, nothing active."""
+    """An empty scene (objects, armatures, actions and collections removed), frame 1, nothing active."""
     bpy = bpy_addon
     if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
-    for coll in (bpy.data.objects, bpy.data.armatures, bpy.data.actions):
+    for coll in (bpy.data.objects, bpy.data.armatures, bpy.data.actions, bpy.data.collections):
         for item in list(coll):
             coll.remove(item)
     sc = bpy.context.scene
@@ -128,3 +128,38 @@ def key_pose(obj, aa, first_frame=1):
             pb.rotation_quaternion = [float(x) for x in rm.axis_angle_to_quaternion(aa[f, j])]
             pb.keyframe_insert("rotation_quaternion", frame=first_frame + f)
     bpy.context.scene.frame_set(first_frame)
+
+
+def scene_snapshot():
+    """Everything the DPoser operators may touch, for 'the scene is unchanged' checks: objects (type, location,
+    parent, collections, custom properties, pose rotation values, every F-curve key with all its attributes),
+    collections, and actions (name, fake user, users)."""
+    import bpy
+    from blender_dposer import keyframes as kf
+
+    snap = {"collections": sorted(c.name for c in bpy.data.collections),
+            "actions": sorted((a.name, a.use_fake_user, a.users) for a in bpy.data.actions), "objects": {}}
+    for o in bpy.data.objects:
+        entry = {"type": o.type, "location": tuple(o.location), "parent": o.parent.name if o.parent else None,
+                 "collections": sorted(c.name for c in o.users_collection),
+                 "props": {k: str(o[k]) for k in o.keys()},
+                 "action": o.animation_data.action.name if o.animation_data and o.animation_data.action else None}
+        if o.type == "ARMATURE":
+            entry["pose"] = [tuple(pb.rotation_quaternion) + tuple(pb.rotation_euler) + tuple(pb.rotation_axis_angle)
+                             + tuple(pb.location) for pb in o.pose.bones]
+            entry["channels"] = {(fc.data_path, fc.array_index): {a: v.tolist() for a, v in
+                                                                   kf.key_attributes(fc).items()}
+                                 for fc in kf.Channels(o).all()}
+            entry["keys"] = {k: v.tolist() for k, v in kf.snapshot(o).items()}
+        snap["objects"][o.name] = entry
+    return snap
+
+
+def assert_scene_unchanged(before):
+    after = scene_snapshot()
+    assert after["collections"] == before["collections"]
+    assert after["actions"] == before["actions"]
+    assert set(after["objects"]) == set(before["objects"])
+    for name, entry in before["objects"].items():
+        for key, value in entry.items():
+            assert after["objects"][name][key] == value, (name, key)

@@ -247,6 +247,7 @@ class _FakeModalOp:
 
     def __init__(self, **props):
         self.parts, self.hypotheses, self.seed = props.get("parts", "right_hand"), 1, 0
+        self.preview = False
         self.frame_start = self.frame_end = 0
         self._set = set()
         self.properties = type("P", (), {"is_property_set": lambda _s, name: name in self._set})()
