@@ -8,6 +8,7 @@ dims are held exactly.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -30,6 +31,7 @@ class SolverConfig:
     t_min: float = 0.05
     prior_weight: float = 1.0
     weighting: str = "snr"  # 'snr': w = 0.5 sqrt(1 + alpha/sigma); 'const': w = 0.5
+    lr_decay: str = "none"  # 'none' or 'cosine' (lr annealed to 0 over the steps)
 
     def with_(self, **kw) -> "SolverConfig":
         return replace(self, **kw)
@@ -68,6 +70,8 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
     for k in range(cfg.steps):
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled at iteration {k} of {cfg.steps}")
+        if cfg.lr_decay == "cosine":
+            opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * k / cfg.steps))
         t = torch.full((n,), timestep(cfg, k, gen), device=x.device)
         with torch.no_grad():
             a, s = alpha_sigma(t)
