@@ -103,3 +103,15 @@ def test_sample_parts_from_their_marginal(prior):
     assert not np.allclose(whole["right_hand_pose"], a["right_hand_pose"])  # the network saw a different mask
     with pytest.raises(ValueError, match="unknown part"):
         dposer.sample(prior, 2, parts="tail")
+
+
+def test_bf16_precision_is_close_to_fp32(prior):
+    """precision='bf16' runs the network's products in bfloat16: float32 in and out, within ~1 % of fp32."""
+    bf16 = dposer.load_prior(precision="bf16")
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0))
+    t = torch.full((64,), 0.2)
+    a, b = prior.eps(x, t), bf16.eps(x, t)
+    assert b.dtype == torch.float32
+    assert 0 < ((a - b).norm() / a.norm()).item() < 0.02
+    with pytest.raises(ValueError, match="precision"):
+        dposer.load_prior(precision="fp8")

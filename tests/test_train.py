@@ -134,8 +134,8 @@ def test_bad_checkpoints_are_named(tmp_path):
     save_file({"w": torch.zeros(3)}, str(tmp_path / "foreign.safetensors"))
     with pytest.raises(CheckpointError, match="not a dposer prior"):
         load_prior(tmp_path / "foreign.safetensors")
-    torch.save({"state_dict": {}}, tmp_path / "model.ckpt")
-    with pytest.raises(CheckpointError, match="pickle"):
+    torch.save({"state_dict": {}}, tmp_path / "model.ckpt")  # read safely as a would-be official checkpoint
+    with pytest.raises(CheckpointError, match="not a DPoser-X Lightning checkpoint"):
         load_prior(tmp_path / "model.ckpt")
     # right format, wrong network shapes
     net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))

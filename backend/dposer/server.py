@@ -607,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dposer.server", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None, help="prior checkpoint (.safetensors, or an official DPoser-X .ckpt); default: the bundled one")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="default: cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: faster network on CPUs with native bfloat16 (see docs/benchmarks.md)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, at most 8)")
     a = p.parse_args(argv)
 
@@ -630,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.device == "cuda" and not torch.cuda.is_available():
         return fail("device_unavailable", "--device cuda was asked for but CUDA is not available")
     try:
-        prior = load_prior(a.checkpoint, a.device)
+        prior = load_prior(a.checkpoint, a.device, a.precision)
     except CheckpointError as e:
         return fail("checkpoint_error", str(e))
     except Exception as e:  # noqa: BLE001
