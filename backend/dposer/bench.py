@@ -896,19 +896,37 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _peak_rss_reset() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+_CLEAN_SCRIPT = """
+import sys, numpy as np
+from dposer import data, load_prior
+from dposer.tasks import CLEAN, clean
+prior = load_prior(None, "cpu")
+frames, steps, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+clip = data.load_amass_take(sys.argv[4] if len(sys.argv) > 4 else None).vectors
+clip = np.concatenate([clip, clip])[:frames]
+pose = {"body_pose": clip[:, :63], "left_hand_pose": clip[:, 63:108], "right_hand_pose": clip[:, 108:153]}
+if run:
+    clean(prior, pose, parts="body,left_hand,right_hand", cfg=CLEAN.with_(prior_weight=0.6, steps=steps))
+"""
 
 
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def _child_peak_rss_mb(frames: int, steps: int, root=None) -> tuple[float, float]:
+    """Peak RSS (MiB) of a fresh process that loads the prior and runs the clip clean, and of one that only loads
+    it (the difference is what the clean itself needs)."""
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    for run in ("1", "0"):
+        args = [sys.executable, "-c", _CLEAN_SCRIPT, str(frames), str(steps), run] + ([str(root)] if root else [])
+        p = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.append(usage.ru_maxrss / 1024 if p.returncode == 0 else float("nan"))
+    return out[0], out[1]
 
 
 def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
@@ -954,16 +972,17 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
     pose = {"body_pose": clip[:, :63], "left_hand_pose": clip[:, 63:108], "right_hand_pose": clip[:, 108:153],
             "jaw_pose": clip[:, 153:156], "expression": clip[:, 156:]}
     steps = CLEAN.steps if not ctx.quick else ctx.sizes.steps
-    can_rss = dev.type == "cpu" and _peak_rss_reset()
-    rss0 = _peak_rss_mb()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     clean(prior, pose, parts="body,left_hand,right_hand", cfg=CLEAN.with_(prior_weight=0.6, steps=steps))
     _sync(dev)
     t = time.perf_counter() - t0
-    mem = (f"peak GPU memory {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB" if dev.type == "cuda" else
-           f"peak RSS {_peak_rss_mb():.0f} MiB (process, was {rss0:.0f} before)" if can_rss else "peak RSS n/a")
+    if dev.type == "cuda":
+        mem = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB"
+    else:
+        peak, base = _child_peak_rss_mb(frames, steps, ctx.root)
+        mem = f"peak RSS {peak:.0f} MiB in a fresh process ({peak - base:.0f} MiB above loading torch + the prior)"
     lines.append(f"| {dev.type}: {frames}-frame whole-body clean, {steps} steps | {t:.1f} s | {steps} x {frames} evals, "
                  f"{mem} | {steps * frames * flops / t / 1e9:.2f} GFLOP/s |")
     lines.append(f"| {dev.type}: reference 2048² fp32 matmul (measured peak) | | | {peak / 1e9:.1f} GFLOP/s |")
