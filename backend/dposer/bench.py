@@ -981,8 +981,8 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
     if dev.type == "cuda":
         mem = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB"
     else:
-        peak, base = _child_peak_rss_mb(frames, steps, ctx.root)
-        mem = f"peak RSS {peak:.0f} MiB in a fresh process ({peak - base:.0f} MiB above loading torch + the prior)"
+        rss, base = _child_peak_rss_mb(frames, steps, ctx.root)
+        mem = f"peak RSS {rss:.0f} MiB in a fresh process ({rss - base:.0f} MiB above loading torch + the prior)"
     lines.append(f"| {dev.type}: {frames}-frame whole-body clean, {steps} steps | {t:.1f} s | {steps} x {frames} evals, "
                  f"{mem} | {steps * frames * flops / t / 1e9:.2f} GFLOP/s |")
     lines.append(f"| {dev.type}: reference 2048² fp32 matmul (measured peak) | | | {peak / 1e9:.1f} GFLOP/s |")
