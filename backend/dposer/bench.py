@@ -907,6 +907,7 @@ clip = np.concatenate([clip, clip])[:frames]
 pose = {"body_pose": clip[:, :63], "left_hand_pose": clip[:, 63:108], "right_hand_pose": clip[:, 108:153]}
 if run:
     clean(prior, pose, parts="body,left_hand,right_hand", cfg=CLEAN.with_(prior_weight=0.6, steps=steps))
+print(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM")))
 """
 
 
@@ -922,10 +923,10 @@ def _child_peak_rss_mb(frames: int, steps: int, root=None) -> tuple[float, float
                                                        os.environ.get("PYTHONPATH", "")]))
     for run in ("1", "0"):
         args = [sys.executable, "-c", _CLEAN_SCRIPT, str(frames), str(steps), run] + ([str(root)] if root else [])
-        p = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.append(usage.ru_maxrss / 1024 if p.returncode == 0 else float("nan"))
+        # VmHWM of the child's own image (getrusage of a child would count the pages it shared with this big
+        # process at fork time)
+        p = subprocess.run(args, env=env, capture_output=True, text=True)
+        out.append(int(p.stdout.split()[-1]) / 1024 if p.returncode == 0 else float("nan"))
     return out[0], out[1]
 
 
