@@ -1,9 +1,14 @@
-"""Benchmarks of the solvers on held-out real data, written into docs/benchmarks.md.
+"""Benchmarks of the prior against baseline priors on held-out real data, written into docs/benchmarks.md.
 
-    dposer bench completion   # completion error vs trivial baselines (test splits)
+    dposer bench all --write docs/benchmarks.md   # every section below, tables + plots (docs/images/bench_*.png)
+    dposer bench quick                            # every table at tiny sizes (CI: rows produced and finite)
+    dposer bench completion   # completion vs baselines (test splits, 95% bootstrap intervals), tuning on val
+    dposer bench generation   # FID, PRDC, APD, joint-limit / self-penetration proxies
+    dposer bench clean        # mocap cleaning at 2 / 4 / 10 cm joint-noise equivalents (+ a BVH clip)
     dposer bench schedule     # truncated vs uniform schedules, t_max/t_min, on the validation split
-    dposer bench clean        # mocap cleaning with 2 / 4 cm joint-noise equivalents
-    dposer bench speed        # latency and throughput, FLOP/s achieved
+    dposer bench steps        # solver steps vs error vs time (Pareto)
+    dposer bench ranking      # picking one of K hypotheses
+    dposer bench speed        # latency, throughput, FLOP/s against a measured matmul peak, memory
 """
 from __future__ import annotations
 
@@ -45,8 +50,8 @@ def _hand_pool(split, root):
 
 
 def completion_cases(split: str = "test", n: int | None = None, root=None) -> list[CompletionCase]:
-    """The four completion benchmarks: left_leg and right_arm (AMASS body), both hands given the body (EgoBody
-    whole-body) and pinky+ring given the rest of the hand (hand set)."""
+    """The five completion benchmarks: left_leg, right_arm and trunk (AMASS body), both hands given the body
+    (EgoBody whole-body) and pinky+ring given the rest of the hand (hand set)."""
     body = data.load_part_set("body", split, root)
     body_train = data.load_part_set("body", "train", root).vectors
     wb = data.load_wholebody_set(split, root)
@@ -56,7 +61,7 @@ def completion_cases(split: str = "test", n: int | None = None, root=None) -> li
     hand_train = _hand_pool("train", root)
     sel = (lambda a: a[:n]) if n else (lambda a: a)
     cases = []
-    for part in ("left_leg", "right_arm"):
+    for part in ("left_leg", "right_arm", "trunk"):
         v = sel(body.vectors)
         cases.append(CompletionCase(part, {"body_pose": v[:, :63]}, v, part, "body", "body", body_train,
                                     body_train.mean(0)))
@@ -117,19 +122,21 @@ def baseline_mean(case: CompletionCase) -> np.ndarray:
     return out
 
 
-def baseline_nearest(case: CompletionCase) -> np.ndarray:
-    """Copy the missing joints from the training row closest on the observed joints of the same part(s)."""
+def baseline_nearest(case: CompletionCase, k: int = 1):
+    """Copy the missing joints from the training row closest on the observed joints of the same part(s).
+    With ``k`` > 1 also returns the k nearest rows' answers (k, N, 256), closest first."""
     dims = layout.names_to_dims(case.missing)
     obs = np.setdiff1d(layout.names_to_dims(case.nn_on), dims)
     q = torch.from_numpy(case.truth[:, obs])
     ref = torch.from_numpy(case.train_pool[:, obs])
-    nn = torch.cdist(q, ref).argmin(1).numpy()
-    out = case.truth.copy()
-    out[:, dims] = case.train_pool[nn][:, dims]
-    return out
+    nn = torch.cdist(q, ref).topk(k, dim=1, largest=False).indices.numpy()  # (N, k)
+    hyp = np.repeat(case.truth[None], k, 0)
+    for i in range(k):
+        hyp[i][:, dims] = case.train_pool[nn[:, i]][:, dims]
+    return hyp[0] if k == 1 else (hyp[0], hyp)
 
 
-def run_completion(prior: Prior, case: CompletionCase, cfg: SolverConfig = COMPLETE, hypotheses: int = 1,
+def run_completion(prior, case: CompletionCase, cfg: SolverConfig = COMPLETE, hypotheses: int = 1,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Rank-1 vectors (N, 256) and all hypotheses (K, N, 256)."""
     res = complete(prior, case.pose, case.missing, hypotheses=hypotheses, seed=seed, cfg=cfg)
@@ -139,56 +146,427 @@ def run_completion(prior: Prior, case: CompletionCase, cfg: SolverConfig = COMPL
     return hyp[0], hyp
 
 
-def bench_completion(prior: Prior, n: int | None = None, hypotheses: int = 5, root=None) -> str:
-    rows = []
-    for case in completion_cases("test", n, root):
+# ---------------------------------------------------------------------------------------------------------
+# Sizes, the priors under test and their tuning
+
+@dataclass
+class Sizes:
+    n_test: int | None = 150  # poses per completion case (test split; hands_given_body has 150); None = all
+    n_val: int = 64  # poses per case for the validation ablations (schedule, steps, ranking)
+    n_tune: int = 48  # poses per case for tuning each prior's one knob
+    hypotheses: int = 5
+    steps: int | None = None  # solver steps override (None: each task's default)
+    gen_n: int = 1000  # generated samples per prior
+    gen_steps: int = 100  # DDIM steps
+    clean_frames: int | None = 240  # truncate clips to this many frames (None: whole clips)
+    noise_cm: tuple = (2.0, 4.0, 10.0)
+    gmm_ks: tuple = (1, 2, 4, 8, 16)
+    gmm_iters: int = 100
+    vae_steps: int = 3000
+    step_sweep: tuple = (10, 25, 50, 100, 200, 400)
+    speed_reps: int = 5
+    bootstrap: int = 1000
+
+
+FULL = Sizes(n_test=150, n_val=64)
+QUICK = Sizes(n_test=8, n_val=8, n_tune=8, hypotheses=3, steps=12, gen_n=48, gen_steps=8, clean_frames=24,
+              gmm_ks=(1, 2), gmm_iters=10, vae_steps=60, step_sweep=(4, 12), speed_reps=1, bootstrap=100)
+
+# The one knob tuned per solver-based prior, 3 values each. For the diffused priors it is the truncated schedule
+# (t_max, t_min): completion has no data term, so Adam makes the prior weight irrelevant there. For the VAE it is the
+# weight of its latent norm.
+SCHEDULES = ((0.1, 0.02), (0.3, 0.05), (0.5, 0.05))
+VAE_WEIGHTS = (0.01, 0.1, 1.0)
+LABELS = {"dposer": "**DPoser (ours)**", "combiner": "Combiner (no fusion)", "gaussian": "Gaussian prior (solver)",
+          "gmm_parts": "GMM per part (solver)", "smplify_gmm": "SMPLify GMM-8 body (solver)", "vae": "VAE, VPoser-style (latent fit)",
+          "mean": "mean pose", "nearest": "nearest neighbour (best-of-5: 5 nearest)",
+          "gauss_cond": "Gaussian conditional mean (closed form)"}
+
+
+GEN_LABELS = {"dposer": "DPoser (ours)", "combiner": "Combiner (no fusion)", "gaussian": "Gaussian (exact samples)",
+              "gmm_parts": "GMM per part (exact samples)", "smplify_gmm": "SMPLify GMM-8 body (exact samples)",
+              "vae": "VAE, VPoser-style (z ~ N(0, I) decoded)"}
+
+
+class Context:
+    """Our prior, the baselines fitted on the same training split, and each one's tuned knob (lazily built)."""
+
+    def __init__(self, prior: Prior, root=None, sizes: Sizes = FULL, images: Path | None = None):
+        self.prior = prior
+        self.root = root
+        self.sizes = sizes
+        self.images = images
+        self._priors = None
+        self._rows = None
+        self.settings: dict = {}
+        self.tuning_table = ""
+        self.fit_log: dict[str, str] = {}
+
+    @property
+    def quick(self) -> bool:
+        return self.sizes is QUICK
+
+    @property
+    def rows(self):
+        if self._rows is None:
+            from . import baselines
+
+            self._rows = baselines.training_rows(self.prior.normalizer, root=self.root)
+        return self._rows
+
+    @property
+    def priors(self) -> dict:
+        if self._priors is None:
+            from . import baselines as B
+
+            sz = self.sizes
+            norm = self.prior.normalizer
+            cache = not self.quick
+            t0 = time.time()
+            g = B.gaussian_prior(norm, rows=self.rows)
+            self.fit_log["gaussian"] = f"{time.time() - t0:.0f} s"
+            t0 = time.time()
+            gmm = B.part_gmm_prior(norm, root=self.root, ks=sz.gmm_ks, iters=sz.gmm_iters, rows=self.rows,
+                                   use_cache=cache)
+            self.fit_log["gmm_parts"] = (f"K per part chosen on val from {list(sz.gmm_ks)}: " + ", ".join(
+                f"{p} {c['k']}" for p, c in gmm.info["chosen"].items()) + f" ({time.time() - t0:.0f} s or cached)")
+            t0 = time.time()
+            vae = B.vae_prior(norm, root=self.root, steps=sz.vae_steps, rows=self.rows, use_cache=cache)
+            rec = _vae_recon_mm(vae, norm, self.root)
+            self.fit_log["vae"] = (f"{sz.vae_steps} Adam steps per part, batch 256, latent 32, KL weight annealed 0 -> 0.05; "
+                                   f"final recon (sum of squares, normalised) / KL body {vae.info['body']['recon']:.1f} / "
+                                   f"{vae.info['body']['kl']:.1f}, hand {vae.info['hand']['recon']:.1f} / "
+                                   f"{vae.info['hand']['kl']:.1f}; body reconstruction through the encoder mean: "
+                                   f"{rec['train']:.0f} mm MPJPE on training poses, {rec['test']:.0f} mm on the test split "
+                                   f"({time.time() - t0:.0f} s or cached)")
+            self._priors = {"dposer": self.prior, "combiner": B.combiner_prior(self.prior), "gaussian": g,
+                            "gmm_parts": gmm, "smplify_gmm": B.smplify_gmm_prior(norm, self.root, rest=gmm), "vae": vae}
+        return self._priors
+
+    def cfg(self, base: SolverConfig, schedule: tuple | None = None) -> SolverConfig:
+        cfg = base if schedule is None else base.with_(t_max=schedule[0], t_min=schedule[1])
+        return cfg.with_(steps=self.sizes.steps) if self.sizes.steps else cfg
+
+    def configured(self, name: str, base: SolverConfig = COMPLETE, setting=None, tuned: bool = True):
+        """(prior object, solver config) of a solver-based prior at its tuned (or given) setting; with
+        ``tuned=False`` the diffused priors keep ``base``'s schedule (cleaning: every prior at the task defaults)."""
+        w = (self.setting(name) if tuned else None) if setting is None else setting
+        p = self.priors[name]
+        if name == "vae":
+            return p.with_weight(VAE_WEIGHTS[1] if w is None else w), self.cfg(base)
+        return p, self.cfg(base, w)
+
+    def setting(self, name: str):
+        if not self.settings:
+            self.tune()
+        return self.settings[name]
+
+    def tune(self) -> str:
+        """Each solver-based prior's one knob, 3 values, on the validation split (rank-1, one hypothesis): the value
+        with the lowest mean relative error (MPJPE / mean-pose MPJPE, averaged over the five tasks) is kept."""
+        cases = completion_cases("val", self.sizes.n_tune, self.root)
+        mean_err = {c.name: completion_error(baseline_mean(c), c)["mpjpe_mm"] for c in cases}
+        lines = ["| prior | knob | value | " + " | ".join(f"{c.name} mm" for c in cases) + " | mean rel. error | kept |",
+                 "|---|---|---|" + "---|" * (len(cases) + 2)]
+        for name in self.priors:
+            values = VAE_WEIGHTS if name == "vae" else SCHEDULES
+            results = []
+            for w in values:
+                p, cfg = self.configured(name, setting=w)
+                errs = [completion_error(run_completion(p, c, cfg)[0], c)["mpjpe_mm"] for c in cases]
+                results.append((w, errs, float(np.mean([e / mean_err[c.name] for e, c in zip(errs, cases)]))))
+            best = min(results, key=lambda r: r[2])[0]
+            self.settings[name] = best
+            knob = "latent weight" if name == "vae" else "schedule t_max -> t_min"
+            for w, errs, rel in results:
+                lines.append(f"| {LABELS[name]} | {knob} | {_setting_str(w)} | " + " | ".join(f"{e:.1f}" for e in errs) +
+                             f" | {rel:.3f} | {'**yes**' if w == best else ''} |")
+        self.tuning_table = "\n".join(lines)
+        return self.tuning_table
+
+
+def _vae_recon_mm(vae, norm, root) -> dict:
+    out = {}
+    body = vae.vaes["body"]
+    for split in ("train", "test"):
+        x = data.load_part_set("body", split, root).vectors[:500]
+        xn = norm.normalize(torch.from_numpy(x))
+        with torch.no_grad():
+            xn[:, :63] = body.dec(body.encode(xn[:, :63])[0])
+        r = norm.denormalize(xn).numpy()
+        out[split] = 1000 * (metrics.part_joints(r, "body") - metrics.part_joints(x, "body")).norm(dim=-1).mean().item()
+    return out
+
+
+def _setting_str(w) -> str:
+    return f"t {w[0]:g} -> {w[1]:g}" if isinstance(w, tuple) else f"latent w {w:g}"
+
+
+def bootstrap_ci(x: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean by resampling the test poses ``n`` times."""
+    x = np.asarray(x, np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(x), (n, len(x)))
+    m = x[idx].mean(1)
+    return float(np.percentile(m, 2.5)), float(np.percentile(m, 97.5))
+
+
+def _fmt_ci(x: np.ndarray, n: int, digits: int = 1) -> str:
+    lo, hi = bootstrap_ci(x, n)
+    return f"{x.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _savefig(fig, ctx: Context, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    if ctx.images is None:
+        plt.close(fig)
+        return ""
+    ctx.images.mkdir(parents=True, exist_ok=True)
+    fig.savefig(ctx.images / name, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f"\n\n![{name}](images/{name})"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Completion
+
+def completion_results(ctx: Context) -> dict:
+    """{case name: {row: {"rank1": per-pose errors, "best": per-pose errors or None, "secs", "setting"}}}."""
+    from . import baselines as B
+
+    sz = ctx.sizes
+    K = sz.hypotheses
+    out = {}
+    gauss = ctx.priors["gaussian"]
+    for case in completion_cases("test", sz.n_test, ctx.root):
+        rows = {}
+
+        def add(name, rank1, hyp=None, secs=0.0, setting=""):
+            r = completion_errors(rank1, case)
+            best = None
+            if hyp is not None:
+                errs = [completion_errors(h, case) for h in hyp]
+                best = {k: np.min([e[k] for e in errs], 0) for k in r}
+            rows[name] = {"rank1": r, "best": best, "secs": secs, "setting": setting}
+
+        add("mean", baseline_mean(case))
         t0 = time.time()
-        rank1, hyp = run_completion(prior, case, hypotheses=hypotheses)
-        secs = time.time() - t0
-        best_mm = np.min([completion_errors(h, case)["mpjpe_mm"] for h in hyp], axis=0).mean()
-        rows.append((case.name, len(case.truth), completion_error(baseline_mean(case), case),
-                     completion_error(baseline_nearest(case), case), completion_error(rank1, case),
-                     completion_error(hyp.mean(0), case), best_mm, secs))
-    lines = ["| task | N | mean pose: deg / mm | nearest neighbour: deg / mm | **DPoser rank-1**: deg / mm | "
-             f"DPoser mean of {hypotheses} (`combine='mean'`): deg / mm | DPoser best-of-{hypotheses} (oracle) mm | "
-             f"solve time (s, {hypotheses} hyp.) |", "|---|---|---|---|---|---|---|---|"]
-    for name, n_, m, nn, ours, avg, best_mm, secs in rows:
-        lines.append(f"| {name} | {n_} | {m['geodesic_deg']:.2f} / {m['mpjpe_mm']:.1f} | {nn['geodesic_deg']:.2f} / "
-                     f"{nn['mpjpe_mm']:.1f} | **{ours['geodesic_deg']:.2f} / {ours['mpjpe_mm']:.1f}** | "
-                     f"{avg['geodesic_deg']:.2f} / {avg['mpjpe_mm']:.1f} | {best_mm:.1f} | {secs:.1f} |")
-    return "\n".join(lines)
+        r1, hyp = baseline_nearest(case, K)
+        add("nearest", r1, hyp, time.time() - t0)
+        t0 = time.time()
+        add("gauss_cond", B.gaussian_conditional(gauss, case.pose, case.missing, rows=ctx.rows), None, time.time() - t0,
+            "OLS on training rows with both sides")
+        for name in ctx.priors:
+            if name == "smplify_gmm" and case.scope != "body":
+                continue  # SMPLify has no hands: its rows on hand tasks would be our hand GMM's
+            p, cfg = ctx.configured(name)
+            t0 = time.time()
+            r1, hyp = run_completion(p, case, cfg, hypotheses=K)
+            add(name, r1, hyp, time.time() - t0, _setting_str(ctx.setting(name)))
+            if name == "dposer":
+                add("dposer_mean", hyp.mean(0), None, 0.0, "`combine='mean'`")
+        out[case.name] = {"rows": rows, "n": len(case.truth)}
+    return out
 
 
-def bench_schedule(prior: Prior, n: int = 300, root=None) -> str:
-    """Truncated vs uniform, and a t_max/t_min sweep, on the validation split (rank-1 MPJPE mm)."""
-    configs = [("uniform U(1e-3, 1)", COMPLETE.with_(schedule="uniform"))]
-    for tmax, tmin in ((0.1, 0.02), (0.15, 0.05), (0.2, 0.05), (0.3, 0.05), (0.3, 0.01), (0.5, 0.02)):
-        configs.append((f"truncated {tmax} -> {tmin}", COMPLETE.with_(t_max=tmax, t_min=tmin)))
-    cases = completion_cases("val", n, root)
-    lines = ["| schedule | " + " | ".join(c.name for c in cases) + " | mean |", "|---|" + "---|" * (len(cases) + 1)]
-    for label, cfg in configs:
-        errs = [completion_error(run_completion(prior, c, cfg)[0], c)["mpjpe_mm"] for c in cases]
-        lines.append(f"| {label} | " + " | ".join(f"{e:.1f}" for e in errs) + f" | {np.mean(errs):.1f} |")
-    return "\n".join(lines)
+def bench_completion(ctx: Context) -> str:
+    res = completion_results(ctx)
+    ctx.last_completion = res
+    sz = ctx.sizes
+    K = sz.hypotheses
+    labels = dict(LABELS, dposer_mean=f"DPoser mean of {K} (`combine='mean'`)")
+    parts = ["**Tuning** (validation split, %d poses per task, rank-1 of one hypothesis; each solver-based prior gets "
+             "the same budget: 3 values of its one knob, the same %s solver steps and Adam):\n" % (
+                 sz.n_tune, sz.steps or COMPLETE.steps), ctx.tuning_table or ctx.tune(), "",
+             "**Fitting**: " + "; ".join(f"{k}: {v}" for k, v in ctx.fit_log.items()), ""]
+    names = list(next(iter(res.values()))["rows"])
+    summary = ["| prior | " + " | ".join(f"{c} (N={r['n']})" for c, r in res.items()) + " |",
+               "|---|" + "---|" * len(res)]
+    best_per_case = {c: min(v["rank1"]["mpjpe_mm"].mean() for v in r["rows"].values()) for c, r in res.items()}
+    for name in names:
+        cells = []
+        for c, r in res.items():
+            row = r["rows"].get(name)
+            if row is None:
+                cells.append("—")
+                continue
+            m = row["rank1"]["mpjpe_mm"].mean()
+            cells.append(f"**{m:.1f}**" if m == best_per_case[c] else f"{m:.1f}")
+        summary.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
+    parts += [f"**Rank-1 MPJPE (mm) per task** (test splits; best per column in bold):\n", "\n".join(summary), ""]
+    for c, r in res.items():
+        lines = [f"**{c}** (N = {r['n']}; 95% bootstrap intervals over poses, {sz.bootstrap} resamples)\n",
+                 f"| prior | setting | rank-1 deg | rank-1 MPJPE mm | best-of-{K} deg | best-of-{K} mm | time s |",
+                 "|---|---|---|---|---|---|---|"]
+        for name, row in r["rows"].items():
+            b = row["best"]
+            lines.append(f"| {labels[name]} | {row['setting']} | {_fmt_ci(row['rank1']['geodesic_deg'], sz.bootstrap, 2)} | "
+                         f"{_fmt_ci(row['rank1']['mpjpe_mm'], sz.bootstrap)} | "
+                         f"{'—' if b is None else format(b['geodesic_deg'].mean(), '.2f')} | "
+                         f"{'—' if b is None else format(b['mpjpe_mm'].mean(), '.1f')} | {row['secs']:.1f} |")
+        parts += ["\n".join(lines), ""]
+    # is ours significantly better? paired differences on the same test poses
+    lines = ["**DPoser rank-1 minus each other row** (MPJPE mm on the same test poses, paired bootstrap 95% interval; "
+             "negative = ours lower error; an interval that excludes 0 is a clear difference):\n",
+             "| against | " + " | ".join(res) + " |", "|---|" + "---|" * len(res)]
+    for name in names:
+        if name == "dposer":
+            continue
+        cells = []
+        for c, r in res.items():
+            if name not in r["rows"]:
+                cells.append("—")
+                continue
+            d = r["rows"]["dposer"]["rank1"]["mpjpe_mm"] - r["rows"][name]["rank1"]["mpjpe_mm"]
+            lo, hi = bootstrap_ci(d, sz.bootstrap)
+            cells.append(f"{d.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]")
+        lines.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
+    parts += ["\n".join(lines), ""]
+    # fusion ablation: paired differences ours - combiner
+    lines = ["**Masked whole-body training vs independent parts** (ours minus Combiner, rank-1 MPJPE mm, paired "
+             "bootstrap 95% interval; negative = fusion helps):\n", "| task | DPoser | Combiner | difference |",
+             "|---|---|---|---|"]
+    for c, r in res.items():
+        a, b = r["rows"]["dposer"]["rank1"]["mpjpe_mm"], r["rows"]["combiner"]["rank1"]["mpjpe_mm"]
+        lines.append(f"| {c} | {a.mean():.2f} | {b.mean():.2f} | {_fmt_ci(a - b, sz.bootstrap, 2)} |")
+    parts.append("\n".join(lines))
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(res), figsize=(3.2 * len(res), 3.6))
+    for ax, (c, r) in zip(np.atleast_1d(axes), res.items()):
+        ns = names  # the same rows on every panel (a prior absent from a task gets no bar)
+        means = [r["rows"][n]["rank1"]["mpjpe_mm"].mean() if n in r["rows"] else np.nan for n in ns]
+        cis = [bootstrap_ci(r["rows"][n]["rank1"]["mpjpe_mm"], sz.bootstrap) if n in r["rows"] else (np.nan, np.nan)
+               for n in ns]
+        err = np.array([[m - lo for m, (lo, hi) in zip(means, cis)], [hi - m for m, (lo, hi) in zip(means, cis)]])
+        colors = ["tab:red" if n.startswith("dposer") else "tab:gray" if n in ("mean", "nearest", "gauss_cond") else "tab:blue"
+                  for n in ns]
+        ax.barh(range(len(ns)), means, xerr=err, color=colors)
+        ax.set_yticks(range(len(ns)))
+        ax.set_yticklabels([labels[n].replace("**", "").split(" (")[0] for n in ns] if ax is np.atleast_1d(axes)[0] else [],
+                           fontsize=7)
+        ax.set_title(c, fontsize=9)
+        ax.set_xlabel("rank-1 MPJPE mm", fontsize=8)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return "\n".join(parts) + _savefig(fig, ctx, "bench_completion.png")
 
 
-def bench_ranking(prior: Prior, n: int = 100, hypotheses: int = 5, root=None) -> str:
-    """How to pick one answer from K hypotheses, on the validation split (rank-1 MPJPE mm of each rule)."""
-    from .solver import plausibility
+# ---------------------------------------------------------------------------------------------------------
+# Generation
 
-    lines = [f"| task | any one hypothesis | prior residual score | consensus (medoid, default) | mean of the {hypotheses} | "
-             "oracle best |", "|---|---|---|---|---|---|"]
-    for case in completion_cases("val", n, root):
-        _, hyp = run_completion(prior, case, hypotheses=hypotheses)
-        err = np.stack([completion_errors(h, case)["mpjpe_mm"] for h in hyp])  # (K, N); hyp is consensus-ranked
-        x = prior.normalize(torch.from_numpy(hyp.reshape(-1, layout.DIM)))
-        resid = plausibility(prior, x).reshape(hypotheses, -1).numpy().argmin(0)
-        cols = np.arange(err.shape[1])
-        mean = completion_error(hyp.mean(0), case)["mpjpe_mm"]
-        lines.append(f"| {case.name} | {err.mean():.2f} | {err[resid, cols].mean():.2f} | {err[0].mean():.2f} | "
-                     f"{mean:.2f} | {err.min(0).mean():.2f} |")
-    return "\n".join(lines)
+def _joint_angles(rows: np.ndarray) -> np.ndarray:
+    r = rows.reshape(len(rows), -1, 3)
+    return np.linalg.norm(r, axis=-1)
 
+
+_BODY_PAIRS = None
+
+
+def _min_pair_distance(joints: torch.Tensor, part: str) -> torch.Tensor:
+    """Self-penetration proxy: per pose, the smallest distance between joints of different limbs (body: arm joints
+    elbow/wrist vs the trunk, pelvis and legs, and the two legs' knees/ankles/feet; hand: the five fingertip joints)."""
+    if part == "body":
+        J = layout.JOINT_INDEX
+        arms = [J[f"{s}_{j}"] for s in ("left", "right") for j in ("elbow", "wrist")]
+        trunk = [J[j] for j in ("pelvis", "spine1", "spine2", "spine3")]
+        legs = {s: [J[f"{s}_{j}"] for j in ("knee", "ankle", "foot")] for s in ("left", "right")}
+        pairs = [(a, b) for a in arms for b in trunk + legs["left"] + legs["right"]]
+        pairs += [(a, b) for a in legs["left"] for b in legs["right"]]
+    else:
+        tips = [2, 5, 8, 11, 14]  # third joint of index, middle, pinky, ring, thumb (wrist-relative hand joints)
+        pairs = [(a, b) for i, a in enumerate(tips) for b in tips[i + 1:]]
+    a = torch.tensor([p[0] for p in pairs])
+    b = torch.tensor([p[1] for p in pairs])
+    return (joints[:, a] - joints[:, b]).norm(dim=-1).min(1).values
+
+
+def generation_rows(vectors: dict[str, np.ndarray], ctx: Context) -> dict[str, list[dict]]:
+    """Per part: generation metrics of each prior's raw samples (N, 256) against the test split."""
+    from .evaluation import _as_vectors, _part_rows, _row
+
+    root = data.data_root(ctx.root)
+    out = {}
+    for part, fid_file in (("body", "body_fid_statistics.npz"), ("hand", "hand_fid_statistics.npz")):
+        side = "body" if part == "body" else "right_hand"
+        test = _part_rows(data.load_part_set(part, "test", root).vectors, part)
+        train = _part_rows(data.load_part_set(part, "train", root).vectors, part)
+        val = _part_rows(data.load_part_set(part, "val", root).vectors, part)[: ctx.sizes.gen_n]
+        fid_stats = dict(np.load(root / "dposer_x" / fid_file))
+        train_joints = metrics.part_joints(_as_vectors(train, part), side)
+        lim = np.percentile(_joint_angles(train), 99.9, axis=0)
+        pen = np.percentile(_min_pair_distance(train_joints, part).numpy(), 0.1)
+        rows = []
+        sets = dict(vectors)
+        sets["real: held-out val split"] = None
+        for name, vec in sets.items():
+            if vec is None:
+                r_rows = val
+            else:
+                r_rows = _part_rows(vec, part)
+                if part == "hand":  # pool mirrored left hands with right hands, keep n
+                    r_rows = np.concatenate([r_rows, layout.mirror_hand(vec[:, 63:108])])[
+                        np.random.default_rng(0).permutation(2 * len(vec))[: len(vec)]]
+            r = _row(name, r_rows, part, test, train_joints, fid_stats)
+            r["beyond_limits_pct"] = 100 * float((_joint_angles(r_rows) > lim).any(1).mean())
+            j = metrics.part_joints(_as_vectors(r_rows, part), side)
+            r["penetration_pct"] = 100 * float((_min_pair_distance(j, part).numpy() < pen).mean())
+            rows.append(r)
+        out[part] = rows
+    return out
+
+
+def bench_generation(ctx: Context) -> str:
+    from .sampling import sample, to_vectors
+
+    n = ctx.sizes.gen_n
+    vectors = {}
+    times = {}
+    for name, p in ctx.priors.items():
+        t0 = time.time()
+        if name in ("dposer", "combiner"):
+            v = to_vectors(sample(p, n, seed=0, steps=ctx.sizes.gen_steps))
+        else:
+            v = p.denormalize(p.sample(n, seed=0)).numpy().astype(np.float32)
+        times[name] = time.time() - t0
+        vectors[GEN_LABELS[name]] = v
+    res = generation_rows(vectors, ctx)
+    cols = [("fid_shipped", "FID vs shipped stats", 3), ("fid_test", "FID vs test", 3), ("precision", "precision", 3),
+            ("recall", "recall", 3), ("density", "density", 3), ("coverage", "coverage", 3), ("apd_cm", "APD cm", 1),
+            ("beyond_limits_pct", "beyond joint limits %", 1), ("penetration_pct", "self-penetration proxy %", 1)]
+    lines = []
+    for part, rows in res.items():
+        lines += [f"\n**{part}** ({n} samples per prior; DDIM {ctx.sizes.gen_steps} steps for the diffusion priors, exact "
+                  "sampling for the mixtures, z ~ N(0, I) decoded for the VAE)\n",
+                  "| prior | " + " | ".join(c[1] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+        for r in rows:
+            if part == "body" or "SMPLify" not in r["rows"]:
+                lines.append(f"| {r['rows']} | " + " | ".join(f"{r[k]:.{d}f}" for k, _, d in cols) + " |")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    for ax, (part, rows) in zip(axes, res.items()):
+        for r in rows:
+            if part == "hand" and "SMPLify" in r["rows"]:
+                continue  # SMPLify has no hands (its hand block is our hand GMM)
+            ax.scatter(r["precision"], r["coverage"], s=30)
+            ax.annotate(r["rows"].split(" (")[0].split(",")[0][:18], (r["precision"], r["coverage"]), fontsize=6)
+        ax.set_xlabel("precision (k=3)")
+        ax.set_ylabel("coverage (k=3)")
+        ax.set_title(part)
+    fig.tight_layout()
+    return "\n".join(lines) + _savefig(fig, ctx, "bench_generation.png")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cleaning
 
 def noisy_clip(vectors: np.ndarray, cm: float, seed: int = 0) -> np.ndarray:
     """Add Gaussian noise to the body rotations, scaled so the mean joint error on the built-in skeleton is
@@ -202,6 +580,8 @@ def noisy_clip(vectors: np.ndarray, cm: float, seed: int = 0) -> np.ndarray:
         return 100 * (metrics.part_joints(v, "body") - truth).norm(dim=-1).mean().item()
 
     lo, hi = 0.0, 1.0
+    while err(hi) < cm and hi < 64:
+        hi *= 2
     for _ in range(30):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if err(mid) < cm else (lo, mid)
@@ -216,27 +596,278 @@ def _clip_metrics(v: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return 100 * (j - jt).norm(dim=-1).mean().item(), 100 * acc
 
 
-def bench_clean(prior: Prior, root=None, strength: float = 0.5) -> str:
-    clips = {"gestures (HumanEva, 240 f)": data.load_gestures_clip(root).vectors,
-             "AMASS take (500 f, 120 fps)": data.load_amass_take(root).vectors}
-    lines = ["| clip | noise | input error cm | cleaned error cm | input jitter cm/f^2 | cleaned jitter | clean clip jitter | time s |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, truth in clips.items():
-        truth = truth.copy()
-        truth[:, 63:] = 0
-        for cm in (2.0, 4.0):
+def _rot_deg(v: np.ndarray, truth: np.ndarray) -> float:
+    """Mean geodesic angle (degrees) between the body joint rotations: sees the twists joint positions cannot."""
+    p = torch.from_numpy(v[:, :63].reshape(len(v), 21, 3)).double()
+    t = torch.from_numpy(truth[:, :63].reshape(len(v), 21, 3)).double()
+    return float(geodesic_degrees(p, t).mean())
+
+
+def clean_clips(root=None, frames: int | None = None) -> dict[str, np.ndarray]:
+    clips = {"gestures (HumanEva)": data.load_gestures_clip(root).vectors,
+             "AMASS take (120 fps)": data.load_amass_take(root).vectors}
+    try:
+        name, v = bvh_clip(root)
+        clips[name] = v
+    except Exception as e:  # noqa: BLE001 - the BVH rows are optional (archive or add-on math missing)
+        print(f"bench clean: BVH clip skipped ({e})")
+    out = {}
+    for k, v in clips.items():
+        v = v[:frames].copy() if frames else v.copy()
+        v[:, 63:] = 0
+        out[f"{k[:-1]}, {len(v)} f)"] = v
+    return out
+
+
+BVH_FILE = "dataset-1_walk_normal_001.bvh"
+
+
+def bvh_clip(root=None, member: str = BVH_FILE, frames: int = 300, steps: int = 300) -> tuple[str, np.ndarray]:
+    """A Bandai Namco BVH clip as SMPL-X body rotations, by prior-free inverse kinematics on bone directions.
+
+    The Bandai rest pose has every bone along +X, so rotations cannot be copied; instead the BVH joint positions
+    (its own FK) give, per frame, the direction of every bone, and the SMPL-X body pose (plus a free root
+    orientation) whose built-in-skeleton bones point the same way is found by Adam (1 - cosine per bone, plus
+    1e-3 x the squared rotation angles to settle the twists that directions cannot see). No pose prior is involved,
+    so the result is a fair 'clean' reference for every prior. Returns (label, (F, 256))."""
+    import tarfile
+
+    from .rotations import axis_angle_to_matrix
+    from .skeleton import joints_from_vector
+
+    tar_path = data.data_root(root) / "bvh" / "bandai_namco_motion_1.tar.xz"
+    with tarfile.open(tar_path, "r:xz") as tar:
+        m = next(x for x in tar if x.name.endswith(member))
+        text = tar.extractfile(m).read().decode()
+    lines = text.splitlines()
+    mi = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "motion")
+    ft = next(i for i in range(mi, len(lines)) if lines[i].strip().lower().startswith("frame time"))
+    values = torch.tensor([[float(x) for x in ln.split()] for ln in lines[ft + 1:] if ln.strip()],
+                          dtype=torch.float64)[:frames]
+    # hierarchy: name, parent, offset, channels (io_anim_bvh naming)
+    joints, stack = [], []
+    for ln in lines[:mi]:
+        t = ln.split()
+        if not t:
+            continue
+        h = t[0].lower()
+        if h in ("root", "joint"):
+            joints.append({"name": t[1], "parent": stack[-1] if stack else -1, "offset": None, "ch": []})
+            stack.append(len(joints) - 1)
+        elif h == "end":
+            stack.append(None)
+        elif h == "offset" and stack and stack[-1] is not None and joints[stack[-1]]["offset"] is None:
+            joints[stack[-1]]["offset"] = [float(x) for x in t[1:4]]
+        elif h == "channels":
+            joints[stack[-1]]["ch"] = t[2:]
+        elif h == "}":
+            stack.pop()
+    F = len(values)
+    col = 0
+    glob, pos = [], []
+    axes = {"x": torch.tensor([1.0, 0, 0], dtype=torch.float64), "y": torch.tensor([0, 1.0, 0], dtype=torch.float64),
+            "z": torch.tensor([0, 0, 1.0], dtype=torch.float64)}
+    for j in joints:
+        R = torch.eye(3, dtype=torch.float64).expand(F, 3, 3)
+        for c in j["ch"]:
+            if c.lower().endswith("rotation"):  # BVH: channels compose left to right (intrinsic)
+                R = R @ axis_angle_to_matrix(axes[c[0].lower()] * torch.deg2rad(values[:, col])[:, None])
+            col += 1
+        off = torch.tensor(j["offset"], dtype=torch.float64)
+        if j["parent"] < 0:
+            glob.append(R)
+            pos.append(torch.zeros(F, 3, dtype=torch.float64))
+        else:
+            glob.append(glob[j["parent"]] @ R)
+            pos.append(pos[j["parent"]] + (glob[j["parent"]] @ off))
+    index = {j["name"]: i for i, j in enumerate(joints)}
+    pos = torch.stack(pos, 1)  # (F, B, 3)
+    bones = {"pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head"}
+    for side, s in (("left", "_L"), ("right", "_R")):
+        bones.update({f"{side}_hip": f"UpperLeg{s}", f"{side}_knee": f"LowerLeg{s}", f"{side}_ankle": f"Foot{s}",
+                      f"{side}_foot": f"Toes{s}", f"{side}_collar": f"Shoulder{s}", f"{side}_shoulder": f"UpperArm{s}",
+                      f"{side}_elbow": f"LowerArm{s}", f"{side}_wrist": f"Hand{s}"})
+    J = layout.JOINT_INDEX
+    pairs = [("pelvis", "left_hip"), ("pelvis", "right_hip"), ("pelvis", "spine1"), ("spine1", "spine3"),
+             ("spine3", "neck"), ("neck", "head")]
+    for side in ("left", "right"):
+        pairs += [(f"spine3", f"{side}_collar"), (f"{side}_collar", f"{side}_shoulder"),
+                  (f"{side}_shoulder", f"{side}_elbow"), (f"{side}_elbow", f"{side}_wrist"),
+                  (f"{side}_hip", f"{side}_knee"), (f"{side}_knee", f"{side}_ankle"), (f"{side}_ankle", f"{side}_foot")]
+    a_idx = [index[bones[p]] for p, _ in pairs]
+    b_idx = [index[bones[c]] for _, c in pairs]
+    target = (pos[:, b_idx] - pos[:, a_idx]).float()
+    target = target / target.norm(dim=-1, keepdim=True)
+    sa = torch.tensor([J[p] for p, _ in pairs])
+    sb = torch.tensor([J[c] for _, c in pairs])
+    body = torch.zeros(F, 63, requires_grad=True)
+    orient = torch.zeros(F, 3, requires_grad=True)
+    with torch.no_grad():
+        orient += 1e-3  # off the axis-angle singularity at zero
+    opt = torch.optim.Adam([body, orient], lr=0.05)
+    for k in range(steps):
+        vec = torch.cat([body, torch.zeros(F, layout.DIM - 63)], 1)
+        jt = joints_from_vector(vec, orient)
+        d = jt[:, sb] - jt[:, sa]
+        d = d / d.norm(dim=-1, keepdim=True)
+        loss = (1 - (d * target).sum(-1)).sum(1) + 1e-3 * (body.reshape(F, 21, 3) ** 2).sum((1, 2))
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    fit_deg = torch.rad2deg(torch.arccos((d * target).sum(-1).clamp(-1, 1))).mean().item()
+    vec = np.zeros((F, layout.DIM), np.float32)
+    vec[:, :63] = body.detach().numpy()
+    return f"BVH Bandai Namco walk (30 fps, IK bone-direction fit {fit_deg:.1f} deg)", vec
+
+
+def bench_clean(ctx: Context, strength: float = 0.5) -> str:
+    from . import baselines as B
+
+    sz = ctx.sizes
+    priors = ["dposer", "gaussian", "gmm_parts", "vae"]
+    lines = [f"| clip | noise | prior | input error cm | cleaned error cm | input rotation error deg | cleaned rotation "
+             "error deg | input jitter cm/f² | cleaned jitter | clean clip jitter | time s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    summary = {}
+    for clip_name, truth in clean_clips(ctx.root, sz.clean_frames).items():
+        jt = _clip_metrics(truth, truth)[1]
+        for cm in sz.noise_cm:
             noisy = noisy_clip(truth, cm)
-            t0 = time.time()
-            res = clean(prior, {"body_pose": noisy[:, :63]}, strength=strength)
-            secs = time.time() - t0
-            out = noisy.copy()
-            out[:, :63] = res["body_pose"]
             e0, j0 = _clip_metrics(noisy, truth)
-            e1, j1 = _clip_metrics(out, truth)
-            lines.append(f"| {name} | {cm:.0f} cm | {e0:.2f} | **{e1:.2f}** | {j0:.2f} | {j1:.2f} | "
-                         f"{_clip_metrics(truth, truth)[1]:.2f} | {secs:.1f} |")
+            rows = [("smoothing only (prior weight 0)", ctx.priors["gaussian"], CLEAN.with_(prior_weight=0.0))]
+            for name in priors:
+                p, cfg = ctx.configured(name, CLEAN.with_(prior_weight=0.1 + strength), tuned=False)
+                rows.append((LABELS[name], p, cfg))
+            for label, p, cfg in rows:
+                if sz.steps:
+                    cfg = cfg.with_(steps=sz.steps)
+                t0 = time.time()
+                res = clean(p, {"body_pose": noisy[:, :63]}, strength=strength, cfg=cfg)
+                secs = time.time() - t0
+                out = noisy.copy()
+                out[:, :63] = res["body_pose"]
+                e1, j1 = _clip_metrics(out, truth)
+                summary.setdefault(label, []).append(e1 / e0)
+                lines.append(f"| {clip_name} | {cm:g} cm | {label} | {e0:.2f} | {e1:.2f} | {_rot_deg(noisy, truth):.2f} | "
+                             f"{_rot_deg(out, truth):.2f} | {j0:.2f} | {j1:.2f} | {jt:.2f} | {secs:.1f} |")
+    lines += ["", "Mean cleaned / input error over all clips and noise levels: " +
+              ", ".join(f"{k.replace('**', '')} {np.mean(v):.3f}" for k, v in summary.items()) + "."]
+    # how much can a prior do here at all? the same runs with the prior term scaled up
+    lines += ["", f"**Prior weight sweep** (4 cm noise; the `clean` default weight {0.1 + strength:g} times the factor; "
+              "cleaned error cm / cleaned rotation error deg / cleaned jitter):", "",
+              "| clip | prior | " + " | ".join(f"x{m:g}" for m in CLEAN_WEIGHT_SWEEP) + " |",
+              "|---|---|" + "---|" * len(CLEAN_WEIGHT_SWEEP)]
+    clips = clean_clips(ctx.root, sz.clean_frames)
+    for clip_name in [k for k in clips if not k.startswith("AMASS")]:
+        truth = clips[clip_name]
+        noisy = noisy_clip(truth, 4.0)
+        for name in ("dposer", "gaussian", "gmm_parts"):
+            cells = []
+            for mult in CLEAN_WEIGHT_SWEEP:
+                p, cfg = ctx.configured(name, CLEAN.with_(prior_weight=(0.1 + strength) * mult), tuned=False)
+                res = clean(p, {"body_pose": noisy[:, :63]}, strength=strength, cfg=cfg)
+                out = noisy.copy()
+                out[:, :63] = res["body_pose"]
+                e1, j1 = _clip_metrics(out, truth)
+                cells.append(f"{e1:.2f} / {_rot_deg(out, truth):.1f} / {j1:.2f}")
+            lines.append(f"| {clip_name} | {LABELS[name]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+
+CLEAN_WEIGHT_SWEEP = (1.0, 100.0, 1000.0, 10000.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ablations on the validation split
+
+def bench_schedule(ctx: Context) -> str:
+    """Truncated vs uniform, and a t_max/t_min sweep, on the validation split (rank-1 MPJPE mm)."""
+    configs = [("uniform U(1e-3, 1)", COMPLETE.with_(schedule="uniform"))]
+    for tmax, tmin in ((0.1, 0.02), (0.15, 0.05), (0.2, 0.05), (0.3, 0.05), (0.3, 0.01), (0.5, 0.02)):
+        configs.append((f"truncated {tmax} -> {tmin}", COMPLETE.with_(t_max=tmax, t_min=tmin)))
+    cases = completion_cases("val", ctx.sizes.n_val, ctx.root)
+    lines = ["| schedule | " + " | ".join(c.name for c in cases) + " | mean |", "|---|" + "---|" * (len(cases) + 1)]
+    res = {}
+    for label, cfg in configs:
+        if ctx.sizes.steps:
+            cfg = cfg.with_(steps=ctx.sizes.steps)
+        errs = [completion_error(run_completion(ctx.prior, c, cfg)[0], c)["mpjpe_mm"] for c in cases]
+        res[label] = errs
+        lines.append(f"| {label} | " + " | ".join(f"{e:.1f}" for e in errs) + f" | {np.mean(errs):.1f} |")
+    uni = np.asarray(res["uniform U(1e-3, 1)"])
+    default = np.asarray(res["truncated 0.3 -> 0.05"])
+    lines.append(f"\nError reduction of the default truncated schedule (0.3 -> 0.05) against the uniform one: "
+                 f"{100 * np.mean(1 - default / uni):.1f}% averaged over the tasks (per task: " +
+                 ", ".join(f"{c.name} {100 * (1 - d / u):.0f}%" for c, d, u in zip(cases, default, uni)) +
+                 "); the paper reports a 17.2% improvement on completion.")
+    return "\n".join(lines)
+
+
+def bench_steps(ctx: Context) -> str:
+    """Solver steps vs rank-1 error vs wall time, on the validation split (one hypothesis), ours and the Gaussian
+    prior through the same solver; the closed-form Gaussian conditional as a reference line."""
+    from . import baselines as B
+
+    cases = completion_cases("val", ctx.sizes.n_val, ctx.root)
+    mean_err = {c.name: completion_error(baseline_mean(c), c)["mpjpe_mm"] for c in cases}
+    gc = {c.name: completion_error(B.gaussian_conditional(ctx.priors["gaussian"], c.pose, c.missing, rows=ctx.rows), c)
+          ["mpjpe_mm"] for c in cases}
+    lines = ["| prior | steps | " + " | ".join(f"{c.name} mm" for c in cases) + " | mean rel. error | time s (all tasks) |",
+             "|---|---|" + "---|" * (len(cases) + 2)]
+    pts = {}
+    for name in ("dposer", "gaussian"):
+        for steps in ctx.sizes.step_sweep:
+            p, cfg = ctx.configured(name)
+            cfg = cfg.with_(steps=steps)
+            t0 = time.time()
+            errs = [completion_error(run_completion(p, c, cfg)[0], c)["mpjpe_mm"] for c in cases]
+            secs = time.time() - t0
+            rel = float(np.mean([e / mean_err[c.name] for e, c in zip(errs, cases)]))
+            pts.setdefault(name, []).append((secs, rel, steps))
+            lines.append(f"| {LABELS[name]} | {steps} | " + " | ".join(f"{e:.1f}" for e in errs) + f" | {rel:.3f} | {secs:.1f} |")
+    rel_gc = float(np.mean([gc[c.name] / mean_err[c.name] for c in cases]))
+    lines.append(f"| Gaussian conditional (closed form) | 0 | " + " | ".join(f"{gc[c.name]:.1f}" for c in cases) +
+                 f" | {rel_gc:.3f} | — |")
+    lines.append("\nRelative error = rank-1 MPJPE / mean-pose MPJPE, averaged over the tasks "
+                 f"({ctx.sizes.n_val} validation poses each).")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for name, p in pts.items():
+        ax.plot([q[0] for q in p], [q[1] for q in p], "o-", label=LABELS[name].replace("**", ""))
+        for s_, r_, k in p:
+            ax.annotate(str(k), (s_, r_), fontsize=7)
+    ax.axhline(rel_gc, color="gray", ls="--", label="Gaussian conditional (closed form)")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time, all tasks (s)")
+    ax.set_ylabel("rank-1 error / mean-pose error")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return "\n".join(lines) + _savefig(fig, ctx, "bench_steps.png")
+
+
+def bench_ranking(ctx: Context) -> str:
+    """How to pick one answer from K hypotheses, on the validation split (rank-1 MPJPE mm of each rule)."""
+    from .solver import plausibility
+
+    prior = ctx.prior
+    K = ctx.sizes.hypotheses
+    cfg = ctx.cfg(COMPLETE)
+    lines = [f"| task | any one hypothesis | prior residual score | consensus (medoid, default) | mean of the {K} | "
+             "oracle best |", "|---|---|---|---|---|---|"]
+    for case in completion_cases("val", ctx.sizes.n_val, ctx.root):
+        _, hyp = run_completion(prior, case, cfg, hypotheses=K)
+        err = np.stack([completion_errors(h, case)["mpjpe_mm"] for h in hyp])  # (K, N); hyp is consensus-ranked
+        x = prior.normalize(torch.from_numpy(hyp.reshape(-1, layout.DIM)))
+        resid = plausibility(prior, x).reshape(K, -1).numpy().argmin(0)
+        cols = np.arange(err.shape[1])
+        mean = completion_error(hyp.mean(0), case)["mpjpe_mm"]
+        lines.append(f"| {case.name} | {err.mean():.2f} | {err[resid, cols].mean():.2f} | {err[0].mean():.2f} | "
+                     f"{mean:.2f} | {err.min(0).mean():.2f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Speed
 
 def network_flops(prior: Prior) -> int:
     """Multiply-adds x 2 of one network forward for one pose (Linear layers; the hand net runs twice)."""
@@ -248,47 +879,149 @@ def network_flops(prior: Prior) -> int:
     return 2 * total
 
 
-def bench_speed(prior: Prior, root=None) -> str:
+def _matmul_peak(device, size: int = 2048, reps: int = 10) -> float:
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return reps * 2 * size ** 3 / (time.perf_counter() - t0)
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+_CLEAN_SCRIPT = """
+import sys, numpy as np
+from dposer import data, load_prior
+from dposer.tasks import CLEAN, clean
+prior = load_prior(None, "cpu")
+frames, steps, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+clip = data.load_amass_take(sys.argv[4] if len(sys.argv) > 4 else None).vectors
+clip = np.concatenate([clip, clip])[:frames]
+pose = {"body_pose": clip[:, :63], "left_hand_pose": clip[:, 63:108], "right_hand_pose": clip[:, 108:153]}
+if run:
+    clean(prior, pose, parts="body,left_hand,right_hand", cfg=CLEAN.with_(prior_weight=0.6, steps=steps))
+print(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM")))
+"""
+
+
+def _child_peak_rss_mb(frames: int, steps: int, root=None) -> tuple[float, float]:
+    """Peak RSS (MiB) of a fresh process that loads the prior and runs the clip clean, and of one that only loads
+    it (the difference is what the clean itself needs)."""
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    for run in ("1", "0"):
+        args = [sys.executable, "-c", _CLEAN_SCRIPT, str(frames), str(steps), run] + ([str(root)] if root else [])
+        # VmHWM of the child's own image (getrusage of a child would count the pages it shared with this big
+        # process at fork time)
+        p = subprocess.run(args, env=env, capture_output=True, text=True)
+        out.append(int(p.stdout.split()[-1]) / 1024 if p.returncode == 0 else float("nan"))
+    return out[0], out[1]
+
+
+def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
+    dev = prior.device
     flops = network_flops(prior)
-    lines = ["| workload | wall time | network evals | FLOP/s achieved |", "|---|---|---|---|"]
-    wb = data.load_wholebody_set("test", root)
+    reps = ctx.sizes.speed_reps
+    lines = []
+    peak = _matmul_peak(dev)
+    # solver throughput: pose-iterations/s of the DPoser loop at several batch sizes (no data term)
+    for batch in ((1, 64, 1024, 8192) if dev.type == "cuda" else (1, 64, 1024)) if not ctx.quick else (1, 16):
+        steps = 20 if not ctx.quick else 3
+        x = torch.randn(batch, layout.DIM, device=dev)
+        from .solver import solve
+
+        solve(prior, x, cfg=COMPLETE.with_(steps=2))
+        _sync(dev)
+        t0 = time.perf_counter()
+        for r in range(reps):
+            solve(prior, x, cfg=COMPLETE.with_(steps=steps), seed=r)
+        _sync(dev)
+        t = (time.perf_counter() - t0) / reps
+        lines.append(f"| {dev.type}: solver loop, batch {batch} | {1000 * t / steps:.2f} ms / iteration | "
+                     f"{batch * steps / t:,.0f} pose-it/s | {batch * steps * flops / t / 1e9:.1f} GFLOP/s "
+                     f"({100 * batch * steps * flops / t / peak:.0f}% of peak) |")
+    wb = data.load_wholebody_set("test", ctx.root)
     one = {k: v[:1] for k, v in wb.to_dict().items() if k != "global_orient"}
     complete(prior, one, "right_hand", cfg=COMPLETE.with_(steps=5))  # warm-up
-    for steps in (COMPLETE.steps, 50):
+    for steps in ((COMPLETE.steps, 50) if not ctx.quick else (ctx.sizes.steps,)):
         times = []
-        for rep in range(5):
+        for rep in range(reps):
             t0 = time.perf_counter()
             complete(prior, one, "left_hand,right_hand", cfg=COMPLETE.with_(steps=steps), seed=rep)
+            _sync(dev)
             times.append(time.perf_counter() - t0)
         t = float(np.median(times))
-        evals = steps + 6  # solver steps + ranking
-        lines.append(f"| one-frame hands completion, {steps} steps (median of 5) | {1000 * t:.0f} ms | {evals} x 1 | "
-                     f"{evals * flops / t / 1e9:.2f} GFLOP/s |")
-    clip = data.load_amass_take(root).vectors
-    clip = np.concatenate([clip, clip])[:1000]
+        evals = steps + 6
+        lines.append(f"| {dev.type}: one-frame hands completion, {steps} steps (median of {reps}) | {1000 * t:.0f} ms | "
+                     f"{evals} network evals | {evals * flops / t / 1e9:.2f} GFLOP/s |")
+    clip = data.load_amass_take(ctx.root).vectors
+    frames = 1000 if not ctx.quick else 32
+    clip = np.concatenate([clip, clip])[:frames]
     clip[:, 153:] = 0
     pose = {"body_pose": clip[:, :63], "left_hand_pose": clip[:, 63:108], "right_hand_pose": clip[:, 108:153],
             "jaw_pose": clip[:, 153:156], "expression": clip[:, 156:]}
+    steps = CLEAN.steps if not ctx.quick else ctx.sizes.steps
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    clean(prior, pose, parts="body,left_hand,right_hand")
+    clean(prior, pose, parts="body,left_hand,right_hand", cfg=CLEAN.with_(prior_weight=0.6, steps=steps))
+    _sync(dev)
     t = time.perf_counter() - t0
-    lines.append(f"| 1000-frame whole-body clean, {CLEAN.steps} steps | {t:.1f} s | {CLEAN.steps} x 1000 | "
-                 f"{CLEAN.steps * 1000 * flops / t / 1e9:.2f} GFLOP/s |")
-    a = torch.randn(1024, 1024)
-    b = torch.randn(1024, 1024)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(20):
-        a @ b
-    peak = 20 * 2 * 1024 ** 3 / (time.perf_counter() - t0)
-    lines.append(f"| reference: 1024x1024 fp32 matmul | | | {peak / 1e9:.2f} GFLOP/s |")
-    lines.append(f"\nNetwork: {flops / 1e6:.1f} MFLOP per pose per evaluation; torch {torch.__version__}, "
-                 f"{torch.get_num_threads()} threads.")
+    if dev.type == "cuda":
+        mem = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB"
+    else:
+        rss, base = _child_peak_rss_mb(frames, steps, ctx.root)
+        mem = f"peak RSS {rss:.0f} MiB in a fresh process ({rss - base:.0f} MiB above loading torch + the prior)"
+    lines.append(f"| {dev.type}: {frames}-frame whole-body clean, {steps} steps | {t:.1f} s | {steps} x {frames} evals, "
+                 f"{mem} | {steps * frames * flops / t / 1e9:.2f} GFLOP/s |")
+    lines.append(f"| {dev.type}: reference 2048² fp32 matmul (measured peak) | | | {peak / 1e9:.1f} GFLOP/s |")
+    return lines
+
+
+def bench_speed(ctx: Context) -> str:
+    from .prior import load_prior
+
+    prior = ctx.prior
+    flops = network_flops(prior)
+    lines = ["| workload | time | work | achieved |", "|---|---|---|---|"]
+    lines += _speed_rows(prior, ctx)
+    devices = [f"{torch.get_num_threads()} CPU threads"]
+    if torch.cuda.is_available() and prior.device.type != "cuda":
+        gpu = load_prior(device="cuda")
+        lines += _speed_rows(gpu, ctx)
+        devices.append(torch.cuda.get_device_name())
+    lines.append(f"\nNetwork: {flops / 1e6:.1f} MFLOP per pose per evaluation; torch {torch.__version__}; "
+                 + ", ".join(devices) + ("." if len(devices) > 1 else "; no GPU was available to this run."))
     return "\n".join(lines)
 
 
-BENCHES = {"completion": bench_completion, "schedule": bench_schedule, "ranking": bench_ranking, "clean": bench_clean,
-           "speed": bench_speed}
+BENCHES = {"completion": bench_completion, "generation": bench_generation, "clean": bench_clean,
+           "schedule": bench_schedule, "steps": bench_steps, "ranking": bench_ranking, "speed": bench_speed}
+
+
+def run_quick(prior: Prior, root=None) -> dict[str, str]:
+    """Every table at tiny sizes; raises if a table row holds a non-finite number. Returns {name: markdown}."""
+    ctx = Context(prior, root, QUICK)
+    out = {}
+    for name, fn in BENCHES.items():
+        body = fn(ctx)
+        bad = [ln for ln in body.splitlines() if ln.startswith("|") and re.search(r"\b(nan|inf)\b", ln, re.I)]
+        if bad:
+            raise ValueError(f"bench {name}: non-finite values in rows: {bad}")
+        out[name] = body
+    return out
 
 
 def machine() -> str:
@@ -302,14 +1035,14 @@ def machine() -> str:
         pass
     import os
 
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, torch {torch.get_num_threads()} threads"
 
 
 def write_section(path, name: str, body: str, command: str) -> None:
     """Replace (or append) the section between <!-- bench:NAME --> markers in a markdown file."""
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    stamp = datetime.date.today().isoformat()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = (f"<!-- bench:{name} -->\n*`{command}` — {stamp}, {machine()}*\n\n{body}\n<!-- /bench:{name} -->")
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     text = pattern.sub(lambda m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

@@ -194,21 +194,30 @@ def cmd_fit(a):
 
 
 def cmd_bench(a):
+    import dataclasses
+    from pathlib import Path
+
     from . import bench
     from .prior import load_prior
 
     prior = load_prior(a.checkpoint, a.device, a.precision)
+    if a.name == "quick":
+        t0 = time.time()
+        for name, body in bench.run_quick(prior, a.data).items():
+            print(f"## {name}\n{body}\n")
+        print(f"bench quick: every table produced, all values finite ({time.time() - t0:.0f} s)")
+        return
+    sizes = bench.FULL if a.n is None else dataclasses.replace(bench.FULL, n_test=a.n)
+    images = Path(a.write).parent / "images" if a.write else None
+    ctx = bench.Context(prior, a.data, sizes, images)
     names = list(bench.BENCHES) if a.name == "all" else [a.name]
     for name in names:
-        kw = {"root": a.data}
-        if a.n and name in ("completion", "schedule", "ranking"):
-            kw["n"] = a.n
         t0 = time.time()
-        body = bench.BENCHES[name](prior, **kw)
-        print(f"## {name} ({time.time() - t0:.0f} s)\n{body}\n")
+        body = bench.BENCHES[name](ctx)
+        print(f"## {name} ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
         if a.write:
-            cmd = "dposer bench " + name + (f" --n {a.n}" if a.n and name in ("completion", "schedule", "ranking") else "")
-            bench.write_section(a.write, name, body, cmd)
+            cmd = f"dposer bench {a.name}" + (f" --n {a.n}" if a.n else "") + f" --write {a.write}"
+            bench.write_section(a.write, name, body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
 
 
 def cmd_export(a):
@@ -382,10 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=int, default=None)
     f.set_defaults(func=cmd_fit)
 
-    b = sub.add_parser("bench", help="solver benchmarks on held-out data (completion, schedule, clean, speed)")
+    b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
-    b.add_argument("name", choices=["completion", "schedule", "ranking", "clean", "speed", "all"])
-    b.add_argument("--n", type=int, default=None, help="limit the number of test poses per task")
+    b.add_argument("name", choices=["completion", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
+                                    "quick"])
+    b.add_argument("--n", type=int, default=None, help="test poses per completion task (default 150)")
     b.add_argument("--data", default=None)
     b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
     b.set_defaults(func=cmd_bench)

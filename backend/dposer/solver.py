@@ -60,6 +60,8 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
     ``free``: bool (N, D) or (D,), True where x may change (default: everything). ``data_loss`` returns a
     per-sample (N,) loss. Returns the solution (N, D), detached.
     """
+    if hasattr(prior, "solve"):  # a prior with its own optimiser (the VAE baseline fits its latent; dposer.baselines)
+        return prior.solve(x_init, free, data_loss, cfg, seed=seed, part_mask=part_mask, progress=progress, cancel=cancel)
     cfg = cfg or SolverConfig()
     gen = torch.Generator().manual_seed(seed)
     x_fixed = x_init.detach().clone()
