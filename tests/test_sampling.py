@@ -115,3 +115,13 @@ def test_bf16_precision_is_close_to_fp32(prior):
     assert 0 < ((a - b).norm() / a.norm()).item() < 0.02
     with pytest.raises(ValueError, match="precision"):
         dposer.load_prior(precision="fp8")
+
+
+def test_seed_spread_table_reports_mean_and_std():
+    from dposer.evaluation import seed_spread_table
+
+    def run(p):
+        return {"hand": [{"rows": "ours", "precision": p, "density": 0.1, "coverage": 0.2}]}
+
+    table = seed_spread_table([run(0.2), run(0.3)], seeds=[0, 1])
+    assert "| ours | 0.250 +- 0.050 | 0.100 +- 0.000 | 0.200 +- 0.000 |" in table and "seeds 0..1" in table

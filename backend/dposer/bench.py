@@ -932,6 +932,7 @@ def _child_peak_rss_mb(frames: int, steps: int, root=None) -> tuple[float, float
 
 def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
     dev = prior.device
+    tag = dev.type + (" bf16" if prior.precision == "bf16" else "")
     flops = network_flops(prior)
     reps = ctx.sizes.speed_reps
     lines = []
@@ -949,7 +950,7 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
             solve(prior, x, cfg=COMPLETE.with_(steps=steps), seed=r)
         _sync(dev)
         t = (time.perf_counter() - t0) / reps
-        lines.append(f"| {dev.type}: solver loop, batch {batch} | {1000 * t / steps:.2f} ms / iteration | "
+        lines.append(f"| {tag}: solver loop, batch {batch} | {1000 * t / steps:.2f} ms / iteration | "
                      f"{batch * steps / t:,.0f} pose-it/s | {batch * steps * flops / t / 1e9:.1f} GFLOP/s "
                      f"({100 * batch * steps * flops / t / peak:.0f}% of peak) |")
     wb = data.load_wholebody_set("test", ctx.root)
@@ -964,7 +965,7 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
             times.append(time.perf_counter() - t0)
         t = float(np.median(times))
         evals = steps + 6
-        lines.append(f"| {dev.type}: one-frame hands completion, {steps} steps (median of {reps}) | {1000 * t:.0f} ms | "
+        lines.append(f"| {tag}: one-frame hands completion, {steps} steps (median of {reps}) | {1000 * t:.0f} ms | "
                      f"{evals} network evals | {evals * flops / t / 1e9:.2f} GFLOP/s |")
     clip = data.load_amass_take(ctx.root).vectors
     frames = 1000 if not ctx.quick else 32
@@ -984,7 +985,7 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
     else:
         rss, base = _child_peak_rss_mb(frames, steps, ctx.root)
         mem = f"peak RSS {rss:.0f} MiB in a fresh process ({rss - base:.0f} MiB above loading torch + the prior)"
-    lines.append(f"| {dev.type}: {frames}-frame whole-body clean, {steps} steps | {t:.1f} s | {steps} x {frames} evals, "
+    lines.append(f"| {tag}: {frames}-frame whole-body clean, {steps} steps | {t:.1f} s | {steps} x {frames} evals, "
                  f"{mem} | {steps * frames * flops / t / 1e9:.2f} GFLOP/s |")
     lines.append(f"| {dev.type}: reference 2048² fp32 matmul (measured peak) | | | {peak / 1e9:.1f} GFLOP/s |")
     return lines
@@ -997,6 +998,10 @@ def bench_speed(ctx: Context) -> str:
     flops = network_flops(prior)
     lines = ["| workload | time | work | achieved |", "|---|---|---|---|"]
     lines += _speed_rows(prior, ctx)
+    if prior.device.type == "cpu" and prior.precision == "fp32" and not ctx.quick:
+        # the opt-in bf16 network (load_prior(precision='bf16')), same weights
+        lines += [r for r in _speed_rows(Prior(prior.net, prior.normalizer, prior.info, prior.device, "bf16"), ctx)
+                  if "matmul" not in r]
     devices = [f"{torch.get_num_threads()} CPU threads"]
     if torch.cuda.is_available() and prior.device.type != "cuda":
         gpu = load_prior(device="cuda")

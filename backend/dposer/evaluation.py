@@ -95,3 +95,17 @@ def markdown_table(results: dict[str, list[dict]]) -> str:
         for r in rows:
             lines.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def seed_spread_table(runs: list[dict[str, list[dict]]], seeds: list[int]) -> str:
+    """Mean +- standard deviation over several seeds of precision, density and coverage, per part and row."""
+    cols = ("precision", "density", "coverage")
+    lines = [f"\nseeds {seeds[0]}..{seeds[-1]} (mean +- std over {len(runs)} runs)\n"]
+    for part in runs[0]:
+        lines.append(f"\n**{part}**\n")
+        lines.append("| rows | " + " | ".join(cols) + " |")
+        lines.append("|---|" + "---|" * len(cols))
+        for i, row in enumerate(runs[0][part]):
+            vals = [[run[part][i][c] for run in runs] for c in cols]
+            lines.append(f"| {row['rows']} | " + " | ".join(f"{np.mean(v):.3f} +- {np.std(v):.3f}" for v in vals) + " |")
+    return "\n".join(lines) + "\n"
