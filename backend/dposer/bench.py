@@ -183,6 +183,7 @@ LABELS = {"dposer": "**DPoser (ours)**", "combiner": "Combiner (no fusion)", "ga
           "gauss_cond": "Gaussian conditional mean (closed form)"}
 
 
+HAND_PRIOR = ": hand prior alone"  # generation rows of hands sampled from the hand marginal
 GEN_LABELS = {"dposer": "DPoser (ours)", "combiner": "Combiner (no fusion)", "gaussian": "Gaussian (exact samples)",
               "gmm_parts": "GMM per part (exact samples)", "smplify_gmm": "SMPLify GMM-8 body (exact samples)",
               "vae": "VAE, VPoser-style (z ~ N(0, I) decoded)"}
@@ -508,8 +509,12 @@ def generation_rows(vectors: dict[str, np.ndarray], ctx: Context) -> dict[str, l
         sets = dict(vectors)
         sets["real: held-out val split"] = None
         for name, vec in sets.items():
+            if name.endswith(HAND_PRIOR) and part != "hand":
+                continue
             if vec is None:
                 r_rows = val
+            elif name.endswith(HAND_PRIOR):
+                r_rows = _part_rows(vec, part)
             else:
                 r_rows = _part_rows(vec, part)
                 if part == "hand":  # pool mirrored left hands with right hands, keep n
@@ -534,6 +539,9 @@ def bench_generation(ctx: Context) -> str:
         t0 = time.time()
         if name in ("dposer", "combiner"):
             v = to_vectors(sample(p, n, seed=0, steps=ctx.sizes.gen_steps))
+            # the hand prior alone: right hands from their marginal (the network sees no other part)
+            vectors[GEN_LABELS[name] + HAND_PRIOR] = to_vectors(
+                sample(p, n, seed=0, steps=ctx.sizes.gen_steps, parts="right_hand"))
         else:
             v = p.denormalize(p.sample(n, seed=0)).numpy().astype(np.float32)
         times[name] = time.time() - t0
