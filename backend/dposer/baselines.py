@@ -169,7 +169,24 @@ class Mixture:
         return torch.logsumexp(torch.stack(out), 0)
 
 
-class MixturePrior:
+class _DenoiserPrior:
+    """The rest of the :class:`dposer.prior.Prior` interface from a subclass's ``denoise`` and ``normalizer``."""
+
+    def eps(self, x_t, t, mask=None):
+        a, s = alpha_sigma(t)
+        return (x_t - a[:, None] * self.denoise(x_t, t, mask)) / s[:, None]
+
+    def score(self, x_t, t, mask=None):
+        return -self.eps(x_t, t, mask) / alpha_sigma(t)[1][:, None]
+
+    def normalize(self, raw):
+        return self.normalizer.normalize(raw)
+
+    def denormalize(self, x):
+        return self.normalizer.denormalize(x)
+
+
+class MixturePrior(_DenoiserPrior):
     """A prior made of independent Gaussian-mixture blocks over the 256-D normalised vector (a block may span
     several parts; a single 256-D Gaussian is one block). Same interface as :class:`dposer.prior.Prior`."""
 
@@ -199,19 +216,6 @@ class MixturePrior:
                 else:
                     out[rows, sl] = mix.denoise_visible(x_t[rows][:, sl], a[rows], s[rows], vis)
         return out.to(x_t.dtype)
-
-    def eps(self, x_t, t, mask=None):
-        a, s = alpha_sigma(t)
-        return (x_t - a[:, None] * self.denoise(x_t, t, mask)) / s[:, None]
-
-    def score(self, x_t, t, mask=None):
-        return -self.eps(x_t, t, mask) / alpha_sigma(t)[1][:, None]
-
-    def normalize(self, raw):
-        return self.normalizer.normalize(raw)
-
-    def denormalize(self, x):
-        return self.normalizer.denormalize(x)
 
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """Exact samples, normalised (n, 256)."""
@@ -424,7 +428,7 @@ def train_vae(x: torch.Tensor, steps: int = 3000, latent: int = 32, kl_max: floa
     return vae, log
 
 
-class VAEPrior:
+class VAEPrior(_DenoiserPrior):
     """Per-part VAEs (body; hand shared by both hands); the face is held at its training mean (no face VAE).
 
     ``solve`` replaces the DPoser loop: each part with free dims is decoded from a latent z (N, 32) that Adam
@@ -466,19 +470,6 @@ class VAEPrior:
             sl = PART_BLOCKS[part]
             out[:, sl] = self._part_vae(part).dec(self._part_vae(part).encode(x[:, sl])[0])
         return out
-
-    def eps(self, x_t, t, mask=None):
-        a, s = alpha_sigma(t)
-        return (x_t - a[:, None] * self.denoise(x_t, t, mask)) / s[:, None]
-
-    def score(self, x_t, t, mask=None):
-        return -self.eps(x_t, t, mask) / alpha_sigma(t)[1][:, None]
-
-    def normalize(self, raw):
-        return self.normalizer.normalize(raw)
-
-    def denormalize(self, x):
-        return self.normalizer.denormalize(x)
 
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)

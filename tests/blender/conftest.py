@@ -130,6 +130,58 @@ def key_pose(obj, aa, first_frame=1):
     bpy.context.scene.frame_set(first_frame)
 
 
+def unknown_rig():
+    """An armature named 'Thing' whose bone names match no bone-map preset, made active."""
+    import bpy
+
+    arm = bpy.data.armatures.new("Thing")
+    obj = bpy.data.objects.new("Thing", arm)
+    bpy.context.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    for i, name in enumerate(("Bone", "Bone.001", "tentacle_a", "tentacle_b", "tentacle_c", "wing")):
+        eb = arm.edit_bones.new(name)
+        eb.head, eb.tail = (0.0, 0.0, 0.2 * i), (0.0, 0.0, 0.2 * i + 0.2)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return obj
+
+
+def fake_modal_operator(op_class, **props):
+    """A stand-in for a running instance of ``op_class`` (a _JobOperator) with the given properties: its invoke /
+    modal path can be driven headless, where Blender's window manager has no event loop; reports are recorded."""
+
+    class FakeOp:
+        _job = _rid = _timer = _backend = None
+        _cancel_requested = False
+
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, message):
+            self.reports.append((set(kind), message))
+
+    for name in ("invoke", "modal", "_job_from_props", "_finish", "_end"):
+        setattr(FakeOp, name, getattr(op_class, name))
+    for name, value in props.items():
+        setattr(FakeOp, name, value)
+    return FakeOp()
+
+
+def draw_panel(panel_class, context):
+    """Draw a panel into a recording layout; returns the (method, args, kwargs) calls it made."""
+    calls = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def f(*a, **kw):
+                calls.append((name, a, kw))
+                return Layout()
+            return f
+
+    panel_class.draw(type("P", (), {"layout": Layout()})(), context)
+    return calls
+
+
 def scene_snapshot():
     """Everything the DPoser operators may touch, for 'the scene is unchanged' checks: objects (type, location,
     parent, collections, custom properties, pose rotation values, every F-curve key with all its attributes),

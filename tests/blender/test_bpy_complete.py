@@ -14,7 +14,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 
 from blender_dposer import keyframes as kf  # noqa: E402
 
-from .conftest import key_pose, keyed_quaternions  # noqa: E402
+from .conftest import key_pose, keyed_quaternions, unknown_rig  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import preferences as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
@@ -198,15 +198,7 @@ def test_backend_killed_mid_operation(prefs, posed):
 
 
 def test_unknown_rig(prefs, bpy_addon, scene):
-    arm = bpy.data.armatures.new("Thing")
-    obj = bpy.data.objects.new("Thing", arm)
-    bpy.context.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    for i, name in enumerate(("Bone", "Bone.001", "tentacle_a", "tentacle_b", "tentacle_c", "wing")):
-        eb = arm.edit_bones.new(name)
-        eb.head, eb.tail = (0.0, 0.0, 0.2 * i), (0.0, 0.0, 0.2 * i + 0.2)
-    bpy.ops.object.mode_set(mode="OBJECT")
+    obj = unknown_rig()
     assert_fails(r"DPoser: Unknown rig 'Thing': its bone names \(Bone, Bone.001, tentacle_a, ", parts="right_hand")
     assert obj.animation_data is None
 

@@ -11,7 +11,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 
 from blender_dposer import keyframes as kf  # noqa: E402
 
-from .conftest import key_pose, keyed_quaternions  # noqa: E402
+from .conftest import draw_panel, fake_modal_operator, key_pose, keyed_quaternions  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import preferences as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
@@ -165,22 +165,8 @@ def test_random_pose_modal(prefs, posed, monkeypatch):
     prefs.backend_mode = "EMBEDDED"
     monkeypatch.setattr(ops, "_start_modal", lambda context, op: None)
 
-    class FakeOp:
-        seed = 9
-        _job = _rid = _timer = _backend = None
-        _cancel_requested = False
-
-        def __init__(self):
-            self.reports = []
-
-        def report(self, kind, message):
-            self.reports.append((set(kind), message))
-
-    for name in ("invoke", "modal", "_job_from_props", "_finish", "_end"):
-        setattr(FakeOp, name, getattr(ops.DPOSER_OT_random_pose, name))
-    ev = type("E", (), {})
-    op = FakeOp()
-    tick = ev()
+    op = fake_modal_operator(ops.DPOSER_OT_random_pose, seed=9)
+    tick = type("E", (), {})()
     tick.type = "TIMER"
     before = kf.snapshot(posed)
     assert op.invoke(bpy.context, tick) == {"RUNNING_MODAL"}
@@ -198,18 +184,9 @@ def test_panel_has_refine_and_random(bpy_addon, scene):
     """The DPoser panel draws the new buttons (a recording stand-in for the UI layout; no UI headless)."""
     from blender_dposer import panel
 
-    calls = []
-
-    class Layout:
-        def __getattr__(self, name):
-            def f(*a, **kw):
-                calls.append((name, a, kw))
-                return Layout()
-            return f
-
     scene.dposer_settings.use_range = True
     try:
-        panel.DPOSER_PT_main.draw(type("P", (), {"layout": Layout()})(), bpy.context)
+        calls = draw_panel(panel.DPOSER_PT_main, bpy.context)
     finally:
         scene.dposer_settings.use_range = False
     ops_drawn = [a[0] for name, a, _ in calls if name == "operator"]

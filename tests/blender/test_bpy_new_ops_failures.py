@@ -14,7 +14,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 
 from blender_dposer import preferences as prf  # noqa: E402
 
-from .conftest import assert_scene_unchanged, key_pose, scene_snapshot  # noqa: E402
+from .conftest import assert_scene_unchanged, key_pose, scene_snapshot, unknown_rig  # noqa: E402
 
 N_FRAMES = 60
 
@@ -76,15 +76,7 @@ def test_backend_killed_mid_operation(prefs, posed, op, kw):
 
 
 def test_unknown_rig(prefs, bpy_addon, scene):
-    arm = bpy.data.armatures.new("Thing")
-    obj = bpy.data.objects.new("Thing", arm)
-    bpy.context.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    for i, name in enumerate(("Bone", "Bone.001", "tentacle_a", "tentacle_b", "tentacle_c", "wing")):
-        eb = arm.edit_bones.new(name)
-        eb.head, eb.tail = (0.0, 0.0, 0.2 * i), (0.0, 0.0, 0.2 * i + 0.2)
-    bpy.ops.object.mode_set(mode="OBJECT")
+    unknown_rig()
     before = scene_snapshot()
     for op, kw in NEW_JOBS + [("show_zero_pose", {})]:
         fails(r"DPoser: Unknown rig 'Thing': its bone names \(Bone, Bone.001, tentacle_a, ", op, **kw)

@@ -14,7 +14,7 @@ from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import preview  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
-from .conftest import assert_scene_unchanged, key_pose, keyed_quaternions, scene_snapshot  # noqa: E402
+from .conftest import assert_scene_unchanged, draw_panel, key_pose, keyed_quaternions, scene_snapshot  # noqa: E402
 
 K = 3
 RIGHT_HAND = range(40, 55)
@@ -130,18 +130,8 @@ def test_panel_shows_rig_state_and_new_operators(posed):
     and the preview controls while a preview is pending (a recording stand-in for the UI layout)."""
     from blender_dposer import panel
 
-    calls = []
-
-    class Layout:
-        def __getattr__(self, name):
-            def f(*a, **kw):
-                calls.append((name, a, kw))
-                return Layout()
-            return f
-
     def draw():
-        calls.clear()
-        panel.DPOSER_PT_main.draw(type("P", (), {"layout": Layout()})(), bpy.context)
+        calls = draw_panel(panel.DPOSER_PT_main, bpy.context)
         return ([a[0] for name, a, _ in calls if name == "operator"],
                 [kw.get("text") for name, _, kw in calls if name == "label"])
 

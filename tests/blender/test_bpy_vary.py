@@ -13,7 +13,8 @@ from blender_dposer import keyframes as kf  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
-from .conftest import assert_scene_unchanged, key_pose, keyed_quaternions, scene_snapshot  # noqa: E402
+from .conftest import (assert_scene_unchanged, fake_modal_operator, key_pose, keyed_quaternions,  # noqa: E402
+                       scene_snapshot)
 
 N = 4
 WRITTEN = [j for j in range(1, 55) if j not in (23, 24)]  # body, jaw, hands
@@ -184,24 +185,12 @@ def test_vary_modal(posed):
     test_random_pose_modal): the same armatures as execute()."""
     import time
 
-    class FakeOp:
-        count, strength, seed, mode, spacing, lock, lock_selected = 2, 0.3, 4, "RIGS", 0.0, "", False
-        _job = _rid = _timer = _backend = None
-        _cancel_requested = False
-
-        def __init__(self):
-            self.reports = []
-
-        def report(self, kind, message):
-            self.reports.append((set(kind), message))
-
-    for name in ("invoke", "modal", "_job_from_props", "_finish", "_end"):
-        setattr(FakeOp, name, getattr(ops.DPOSER_OT_vary, name))
     tick = type("E", (), {"type": "TIMER"})()
     real_start = ops._start_modal
     ops._start_modal = lambda context, op: None
     try:
-        op = FakeOp()
+        op = fake_modal_operator(ops.DPOSER_OT_vary, count=2, strength=0.3, seed=4, mode="RIGS", spacing=0.0,
+                                lock="", lock_selected=False)
         assert op.invoke(bpy.context, tick) == {"RUNNING_MODAL"}
         deadline = time.monotonic() + 120
         while (r := op.modal(bpy.context, tick)) == {"PASS_THROUGH"}:
