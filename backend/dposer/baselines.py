@@ -479,7 +479,7 @@ class VAEPrior(_DenoiserPrior):
     def solve(self, x_init: torch.Tensor, free: torch.Tensor | None = None,
               data_loss: Callable | None = None, cfg=None, seed: int = 0, part_mask=None,
               progress: Callable | None = None, cancel: Callable | None = None) -> torch.Tensor:
-        from .solver import Cancelled, SolverConfig
+        from .solver import Cancelled, SolverConfig, learning_rate
 
         cfg = cfg or SolverConfig()
         gen = torch.Generator().manual_seed(seed)
@@ -499,6 +499,7 @@ class VAEPrior(_DenoiserPrior):
             return x_fixed
         opt = torch.optim.Adam(list(z.values()), lr=cfg.lr, betas=(0.9, 0.99))
         for k in range(cfg.steps):
+            opt.param_groups[0]["lr"] = learning_rate(cfg, k)  # the same step sizes as dposer.solver.solve
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled at iteration {k} of {cfg.steps}")
             dec = self.decode_parts(z, base)

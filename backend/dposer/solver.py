@@ -46,6 +46,15 @@ def timestep(cfg: SolverConfig, k: int, gen: torch.Generator) -> float:
     raise ValueError(f"schedule must be 'truncated' or 'uniform', got {cfg.schedule!r}")
 
 
+def learning_rate(cfg: SolverConfig, k: int) -> float:
+    """Adam's step size at step k: constant, or annealed from cfg.lr to 0 (cosine)."""
+    if cfg.lr_decay == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * k / cfg.steps))
+    if cfg.lr_decay == "none":
+        return cfg.lr
+    raise ValueError(f"lr_decay must be 'none' or 'cosine', got {cfg.lr_decay!r}")
+
+
 def dposer_weight(cfg: SolverConfig, t: torch.Tensor) -> torch.Tensor:
     a, s = alpha_sigma(t)
     return 0.5 * torch.sqrt(1 + a / s) if cfg.weighting == "snr" else torch.full_like(t, 0.5)
@@ -72,8 +81,7 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
     for k in range(cfg.steps):
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled at iteration {k} of {cfg.steps}")
-        if cfg.lr_decay == "cosine":
-            opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * k / cfg.steps))
+        opt.param_groups[0]["lr"] = learning_rate(cfg, k)
         t = torch.full((n,), timestep(cfg, k, gen), device=x.device)
         with torch.no_grad():
             a, s = alpha_sigma(t)
