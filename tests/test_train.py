@@ -161,3 +161,21 @@ def test_ddp_two_cpu_processes(tmp_path, data_root):
     assert prior.info["config"]["steps"] == 20
     _, meta = read_checkpoint(tmp_path / "ddp" / "last.safetensors")
     assert meta["step"] == "20"
+
+
+def test_group_norm_matches_torch():
+    """model.GroupNorm (layer norm over groups + affine) is torch's GroupNorm: same outputs and gradients."""
+    from dposer.model import GroupNorm
+
+    torch.manual_seed(0)
+    ours, ref = GroupNorm(32, 256), torch.nn.GroupNorm(32, 256)
+    torch.nn.init.normal_(ours.weight), torch.nn.init.normal_(ours.bias)
+    ref.load_state_dict(ours.state_dict())
+    x = (3 * torch.randn(7, 256) + 1).requires_grad_(True)
+    x2 = x.detach().clone().requires_grad_(True)
+    a, b = ours(x), ref(x2)
+    assert torch.allclose(a, b, atol=1e-5)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-4)
+    assert torch.allclose(ours.weight.grad, ref.weight.grad, atol=1e-4)

@@ -44,8 +44,20 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
-def _norm(width: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, width // 8), width)
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm for (N, C) features, computed as a layer norm over (N, groups, C / groups) plus the per-channel
+    affine: the same function and parameters, but torch's CPU layer-norm kernel is about 1.5x faster than its
+    group-norm kernel at solver batch sizes (1,000 frames), where normalisation was a fifth of the network time."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape
+        g = self.num_groups
+        y = nn.functional.layer_norm(x.reshape(n, g, c // g), (c // g,), eps=self.eps).reshape(n, c)
+        return torch.addcmul(self.bias, y, self.weight)
+
+
+def _norm(width: int) -> GroupNorm:
+    return GroupNorm(min(32, width // 8), width)
 
 
 class TimeDense(nn.Module):
