@@ -172,4 +172,63 @@ def test_cosine_lr_decay_settles_the_solver(prior):
     const = solve(prior, torch.zeros(3, 256), data_loss=data_loss, cfg=cfg)
     cosine = solve(prior, torch.zeros(3, 256), data_loss=data_loss, cfg=cfg.with_(lr_decay="cosine"))
     assert (cosine - target).abs().max() < 0.5 * (const - target).abs().max()
-    assert COMPLETE.lr_decay == "cosine"
+
+
+def test_denoise_optimizer_steps_towards_the_denoised_estimate(prior):
+    """optimizer='denoise' with no data term: x <- x + lr (D(x_t, t) - x) on the free dims, fixed dims exact."""
+    from dposer.sde import alpha_sigma
+    from dposer.solver import SolverConfig, solve
+
+    x0 = torch.randn(4, 256, generator=torch.Generator().manual_seed(1))
+    free = torch.zeros(256, dtype=torch.bool)
+    free[63:153] = True  # both hands
+    cfg = SolverConfig(steps=1, optimizer="denoise", lr=0.4, t_max=0.3, t_min=0.3)
+    out = solve(prior, x0, free, cfg=cfg, seed=5)
+    t = torch.full((4,), 0.3)
+    a, s = alpha_sigma(t)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(5))
+    expected = x0 + 0.4 * (prior.denoise(a[:, None] * x0 + s[:, None] * eps, t) - x0)
+    assert torch.allclose(out[:, free], expected[:, free], atol=1e-5)
+    assert torch.equal(out[:, ~free], x0[:, ~free])
+
+
+def test_denoise_optimizer_follows_a_data_term(prior):
+    """With a data term the 'denoise' step is gradient descent scaled by the prior term's curvature: it settles
+    between the prior and the data, and a stronger data term ends closer to its target."""
+    from dposer.solver import SolverConfig, solve
+
+    target = torch.randn(3, 256, generator=torch.Generator().manual_seed(2))
+    cfg = SolverConfig(steps=60, optimizer="denoise", lr=0.02, t_max=0.2, t_min=0.05)
+
+    def pulled(weight):
+        def data_loss(x, k):
+            return weight * ((x - target) ** 2).mean(1)
+        return (solve(prior, torch.zeros(3, 256), data_loss=data_loss, cfg=cfg) - target).abs().mean()
+
+    weak, strong = pulled(0.1), pulled(20.0)
+    assert strong < 0.2 * weak
+    assert strong < 0.1 * target.abs().mean()
+    with pytest.raises(ValueError, match="prior_weight"):
+        solve(prior, torch.zeros(1, 256), cfg=cfg.with_(prior_weight=0.0))
+
+
+def test_network_shortcuts_are_exact(prior):
+    """Skipping the heads of fixed parts and precomputing the schedule's time projections change nothing the
+    solver uses (up to float rounding of the batched product)."""
+    x = torch.randn(5, 256, generator=torch.Generator().manual_seed(3))
+    ts = torch.tensor([0.5, 0.2, 0.05])
+    biases = prior.time_biases(ts)
+    for i, t0 in enumerate(ts.tolist()):
+        t = torch.full((5,), t0)
+        full = prior.eps(x, t)
+        hands = prior.eps(x, t, outputs=(False, True, True, False))
+        assert torch.equal(full[:, 63:153], hands[:, 63:153])
+        pre = prior.eps(x, t, time_biases={k: [b[i:i + 1] for b in v] for k, v in biases.items()})
+        assert torch.allclose(full, pre, atol=1e-5)
+    # per-sample times: the table's rows line up with the batch rows
+    t = torch.tensor([0.5, 0.2, 0.05])
+    assert torch.allclose(prior.eps(x[:3], t), prior.eps(x[:3], t, time_biases=biases), atol=1e-5)
+
+
+def test_completion_default_is_the_validated_denoise_solver():
+    assert (COMPLETE.optimizer, COMPLETE.steps, COMPLETE.t_max, COMPLETE.t_min) == ("denoise", 100, 0.5, 0.05)

@@ -482,6 +482,8 @@ class VAEPrior(_DenoiserPrior):
         from .solver import Cancelled, SolverConfig, learning_rate
 
         cfg = cfg or SolverConfig()
+        if cfg.optimizer != "adam":  # the latent is fitted with Adam, as VPoser is; keep the step count
+            cfg = cfg.with_(optimizer="adam", lr=0.2, lr_decay="cosine")
         gen = torch.Generator().manual_seed(seed)
         x_fixed = x_init.detach().clone()
         n = len(x_fixed)
@@ -570,8 +572,11 @@ class _SkipFusion(nn.Module):
         super().__init__()
         self.width = width
 
-    def features(self, x, temb):
+    def time_layers(self) -> list:
+        return []
+
+    def features(self, x, temb, time_biases=None):
         return x[:, :1]
 
-    def head(self, h, temb):
+    def head(self, h, temb, time_biases=None):
         return h

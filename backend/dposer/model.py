@@ -70,8 +70,10 @@ class TimeDense(nn.Module):
         self.norm = _norm(d_out)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h, temb):
-        return self.drop(nn.functional.silu(self.norm(self.lin(h) + self.time(temb))))
+    def forward(self, h, temb, time_bias=None):
+        """``time_bias``: this layer's time projection self.time(temb), when precomputed (ScoreNet.time_biases)."""
+        tb = self.time(temb) if time_bias is None else time_bias
+        return self.drop(nn.functional.silu(self.norm(self.lin(h) + tb)))
 
 
 class ResidualMLP(nn.Module):
@@ -85,20 +87,30 @@ class ResidualMLP(nn.Module):
             for _ in range(blocks))
         self.out = nn.Linear(width, d_out)
 
-    def features(self, x, temb):
-        return self.inp(x, temb)
+    def time_layers(self) -> list[TimeDense]:
+        return [self.inp] + [layer for pair in self.blocks for layer in pair]
 
-    def head(self, h, temb):
-        for a, b in self.blocks:
-            h = h + b(a(h, temb), temb)
+    def features(self, x, temb, time_biases=None):
+        return self.inp(x, temb, None if time_biases is None else time_biases[0])
+
+    def head(self, h, temb, time_biases=None):
+        tb = time_biases[1:] if time_biases is not None else [None] * (2 * len(self.blocks))
+        for i, (a, b) in enumerate(self.blocks):
+            h = h + b(a(h, temb, tb[2 * i]), temb, tb[2 * i + 1])
         return self.out(h)
 
 
 class ScoreNet(nn.Module):
     """eps-prediction network over the 256-D normalised whole-body vector.
 
-    ``forward(x, t, part_mask)``: x (N, 256), t (N,) in (0, 1], part_mask (N, 4) bool for body, left hand,
-    right hand, face (None = all visible). Hidden parts are zeroed at the input and in the fusion features.
+    ``forward(x, t, part_mask, outputs)``: x (N, 256), t (N,) in (0, 1], part_mask (N, 4) bool for body, left
+    hand, right hand, face (None = all visible). Hidden parts are zeroed at the input and in the fusion features.
+    ``outputs``: four bools, the parts whose predicted noise the caller uses (None = all); the part heads of the
+    others are skipped and their output dims hold only the cheap terms, so they must be ignored. The solvers pass
+    it when they hold parts fixed: one-frame hand completion skips the body and face heads, about half the work.
+    ``time_biases``: the layers' time projections for this t, precomputed by :meth:`time_biases` (the solvers
+    compute them for every step of their schedule in one batched product; at batch 1 the per-layer projections
+    are a quarter of the network's time).
     """
 
     def __init__(self, cfg: NetConfig | None = None):
@@ -115,32 +127,50 @@ class ScoreNet(nn.Module):
         nn.init.zeros_(self.fusion_out.weight)
         nn.init.zeros_(self.fusion_out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, part_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, part_mask: torch.Tensor | None = None,
+                outputs: tuple[bool, bool, bool, bool] | None = None,
+                time_biases: dict[str, list[torch.Tensor]] | None = None) -> torch.Tensor:
         n = x.shape[0]
+        want_body, want_left, want_right, want_face = outputs or (True, True, True, True)
         if part_mask is None:
             part_mask = torch.ones(n, 4, dtype=torch.bool, device=x.device)
         m = part_mask.to(x.dtype)
         # the solvers and samplers use one t for the whole batch: embed it once and let every time projection
         # broadcast, instead of projecting n identical rows in each layer
-        shared_t = n > 1 and bool((t == t[0]).all())
-        temb = self.time_embed(timestep_embedding(t[:1] if shared_t else t, self.cfg.time_dim))
-        temb2 = temb if shared_t else torch.cat([temb, temb])
+        shared_t = n == 1 or bool((t == t[0]).all())
+        if time_biases is None:
+            temb = self.time_embed(timestep_embedding(t[:1] if shared_t else t, self.cfg.time_dim).to(x.dtype))
+            temb2 = temb if shared_t else torch.cat([temb, temb])
+            tb = dict.fromkeys(("body", "hand", "face", "fusion"))
+        else:
+            temb = temb2 = None
+            tb = dict(time_biases)
+            if not shared_t:
+                tb["hand"] = [torch.cat([b, b]) for b in tb["hand"]]
         xb, xl, xr, xf = x[:, 0:63], x[:, 63:108], x[:, 108:153], x[:, 153:256]
         xb, xl, xr, xf = xb * m[:, 0:1], xl * m[:, 1:2], xr * m[:, 2:3], xf * m[:, 3:4]
-        hb = self.body.features(xb, temb)
-        hh = self.hand.features(torch.cat([xl, xr]), temb2)
+        hb = self.body.features(xb, temb, tb["body"])
+        hh = self.hand.features(torch.cat([xl, xr]), temb2, tb["hand"])
         hl, hr = hh[:n], hh[n:]
-        hf = self.face.features(xf, temb)
+        hf = self.face.features(xf, temb, tb["face"])
         out = torch.cat([
-            self.body.head(hb, temb),
-            *self.hand.head(hh, temb2).split(n),
-            self.face.head(hf, temb),
+            self.body.head(hb, temb, tb["body"]) if want_body else xb.new_zeros(n, 63),
+            *(self.hand.head(hh, temb2, tb["hand"]) if want_left or want_right else xl.new_zeros(2 * n, 45)).split(n),
+            self.face.head(hf, temb, tb["face"]) if want_face else xf.new_zeros(n, 103),
         ], dim=1)
         fused = torch.cat([hb * m[:, 0:1], hl * m[:, 1:2], hr * m[:, 2:3], hf * m[:, 3:4], m], dim=1)
-        f = self.fusion.head(self.fusion.features(fused, temb), temb)
+        f = self.fusion.head(self.fusion.features(fused, temb, tb["fusion"]), temb, tb["fusion"])
         a, s = alpha_sigma(t.float())
         gaussian_eps = (s / (a * a + s * s))[:, None] * torch.cat([xb, xl, xr, xf], dim=1)
         return gaussian_eps + out + self.fusion_out(f)
+
+
+    def time_biases(self, t: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        """Every layer's time projection for the times t (m,): per module, one (m, width) tensor per layer.
+        Row i, sliced to (1, width), is what :meth:`forward` computes for a batch sharing t[i]."""
+        temb = self.time_embed(timestep_embedding(t, self.cfg.time_dim).to(self.time_embed[0].weight.dtype))
+        return {name: [layer.time(temb) for layer in getattr(self, name).time_layers()]
+                for name in ("body", "hand", "face", "fusion")}
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -89,16 +89,34 @@ class Prior:
         self.info = info or {}
         self.dim = getattr(net, "dim", layout.DIM)
 
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Network output: predicted noise of x_t (normalised space). With ``precision='bf16'`` the network's
-        matrix products run in bfloat16 (autocast; inputs and output stay float32)."""
-        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.net(x_t, t, mask).float()
+    def _autocast(self):
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """One-step Tweedie estimate of x_0 from x_t."""
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None, outputs=None,
+            time_biases=None) -> torch.Tensor:
+        """Network output: predicted noise of x_t (normalised space). With ``precision='bf16'`` the network's
+        matrix products run in bfloat16 (autocast; inputs and output stay float32). ``outputs`` (the parts whose
+        values the caller uses; the others may be skipped and hold garbage) and ``time_biases`` (from
+        :meth:`time_biases`) are speed-ups that only the built-in network takes (:class:`dposer.model.ScoreNet`)."""
+        kw = {}
+        if isinstance(self.net, ScoreNet):
+            kw = {"outputs": outputs, "time_biases": time_biases}
+        with torch.no_grad(), self._autocast():
+            return self.net(x_t, t, mask, **kw).float()
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None, outputs=None,
+                time_biases=None) -> torch.Tensor:
+        """One-step Tweedie estimate of x_0 from x_t (``outputs``, ``time_biases`` as in :meth:`eps`)."""
         a, s = alpha_sigma(t)
-        return (x_t - s[:, None] * self.eps(x_t, t, mask)) / a[:, None]
+        return (x_t - s[:, None] * self.eps(x_t, t, mask, outputs, time_biases)) / a[:, None]
+
+    def time_biases(self, t: torch.Tensor):
+        """The network's per-layer time projections for the times t (m,), for :meth:`eps`; None when the network
+        has no such shortcut (released-checkpoint architectures)."""
+        if not isinstance(self.net, ScoreNet):
+            return None
+        with torch.no_grad(), self._autocast():
+            return self.net.time_biases(t.to(self.device))
 
     def score(self, x_t, t, mask=None):
         return -self.eps(x_t, t, mask) / alpha_sigma(t)[1][:, None]
