@@ -37,8 +37,23 @@ def test_bench_quick_produces_every_table_with_finite_rows(data_root, tmp_path, 
     for case in ("left_leg", "right_arm", "trunk", "hands_given_body", "pinky_ring_given_hand"):
         assert f"**{case}**" in completion
     assert "Masked whole-body training vs independent parts" in completion
+    assert "near-copies of training poses vs novel poses" in completion
+    assert "denoise, t" in completion and "adam, t" in completion  # both optimisers in every prior's tuning
+    assert bench.ADAM_LABEL in out["steps"]
     assert "real: held-out val split" in out["generation"] and "self-penetration" in out["generation"]
     for clip in ("gestures", "AMASS take", "BVH"):
         assert clip in out["clean"], clip
     assert "10 cm" in out["clean"] and "uniform" in out["schedule"] and "Gaussian conditional" in out["steps"]
     assert "pose-it/s" in out["speed"] and "matmul" in out["speed"]
+
+
+@needs_data
+def test_nearest_training_hand_distance_is_zero_for_training_rows(data_root):
+    """A test case built from training rows has every hand at distance 0 from the pool; real test hands are not."""
+    import dataclasses
+
+    case = next(c for c in bench.completion_cases("test", 20, data_root) if c.name == "pinky_ring_given_hand")
+    d = bench.nearest_training_hand_mm(case)
+    assert d.shape == (20,) and (d > 0).all()
+    copy = dataclasses.replace(case, truth=case.train_pool[:20])
+    assert np.allclose(bench.nearest_training_hand_mm(copy), 0, atol=1e-3)

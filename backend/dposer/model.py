@@ -164,7 +164,6 @@ class ScoreNet(nn.Module):
         gaussian_eps = (s / (a * a + s * s))[:, None] * torch.cat([xb, xl, xr, xf], dim=1)
         return gaussian_eps + out + self.fusion_out(f)
 
-
     def time_biases(self, t: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Every layer's time projection for the times t (m,): per module, one (m, width) tensor per layer.
         Row i, sliced to (1, width), is what :meth:`forward` computes for a batch sharing t[i]."""
