@@ -232,3 +232,25 @@ def test_network_shortcuts_are_exact(prior):
 
 def test_completion_default_is_the_validated_denoise_solver():
     assert (COMPLETE.optimizer, COMPLETE.steps, COMPLETE.t_max, COMPLETE.t_min) == ("denoise", 100, 0.5, 0.05)
+
+
+def test_plausibility_batches_noise_levels_and_scores_the_filled_dims(prior):
+    """One batched evaluation gives the per-level residuals computed one by one; ``dims`` restricts the average."""
+    from dposer.sde import alpha_sigma
+    from dposer.solver import plausibility
+
+    x = torch.randn(3, 256, generator=torch.Generator().manual_seed(4))
+    dims = torch.zeros(256, dtype=torch.bool)
+    dims[108:153] = True
+    gen = torch.Generator().manual_seed(7)
+    full, hand = torch.zeros(3), torch.zeros(3)
+    for t0 in (0.05, 0.1, 0.15):
+        t = torch.full((3,), t0)
+        a, s = alpha_sigma(t)
+        for _ in range(2):
+            eps = torch.randn(x.shape, generator=gen)
+            r = (prior.denoise(a[:, None] * x + s[:, None] * eps, t) - x) ** 2
+            full += r.mean(1) / 6
+            hand += r[:, dims].mean(1) / 6
+    assert torch.allclose(plausibility(prior, x, seed=7), full, rtol=1e-4)
+    assert torch.allclose(plausibility(prior, x, seed=7, dims=dims), hand, rtol=1e-4)

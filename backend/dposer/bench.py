@@ -930,13 +930,21 @@ def bench_ranking(ctx: Context) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Speed
 
-def network_flops(prior: Prior) -> int:
-    """Multiply-adds x 2 of one network forward for one pose (Linear layers; the hand net runs twice)."""
-    net = prior.net
+def network_flops(prior: Prior, outputs: tuple | None = None) -> int:
+    """Multiply-adds x 2 of one network forward for one pose (Linear layers; the hand net runs twice), as the
+    solvers run it: without the time projections (computed once per solve for the whole schedule) and, with
+    ``outputs`` (body, left hand, right hand, face), without the heads of the parts left out."""
+    want = dict(zip(("body", "hand", "face"), (True, True, True)))
+    if outputs is not None:
+        want = {"body": outputs[0], "hand": outputs[1] or outputs[2], "face": outputs[3]}
     total = 0
-    for name, mod in net.named_modules():
-        if isinstance(mod, torch.nn.Linear):
-            total += mod.in_features * mod.out_features * (2 if name.startswith("hand.") else 1)
+    for name, mod in prior.net.named_modules():
+        if not isinstance(mod, torch.nn.Linear) or name.endswith(".time") or name.startswith("time_embed"):
+            continue
+        part = name.split(".")[0]
+        if part in want and not want[part] and not name.startswith(f"{part}.inp."):
+            continue
+        total += mod.in_features * mod.out_features * (2 if part == "hand" else 1)
     return 2 * total
 
 
@@ -1025,9 +1033,12 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
             _sync(dev)
             times.append(time.perf_counter() - t0)
         t = float(np.median(times))
-        evals = steps + 6
+        evals = steps + 1  # the solver's steps, then one batched evaluation (6 rows) that scores the hypothesis
+        hand_flops = network_flops(prior, (False, True, True, False))
+        work = steps * hand_flops + 6 * hand_flops
         lines.append(f"| {tag}: one-frame hands completion, {steps} steps (median of {reps}) | {1000 * t:.0f} ms | "
-                     f"{evals} network evals | {evals * flops / t / 1e9:.2f} GFLOP/s |")
+                     f"{evals} network evals (hand path, {hand_flops / 1e6:.1f} MFLOP per pose) | "
+                     f"{work / t / 1e9:.2f} GFLOP/s |")
     clip = data.load_amass_take(ctx.root).vectors
     frames = 1000 if not ctx.quick else 32
     clip = np.concatenate([clip, clip])[:frames]
@@ -1068,7 +1079,8 @@ def bench_speed(ctx: Context) -> str:
         gpu = load_prior(device="cuda")
         lines += _speed_rows(gpu, ctx)
         devices.append(torch.cuda.get_device_name())
-    lines.append(f"\nNetwork: {flops / 1e6:.1f} MFLOP per pose per evaluation; torch {torch.__version__}; "
+    lines.append(f"\nNetwork: {flops / 1e6:.1f} MFLOP per pose per evaluation (all heads; the time projections, "
+                 f"computed once per solve for its whole schedule, not counted); torch {torch.__version__}; "
                  + ", ".join(devices) + ("." if len(devices) > 1 else "; no GPU was available to this run."))
     return "\n".join(lines)
 

@@ -96,10 +96,12 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
         denoise_kw["outputs"] = tuple(bool(free_b[:, layout.PART_SLICES[p]].any()) for p in layout.PARTS)
     # a deterministic schedule's time projections for every step in one batched product (exact; a quarter of the
     # network's time at batch 1)
-    biases = None
+    step_biases = None
     if cfg.schedule == "truncated" and isinstance(prior, Prior):
         ts = torch.tensor([timestep(cfg, k, gen) for k in range(cfg.steps)], dtype=torch.float32)
         biases = prior.time_biases(ts)
+        if biases is not None:  # per module and layer, the (1, width) row of each step
+            step_biases = {name: [b.split(1) for b in layer_biases] for name, layer_biases in biases.items()}
     for k in range(cfg.steps):
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled at iteration {k} of {cfg.steps}")
@@ -108,11 +110,10 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
         with torch.no_grad():
             a, s = alpha_sigma(t)
             eps = torch.randn(x.shape, generator=gen).to(x.device)
-            if biases is not None:
-                denoise_kw["time_biases"] = {name: [b[k:k + 1] for b in layer_biases]
-                                             for name, layer_biases in biases.items()}
+            if step_biases is not None:
+                denoise_kw["time_biases"] = {name: [rows[k] for rows in layers] for name, layers in step_biases.items()}
             x_hat = prior.denoise(a[:, None] * x + s[:, None] * eps, t, part_mask, **denoise_kw)
-        w = cfg.prior_weight * dposer_weight(cfg, t)
+        w = cfg.prior_weight * dposer_weight(cfg, t) if opt is not None or data_loss is not None else None
         if opt is not None:
             per_sample = w * ((x - x_hat) ** 2).mean(1)
             if data_loss is not None:
@@ -143,15 +144,22 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
 
 @torch.no_grad()
 def plausibility(prior: Prior, x: torch.Tensor, seed: int = 0, ts=(0.05, 0.1, 0.15), draws: int = 2,
-                 part_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 part_mask: torch.Tensor | None = None, dims: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared one-step denoising residual of x (N, D normalised) over a few noise levels; lower = more
-    plausible under the prior. Used to rank hypotheses."""
+    plausible under the prior. Used to rank hypotheses. ``dims``: bool (D,), average the residual over these dims
+    only (the filled-in joints), which also lets the network skip the heads of the other parts. All noise levels
+    and draws go through the network as one batch."""
     gen = torch.Generator().manual_seed(seed)
-    total = torch.zeros(x.shape[0], device=x.device)
-    for t0 in ts:
-        t = torch.full((x.shape[0],), t0, device=x.device)
-        a, s = alpha_sigma(t)
-        for _ in range(draws):
-            eps = torch.randn(x.shape, generator=gen).to(x.device)
-            total += ((prior.denoise(a[:, None] * x + s[:, None] * eps, t, part_mask) - x) ** 2).mean(1)
-    return total / (len(ts) * draws)
+    n, d = x.shape
+    reps = len(ts) * draws
+    t = torch.tensor([t0 for t0 in ts for _ in range(draws)], dtype=torch.float32).repeat_interleave(n).to(x.device)
+    eps = torch.cat([torch.randn(x.shape, generator=gen) for _ in range(reps)]).to(x.device)
+    xr = x.repeat(reps, 1)
+    a, s = alpha_sigma(t)
+    kw = {}
+    if dims is not None and isinstance(prior, Prior) and d == layout.DIM:
+        kw["outputs"] = tuple(bool(dims[layout.PART_SLICES[p]].any()) for p in layout.PARTS)
+    mask = None if part_mask is None else part_mask.repeat(reps, 1)
+    res = (prior.denoise(a[:, None] * xr + s[:, None] * eps, t, mask, **kw) - xr) ** 2
+    res = res[:, dims.to(x.device)].mean(1) if dims is not None else res.mean(1)
+    return res.reshape(reps, n).mean(0)

@@ -72,7 +72,8 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
         f = f.to(h)
         scores = (((h - h.mean(0, keepdim=True)) * f) ** 2).sum(-1) / f.sum(-1).clamp_min(1)
     else:
-        scores = plausibility(prior, sol, seed=seed).reshape(k, n)
+        filled = free_t.reshape(k, n, -1)[0].any(0)
+        scores = plausibility(prior, sol, seed=seed, dims=filled if filled.any() else None).reshape(k, n)
     order = scores.argsort(dim=0)  # (K, N) best first
     out_raw = prior.denormalize(sol).reshape(k, n, -1)
     out_raw = torch.where(free_t.reshape(k, n, -1), out_raw, raw.expand(k, n, -1))  # observed dims bit-exact
