@@ -198,7 +198,8 @@ SOLVER_SETTINGS = tuple((opt, tmax, tmin) for opt in ("denoise", "adam") for tma
 VAE_WEIGHTS = (0.01, 0.1, 1.0)
 LABELS = {"dposer": "**DPoser (ours)**", "combiner": "Combiner (no fusion)", "gaussian": "Gaussian prior (solver)",
           "gmm_parts": "GMM per part (solver)", "smplify_gmm": "SMPLify GMM-8 body (solver)", "vae": "VAE, VPoser-style (latent fit)",
-          "mean": "mean pose", "nearest": "nearest neighbour (best-of-5: 5 nearest)",
+          "mean": "mean pose", "pool_mean": "mean of the nearest-neighbour pool (constant)",
+          "nearest": "nearest neighbour (best-of-5: 5 nearest)",
           "gauss_cond": "Gaussian conditional mean (closed form)"}
 
 
@@ -385,6 +386,12 @@ def completion_results(ctx: Context) -> dict:
             rows[name] = {"rank1": r, "best": best, "secs": secs, "setting": setting}
 
         add("mean", baseline_mean(case))
+        dims = layout.names_to_dims(case.missing)
+        if not np.allclose(case.train_pool[:, dims].mean(0), case.train_mean[dims]):
+            # the constant answer of the nearest neighbour's own pool (hands given body: EgoBody's mean hand)
+            pooled = case.truth.copy()
+            pooled[:, dims] = case.train_pool[:, dims].mean(0)
+            add("pool_mean", pooled)
         t0 = time.time()
         r1, hyp = baseline_nearest(case, K)
         add("nearest", r1, hyp, time.time() - t0)
@@ -416,7 +423,10 @@ def bench_completion(ctx: Context) -> str:
              "weights (its latent is always fitted with Adam); everything at %s solver steps):\n" % (
                  sz.n_tune, sz.steps or COMPLETE.steps), ctx.tuning_table or ctx.tune(), "",
              "**Fitting**: " + "; ".join(f"{k}: {v}" for k, v in ctx.fit_log.items()), ""]
-    names = list(next(iter(res.values()))["rows"])
+    names = list(dict.fromkeys(n for r in res.values() for n in r["rows"]))  # every row of any task
+    if "pool_mean" in names:  # next to the other constant
+        names.remove("pool_mean")
+        names.insert(names.index("mean") + 1, "pool_mean")
     summary = ["| prior | " + " | ".join(f"{c} (N={r['n']})" for c, r in res.items()) + " |",
                "|---|" + "---|" * len(res)]
     best_per_case = {c: min(v["rank1"]["mpjpe_mm"].mean() for v in r["rows"].values()) for c, r in res.items()}
@@ -494,7 +504,7 @@ def bench_completion(ctx: Context) -> str:
         cis = [bootstrap_ci(r["rows"][n]["rank1"]["mpjpe_mm"], sz.bootstrap) if n in r["rows"] else (np.nan, np.nan)
                for n in ns]
         err = np.array([[m - lo for m, (lo, hi) in zip(means, cis)], [hi - m for m, (lo, hi) in zip(means, cis)]])
-        colors = ["tab:red" if n.startswith("dposer") else "tab:gray" if n in ("mean", "nearest", "gauss_cond") else "tab:blue"
+        colors = ["tab:red" if n.startswith("dposer") else "tab:gray" if n in ("mean", "pool_mean", "nearest", "gauss_cond") else "tab:blue"
                   for n in ns]
         ax.barh(range(len(ns)), means, xerr=err, color=colors)
         ax.set_yticks(range(len(ns)))
