@@ -44,7 +44,7 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     Returns the rank-1 result under the standard keys, ``<key>_hypotheses`` arrays of shape (K, N, D) ranked
     best first, and ``scores`` (K, N), lower = better. With three or more hypotheses they are ranked by
     agreement with the others (distance to their mean over the filled dims, normalised units); with one or two,
-    by the prior's denoising residual. ``combine='mean'`` puts the mean of the hypotheses (axis-angle average of
+    by the prior's denoising residual over the filled dims. ``combine='mean'`` puts the mean of the hypotheses (axis-angle average of
     the filled joints) under the standard keys instead of the rank-1 hypothesis: not itself a sample, but the lower
     error on every validation task (docs/benchmarks.md, ranking).
     """
