@@ -37,7 +37,10 @@ class SolverConfig:
     lr_decay: str = "none"  # 'none', 'cosine' (lr annealed to 0) or 'linear' (lr -> lr_end)
     lr_end: float = 0.0  # the last step's lr for lr_decay='linear'
     t_power: float = 1.0  # truncated schedule shape: t = t_min + (t_max - t_min) * frac^t_power (>1: more low-t steps)
-    optimizer: str = "adam"  # 'adam', or 'denoise': x moves the fraction lr of the way to the denoised estimate
+    # 'adam', or 'denoise': x moves the fraction lr of the way to the denoised estimate. 'denoise' is made for
+    # prior-only problems (completion); with a stiff data term (clean's) its gradient step needs a tiny lr, and
+    # Adam, which normalises the step per dim, is the right tool
+    optimizer: str = "adam"
 
     def with_(self, **kw) -> "SolverConfig":
         return replace(self, **kw)
