@@ -113,6 +113,13 @@ def test_bf16_precision_is_close_to_fp32(prior):
     a, b = prior.eps(x, t), bf16.eps(x, t)
     assert b.dtype == torch.float32
     assert 0 < ((a - b).norm() / a.norm()).item() < 0.02
+    # the matrices are stored in bfloat16 once, in a copy: a bf16 prior built on an fp32 prior's network leaves
+    # that network in float32, and gives autocast's own results
+    shared = dposer.prior.Prior(prior.net, prior.normalizer, prior.info, precision="bf16")
+    assert shared.net.body.inp.lin.weight.dtype == torch.bfloat16
+    assert prior.net.body.inp.lin.weight.dtype == torch.float32
+    with torch.autocast("cpu", torch.bfloat16):
+        assert torch.equal(shared.eps(x, t), prior.net(x, t).float())
     with pytest.raises(ValueError, match="precision"):
         dposer.load_prior(precision="fp8")
 

@@ -8,6 +8,7 @@ and ``info`` (JSON: training command, data, metrics, or provenance). Training ch
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -82,6 +83,13 @@ class Prior:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device or "cpu")
         self.precision = precision
+        if precision == "bf16":
+            # the matrices stored in bfloat16 once (autocast would convert them on every call, which made bf16
+            # slower than fp32 at batch 1); norms and the rest stay float32, so the results are autocast's own
+            net = copy.deepcopy(net)
+            for module in net.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(torch.bfloat16)
         self.net = net.to(self.device).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
