@@ -6,7 +6,7 @@ denoises it in one Tweedie step with the frozen prior (no gradient through the n
 regulariser w(t) * ||x - stopgrad(D(x_t, t))||^2 to the task's data term. Only the free dims move; fixed dims are
 held exactly. Two optimisers: Adam (the DPoser default), or gradient descent preconditioned by the curvature of
 the prior term ('denoise'), whose step with no data term is x <- x + lr (D(x_t, t) - x): an annealed
-renoise-denoise iteration that reaches Adam's completion quality in a quarter of the steps (docs/benchmarks.md).
+renoise-denoise iteration that reaches Adam's completion quality in half the steps (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -71,6 +71,13 @@ def dposer_weight(cfg: SolverConfig, t: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.sqrt(1 + a / s) if cfg.weighting == "snr" else torch.full_like(t, 0.5)
 
 
+def _used_parts(prior, used_dims: torch.Tensor) -> dict:
+    """``denoise`` keywords telling the built-in network which parts' outputs are used (bool (D,) dims)."""
+    if not isinstance(prior, Prior) or used_dims.shape[-1] != layout.DIM:
+        return {}
+    return {"outputs": tuple(bool(used_dims[layout.PART_SLICES[p]].any()) for p in layout.PARTS)}
+
+
 def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
           data_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None, cfg: SolverConfig | None = None,
           seed: int = 0, part_mask: torch.Tensor | None = None,
@@ -94,9 +101,7 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.9, 0.99)) if cfg.optimizer == "adam" else None
     n, d = x.shape
     # the network may skip the heads of parts that stay fixed (their denoised values are never used)
-    denoise_kw = {}
-    if free_b is not None and isinstance(prior, Prior) and d == layout.DIM:
-        denoise_kw["outputs"] = tuple(bool(free_b[:, layout.PART_SLICES[p]].any()) for p in layout.PARTS)
+    denoise_kw = {} if free_b is None else _used_parts(prior, free_b.any(0))
     # a deterministic schedule's time projections for every step in one batched product (exact; a quarter of the
     # network's time at batch 1)
     step_biases = None
@@ -153,15 +158,13 @@ def plausibility(prior: Prior, x: torch.Tensor, seed: int = 0, ts=(0.05, 0.1, 0.
     only (the filled-in joints), which also lets the network skip the heads of the other parts. All noise levels
     and draws go through the network as one batch."""
     gen = torch.Generator().manual_seed(seed)
-    n, d = x.shape
+    n = x.shape[0]
     reps = len(ts) * draws
     t = torch.tensor([t0 for t0 in ts for _ in range(draws)], dtype=torch.float32).repeat_interleave(n).to(x.device)
     eps = torch.cat([torch.randn(x.shape, generator=gen) for _ in range(reps)]).to(x.device)
     xr = x.repeat(reps, 1)
     a, s = alpha_sigma(t)
-    kw = {}
-    if dims is not None and isinstance(prior, Prior) and d == layout.DIM:
-        kw["outputs"] = tuple(bool(dims[layout.PART_SLICES[p]].any()) for p in layout.PARTS)
+    kw = {} if dims is None else _used_parts(prior, dims)
     mask = None if part_mask is None else part_mask.repeat(reps, 1)
     res = (prior.denoise(a[:, None] * xr + s[:, None] * eps, t, mask, **kw) - xr) ** 2
     res = res[:, dims.to(x.device)].mean(1) if dims is not None else res.mean(1)
