@@ -349,7 +349,10 @@ def _savefig(fig, ctx: Context, name: str) -> str:
         plt.close(fig)
         return ""
     ctx.images.mkdir(parents=True, exist_ok=True)
-    fig.savefig(ctx.images / name, dpi=90, bbox_inches="tight")
+    from .io import atomic_write
+
+    with atomic_write(ctx.images / name) as f:
+        fig.savefig(f, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return f"\n\n![{name}](images/{name})"
 
@@ -1134,4 +1137,6 @@ def write_section(path, name: str, body: str, command: str) -> None:
     block = (f"<!-- bench:{name} -->\n*`{command}` — {stamp}, {machine()}*\n\n{body}\n<!-- /bench:{name} -->")
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     text = pattern.sub(lambda m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    from .io import write_text
+
+    write_text(path, text)

@@ -81,5 +81,8 @@ def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None =
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from .io import atomic_write
+
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)

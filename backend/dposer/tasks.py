@@ -134,10 +134,8 @@ def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=()
     sol = solve(prior, x0, free_t, data_loss, cfg, seed=seed, progress=progress, cancel=cancel)
     out = torch.where(free_t, prior.denormalize(sol), raw)
     result = _present_only(_result(out, ps.extras), clip)
-    if "trans" in clip:
-        result["trans"] = data._check(clip["trans"], "trans", 3)
-        if len(result["trans"]) != len(ps):
-            raise ValueError(f"'trans' has {len(result['trans'])} rows but the clip has {len(ps)} frames")
+    if "trans" in ps.extras:  # checked by dposer.data (finite, one row per frame)
+        result["trans"] = ps.extras["trans"]
     return result
 
 
@@ -225,12 +223,12 @@ def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands"
     unknown = [j for j in names if j not in layout.JOINT_INDEX]
     if unknown:
         raise ValueError(f"unknown target joint(s) {unknown}; use SMPL-X joint names such as 'left_wrist'")
-    tgt = [np.atleast_2d(np.asarray(targets[j], np.float32)) for j in names]
+    tgt = [data._check(targets[j], f"target '{j}'", 3) for j in names]  # real, finite, (N, 3), N >= 1
     ps_in = None if pose is None else data.from_smplx_dict(pose)
     n = max([len(t) for t in tgt] + ([len(ps_in)] if ps_in is not None else []))
     for j, t in zip(names, tgt):
-        if t.shape[1] != 3 or len(t) not in (1, n) or not np.isfinite(t).all():
-            raise ValueError(f"target '{j}' must be finite (3,) or ({n}, 3), got shape {t.shape}")
+        if len(t) not in (1, n):
+            raise ValueError(f"target '{j}' must be (3,) or ({n}, 3), got shape {t.shape}")
     target = torch.from_numpy(np.stack([np.broadcast_to(t, (n, 3)) for t in tgt], 1)).to(prior.device)
     idx = [layout.JOINT_INDEX[j] for j in names]
     if ps_in is None:
