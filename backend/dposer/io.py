@@ -149,10 +149,11 @@ SMPLX_MODEL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "
                     "lmk_bary_coords", "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")
 _SMPLX_REQUIRED = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights")
 
-# Globals a model .pkl may name: numpy's array reconstruction only (the file was pickled from numpy arrays).
+# Globals a model .pkl may name: numpy's array reconstruction, and the bytes decoder of protocol-2 pickles (the
+# same short list torch's weights-only unpickler admits). Nothing else is ever imported or called.
 _PKL_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
 class _ArraysOnly(pickle.Unpickler):
