@@ -136,6 +136,7 @@ class CompleteJob(PoseJob):
 
     op = "complete"
     verb = "completed"
+    max_frames = MAX_CLEAN_FRAMES  # a range is solved as a clip (the server's clip limit)
 
     def __init__(self, context, parts: str, frame_start: int | None, frame_end: int | None, hypotheses: int,
                  seed: int, with_preview: bool = False):
@@ -160,22 +161,28 @@ class CompleteJob(PoseJob):
         undriven = bone_maps.undriven_joints(self.bone_map)
         missing = list(dict.fromkeys(names + [j for j in undriven]))
         self.args = {"pose": pose, "missing": missing, "hypotheses": int(hypotheses), "seed": int(seed)}
+        if len(self.frames) > 1:  # a range is a take: solve it as one motion (smooth, coherent hypotheses)
+            render = context.scene.render
+            self.args.update(clip=True, fps=float(render.fps) / float(render.fps_base or 1.0))
         self._seed_previous(obj)
 
     def keys_from_result(self, result: dict):
-        """Rank-1 keys; with ``preview``, the keys of every hypothesis (best first) and their scores."""
+        """The best estimate's keys (the mean of the hypotheses); with ``preview``, those first, then the keys of
+        every hypothesis (best first, each one coherent motion over the range), and their scores (the best
+        estimate gets the lowest score of the hypotheses)."""
         if not self.preview:
             return super().keys_from_result(result)
-        hyps = rm.joints_from_pose_dict({k: result[k] for k in rm.KEY_JOINTS if k in result})[None]
+        best = rm.joints_from_pose_dict({k: result[k] for k in rm.KEY_JOINTS if k in result})
         stacks = {k: np.asarray(result[f"{k}_hypotheses"]) for k in rm.KEY_JOINTS if f"{k}_hypotheses" in result}
+        hyps = [best]
         if stacks:
             count = min(len(v) for v in stacks.values())
-            hyps = np.stack([rm.joints_from_pose_dict({**{k: v[i] for k, v in stacks.items()},
-                                                       "global_orient": result.get("global_orient",
-                                                                                   np.zeros((len(self.frames), 3)))})
-                             for i in range(count)])
+            orient = result.get("global_orient", np.zeros((len(self.frames), 3)))
+            hyps += [rm.joints_from_pose_dict({**{k: v[i] for k, v in stacks.items()}, "global_orient": orient})
+                     for i in range(count)]
         keys = [self._keys_for(aa) for aa in hyps]
-        scores = np.asarray(result.get("scores", np.zeros((len(keys), len(self.frames)))), dtype=np.float64)
+        scores = np.asarray(result.get("scores", np.zeros((len(keys) - 1, len(self.frames)))), dtype=np.float64)
+        scores = np.concatenate([scores.min(0, keepdims=True), scores]) if scores.size else np.zeros((len(keys), len(self.frames)))
         return keys, scores
 
     def apply(self, context, keys) -> int:
@@ -624,8 +631,8 @@ class DPOSER_OT_complete(_JobOperator, bpy.types.Operator):
                              options={"SKIP_SAVE"})
     frame_end: IntProperty(name="End", description="Last frame (unset: frame_start)", options={"SKIP_SAVE"})
     hypotheses: IntProperty(name="Hypotheses", default=1, min=1, max=32,
-                            description="Solutions tried per frame; the most plausible is kept (or shown first, "
-                                        "with Preview)")
+                            description="Solutions tried (on a frame range, each one whole motion); their mean, "
+                                        "the best estimate, is written (or shown first, with Preview)")
     seed: IntProperty(name="Seed", default=0, min=0)
     preview: BoolProperty(name="Preview", default=False,
                           description="With more than one hypothesis: show the best one and keep the others to "
