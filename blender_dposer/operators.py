@@ -190,13 +190,13 @@ class CompleteJob(PoseJob):
             return super().apply(context, keys)
         hypotheses, scores = keys
         self.n_hypotheses = len(hypotheses)
-        return preview.start(self._armature(), hypotheses, scores, context.scene.frame_current)
+        return preview.start(self._armature(), hypotheses, scores, context.scene.frame_current, mean_first=True)
 
     def summary(self, n_keys: int) -> str:
         text = super().summary(n_keys)
         if self.preview:
-            text += (f"; previewing hypothesis 1/{self.n_hypotheses}: Next/Previous to compare, then Accept or "
-                     "Cancel")
+            text += (f"; previewing the best estimate (mean of {self.n_hypotheses - 1} hypotheses): Next/Previous "
+                     "to compare the hypotheses, then Accept or Cancel")
         return text
 
 
