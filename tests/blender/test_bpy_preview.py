@@ -72,7 +72,8 @@ def test_preview_cycle_cancel_accept(posed):
                                    frame_end=2) == {"FINISHED"}
     args, backend = ops.last_request["args"], ops.last_request["backend"]
     frames = [1.0, 2.0]
-    assert args["clip"] is True and args["fps"] == 24.0  # a frame range is completed as one motion
+    render = bpy.context.scene.render
+    assert args["clip"] is True and args["fps"] == render.fps / render.fps_base  # a range is completed as one motion
     result = backend.call("complete", args, timeout=300)
     hyps = hypotheses(result, frames)
     best = rm.joints_from_pose_dict({k: np.asarray(result[k]) for k in ("body_pose", "left_hand_pose",
