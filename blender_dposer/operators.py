@@ -145,6 +145,7 @@ class CompleteJob(PoseJob):
 
     op = "complete"
     verb = "completed"
+    max_frames = MAX_CLEAN_FRAMES  # a range is solved as a clip (the server's clip limit)
 
     def __init__(self, context, parts: str, frame_start: int | None, frame_end: int | None, hypotheses: int,
                  seed: int, with_preview: bool = False):
@@ -169,22 +170,28 @@ class CompleteJob(PoseJob):
         undriven = bone_maps.undriven_joints(self.bone_map)
         missing = list(dict.fromkeys(names + [j for j in undriven]))
         self.args = {"pose": pose, "missing": missing, "hypotheses": int(hypotheses), "seed": int(seed)}
+        if len(self.frames) > 1:  # a range is a take: solve it as one motion (smooth, coherent hypotheses)
+            render = context.scene.render
+            self.args.update(clip=True, fps=float(render.fps) / float(render.fps_base or 1.0))
         self._seed_previous(obj)
 
     def keys_from_result(self, result: dict):
-        """Rank-1 keys; with ``preview``, the keys of every hypothesis (best first) and their scores."""
+        """The best estimate's keys (the mean of the hypotheses); with ``preview``, those first, then the keys of
+        every hypothesis (best first, each one coherent motion over the range), and their scores (the best
+        estimate gets the lowest score of the hypotheses)."""
         if not self.preview:
             return super().keys_from_result(result)
-        hyps = rm.joints_from_pose_dict({k: result[k] for k in rm.KEY_JOINTS if k in result})[None]
+        best = rm.joints_from_pose_dict({k: result[k] for k in rm.KEY_JOINTS if k in result})
         stacks = {k: np.asarray(result[f"{k}_hypotheses"]) for k in rm.KEY_JOINTS if f"{k}_hypotheses" in result}
+        hyps = [best]
         if stacks:
             count = min(len(v) for v in stacks.values())
-            hyps = np.stack([rm.joints_from_pose_dict({**{k: v[i] for k, v in stacks.items()},
-                                                       "global_orient": result.get("global_orient",
-                                                                                   np.zeros((len(self.frames), 3)))})
-                             for i in range(count)])
+            orient = result.get("global_orient", np.zeros((len(self.frames), 3)))
+            hyps += [rm.joints_from_pose_dict({**{k: v[i] for k, v in stacks.items()}, "global_orient": orient})
+                     for i in range(count)]
         keys = [self._keys_for(aa) for aa in hyps]
-        scores = np.asarray(result.get("scores", np.zeros((len(keys), len(self.frames)))), dtype=np.float64)
+        scores = np.asarray(result.get("scores", np.zeros((len(keys) - 1, len(self.frames)))), dtype=np.float64)
+        scores = np.concatenate([scores.min(0, keepdims=True), scores]) if scores.size else np.zeros((len(keys), len(self.frames)))
         return keys, scores
 
     def apply(self, context, keys) -> int:
@@ -192,13 +199,13 @@ class CompleteJob(PoseJob):
             return super().apply(context, keys)
         hypotheses, scores = keys
         self.n_hypotheses = len(hypotheses)
-        return preview.start(self._armature(), hypotheses, scores, context.scene.frame_current)
+        return preview.start(self._armature(), hypotheses, scores, context.scene.frame_current, mean_first=True)
 
     def summary(self, n_keys: int) -> str:
         text = super().summary(n_keys)
         if self.preview:
-            text += (f"; previewing hypothesis 1/{self.n_hypotheses}: Next/Previous to compare, then Accept or "
-                     "Cancel")
+            text += (f"; previewing the best estimate (mean of {self.n_hypotheses - 1} hypotheses): Next/Previous "
+                     "to compare the hypotheses, then Accept or Cancel")
         return text
 
 

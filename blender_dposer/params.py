@@ -44,10 +44,10 @@ class Param:
 
 
 SEED = Param("seed", 0, 0, 2**31 - 1)
-HYPOTHESES = Param("hypotheses", 1, 1, 32, description="Solutions tried per frame; the most plausible is kept (or "
-                   "shown first, with Preview)")
-COMPLETE_PREVIEW = Param("preview", False, description="With more than one hypothesis: show the best one and keep the "
-                         "others to cycle through (Next/Previous), then Accept or Cancel (original keys back)")
+HYPOTHESES = Param("hypotheses", 1, 1, 32, description="Solutions tried (on a frame range, each one whole motion); "
+                   "their mean, the best estimate, is written (or shown first, with Preview)")
+COMPLETE_PREVIEW = Param("preview", False, description="With more than one hypothesis: show the best estimate and keep "
+                         "the hypotheses to cycle through (Next/Previous), then Accept or Cancel (original keys back)")
 REFINE_STRENGTH = Param("strength", 0.3, 0.0, 1.0, lo_open=True,
                         description="How far the pose may move towards the prior, in (0, 1]")
 CLEAN_STRENGTH = Param("strength", 0.5, 0.0, 1.0, description="0 = stay on the keys, 1 = the prior and smoothing "

@@ -146,7 +146,7 @@ def test_complete_round_trip_and_progress(server):
     assert np.array_equal(np.asarray(res["right_hand_pose"]), np.asarray(pose["right_hand_pose"]))
     assert np.array_equal(np.asarray(res["global_orient"]), np.asarray(pose["global_orient"]))
     hyp = np.asarray(res["body_pose_hypotheses"])
-    assert np.array_equal(hyp[0], body_out)
+    assert np.allclose(hyp.mean(0), body_out, atol=1e-5)  # the best estimate: the mean of the hypotheses
     assert all(np.array_equal(hyp[i][:, ~free], body_in[:, ~free]) for i in range(k))
     scores = np.asarray(res["scores"])
     assert (np.diff(scores, axis=0) >= 0).all()  # ranked best first

@@ -1098,7 +1098,13 @@ def bench_speed(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-BENCHES = {"completion": bench_completion, "generation": bench_generation, "clean": bench_clean,
+def bench_clip(ctx: Context) -> str:
+    from .eval.clip import bench_clip as run
+
+    return run(ctx)
+
+
+BENCHES = {"completion": bench_completion, "clip": bench_clip, "generation": bench_generation, "clean": bench_clean,
            "schedule": bench_schedule, "steps": bench_steps, "ranking": bench_ranking, "speed": bench_speed}
 
 

@@ -122,6 +122,18 @@ def _load_input(path, hands="absolute"):
     return ps, pose
 
 
+def _file_fps(path, ps):
+    """The take's frame rate: AMASS ``mocap_framerate`` (read by the loader) or a six-key file's ``fps`` /
+    ``mocap_framerate``; None when the file has none."""
+    if "framerate" in ps.extras:
+        return float(ps.extras["framerate"])
+    with np.load(path, allow_pickle=False) as d:
+        for key in ("fps", "mocap_framerate", "mocap_frame_rate"):
+            if key in d.files and np.asarray(d[key]).size == 1:
+                return float(np.asarray(d[key]).reshape(()))
+    return None
+
+
 def _key_dims(key):
     from .layout import KEY_SLICES
 
@@ -162,8 +174,12 @@ def cmd_complete(a):
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
     cfg = _solver_cfg(a, COMPLETE)
+    fps = a.fps or _file_fps(a.input, ps) if a.clip else None
+    if a.clip:
+        print(f"clip completion: {len(ps)} frames at {fps or 30:g} fps"
+              f"{'' if a.fps or fps else ' (no frame rate in the file; --fps sets it)'}")
     res = complete(prior, pose, a.missing, hypotheses=a.hypotheses, seed=a.seed, cfg=cfg, combine=a.combine,
-                   progress=_bar(cfg.steps, "complete"))
+                   progress=_bar(cfg.steps, "complete"), clip=a.clip, fps=fps)
     _save(a, res, ps)
     if a.image:
         from .render import pose_grid
@@ -467,8 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = task("complete", "fill in missing joints (observed joints kept exactly), K ranked hypotheses")
     c.add_argument("--missing", required=True, help="comma-separated part/group/joint names, e.g. right_hand,left_leg")
     c.add_argument("--hypotheses", type=POSITIVE, default=1)
-    c.add_argument("--combine", choices=["best", "mean"], default="best",
-                   help="standard keys hold the rank-1 hypothesis (best) or the mean of the hypotheses")
+    c.add_argument("--combine", choices=["best", "mean"], default="mean",
+                   help="standard keys hold the mean of the hypotheses (the best estimate) or the rank-1 hypothesis")
+    c.add_argument("--clip", action="store_true",
+                   help="the rows are the frames of one take: solve them together as a motion (smooth, coherent "
+                        "hypotheses) instead of frame by frame")
+    c.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the take for --clip (default: from the file, else 30)")
     c.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
     c.add_argument("--steps", type=POSITIVE, default=None)
     c.add_argument("--image", default=None, help="also save a PNG of the first inputs next to their completions")
@@ -510,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
-    b.add_argument("name", choices=["completion", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
+    b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
                                     "quick"])
     b.add_argument("--n", type=POSITIVE, default=None, help="test poses per completion task (default 150)")
     b.add_argument("--data", default=None)

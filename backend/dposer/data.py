@@ -300,3 +300,9 @@ def load_gestures_clip(root=None) -> PoseSet:
 
 def load_amass_take(root=None) -> PoseSet:
     return load_pose_file(data_root(root) / "amass" / "amass_sample_smplh_500f.npz")
+
+
+def load_finger_take(root=None) -> PoseSet:
+    """The 601-frame AMASS SMPL+H take with real finger motion (120 fps): for measuring hand completion over a
+    take, never for fitting or tuning."""
+    return load_pose_file(data_root(root) / "amass" / "amass_sample_smplh_601f_fingers.npz")

@@ -174,6 +174,12 @@ def _float(lo: float, hi: float, lo_open: bool = False) -> Callable:
     return check
 
 
+def _bool(name, v):
+    if type(v) is not bool:
+        raise RequestError("invalid_args", f"'{name}' must be true or false, got {_desc(v)}")
+    return v
+
+
 def _choice(*options) -> Callable:
     def check(name, v):
         if type(v) is not str or v not in options:
@@ -292,8 +298,9 @@ ARGS: dict[str, dict[str, tuple]] = {
     "version": {},
     "shutdown": {},
     "cancel": {"target": (_target_id, REQUIRED)},
-    "complete": {"pose": (_pose_arg(MAX_POSES), REQUIRED), "missing": (_names, []),
-                 "hypotheses": (_int(1, MAX_HYPOTHESES, limit=True), 1), "seed": (_seed, 0)},
+    "complete": {"pose": (_pose_arg(MAX_FRAMES), REQUIRED), "missing": (_names, []),
+                 "hypotheses": (_int(1, MAX_HYPOTHESES, limit=True), 1), "seed": (_seed, 0),
+                 "clip": (_bool, False), "fps": (_float(1.0, 1000.0), None)},
     "clean": {"clip": (_pose_arg(MAX_FRAMES, ("trans",)), REQUIRED), "strength": (_float(0.0, 1.0), 0.5),
               "parts": (_names, "body"), "lock": (_names, []), "seed": (_seed, 0)},
     "vary": {"pose": (_pose_arg(MAX_POSES), REQUIRED), "n": (_int(1, MAX_N, limit=True), REQUIRED),
@@ -311,6 +318,9 @@ ARGS: dict[str, dict[str, tuple]] = {
 def _cross_checks(op: str, a: dict) -> None:
     if op == "vary" and _rows(a["pose"]) != 1:
         raise RequestError("invalid_args", f"vary takes one pose (1 row), got {_rows(a['pose'])}; use n for more")
+    if op == "complete" and not a["clip"] and _rows(a["pose"]) > MAX_POSES:
+        raise RequestError("limit_exceeded", f"'pose' has {_rows(a['pose'])} rows, the limit is {MAX_POSES} "
+                           f"(with clip=true, {MAX_FRAMES} frames)")
     if op == "clean" and _rows(a["clip"]) < 3:
         raise RequestError("invalid_args", f"'clip' needs at least 3 frames, got {_rows(a['clip'])}")
     if op == "fit":
@@ -646,7 +656,8 @@ def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> d
 
     kw = {"progress": progress, "cancel": cancel}
     if op == "complete":
-        return tasks.complete(prior, a["pose"], a["missing"], hypotheses=a["hypotheses"], seed=a["seed"], **kw)
+        return tasks.complete(prior, a["pose"], a["missing"], hypotheses=a["hypotheses"], seed=a["seed"],
+                              clip=a["clip"], fps=a["fps"], **kw)
     if op == "clean":
         return tasks.clean(prior, a["clip"], strength=a["strength"], parts=a["parts"], lock=a["lock"], seed=a["seed"], **kw)
     if op == "vary":
