@@ -1052,6 +1052,7 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
         lines.append(f"| {tag}: one-frame hands completion, {steps} steps (median of {reps}) | {1000 * t:.0f} ms | "
                      f"{evals} network evals (hand path, {hand_flops / 1e6:.1f} MFLOP per pose) | "
                      f"{work / t / 1e9:.2f} GFLOP/s |")
+    lines += _clip_speed_rows(prior, ctx, tag, dev)
     clip = data.load_amass_take(ctx.root).vectors
     frames = 1000 if not ctx.quick else 32
     clip = np.concatenate([clip, clip])[:frames]
@@ -1074,6 +1075,23 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
                  f"{mem} | {steps * frames * flops / t / 1e9:.2f} GFLOP/s |")
     lines.append(f"| {dev.type}: reference 2048² fp32 matmul (measured peak) | | | {peak / 1e9:.1f} GFLOP/s |")
     return lines
+
+
+def _clip_speed_rows(prior: Prior, ctx: Context, tag: str, dev) -> list[str]:
+    """Two-hand clip completion of a 1000-frame take (the AMASS take's body, twice over), 1 and 5 hypotheses."""
+    body = data.load_amass_take(ctx.root).vectors[:, :63]
+    frames = 1000 if not ctx.quick else 32
+    pose = {"body_pose": np.concatenate([body, body])[:frames]}
+    cfg = COMPLETE if not ctx.quick else COMPLETE.with_(steps=ctx.sizes.steps)
+    out = []
+    for k in (1, 5):
+        t0 = time.perf_counter()
+        complete(prior, pose, "left_hand,right_hand", hypotheses=k, cfg=cfg, clip=True, fps=30)
+        _sync(dev)
+        t = time.perf_counter() - t0
+        out.append(f"| {tag}: {frames}-frame two-hand clip completion, {k} hypothes{'is' if k == 1 else 'es'}, "
+                   f"{cfg.steps} steps | {t:.1f} s | {cfg.steps} x {k * frames} evals (hand path) | |")
+    return out
 
 
 def bench_speed(ctx: Context) -> str:

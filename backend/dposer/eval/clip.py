@@ -205,22 +205,6 @@ def plot(series: dict, path, joint: str = "right_index2", seconds: float | None 
     plt.close(fig)
 
 
-def speed_rows(prior, frames: int = 1000, reps: int = 1) -> list[str]:
-    """1000-frame two-hand clip completion (1 and 5 hypotheses) and one-frame completion, wall time."""
-    rng = np.random.default_rng(0)
-    body = (0.1 * rng.standard_normal((frames, 63))).astype(np.float32)
-    out = []
-    for k in (1, 5):
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            complete(prior, {"body_pose": body}, "left_hand,right_hand", hypotheses=k, clip=True, fps=30)
-            times.append(time.perf_counter() - t0)
-        out.append(f"| {frames}-frame two-hand clip completion, {k} hypothes{'is' if k == 1 else 'es'} | "
-                   f"{min(times):.2f} s | | |")
-    return out
-
-
 def bench_clip(ctx) -> str:
     rows, series = clip_rows(ctx.prior, ctx.root, ctx.quick, ctx.sizes.bootstrap)
     body = table(rows)
