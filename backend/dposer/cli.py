@@ -226,6 +226,45 @@ def cmd_bench(a):
             bench.write_section(a.write, name, body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
 
 
+def cmd_convert(a):
+    from .convert import convert_bvh, save_npz
+
+    src, dst = Path(a.input), Path(a.output)
+    if not src.exists():
+        raise FileNotFoundError(f"input not found: {src}")
+    if src.is_dir():
+        takes = sorted(src.rglob("*.bvh"), key=str) + sorted(src.rglob("*.BVH"), key=str)
+        if not takes:
+            raise ValueError(f"no .bvh files under {src}")
+        if dst.suffix.lower() == ".npz" or (dst.exists() and not dst.is_dir()):
+            raise ValueError(f"a folder of takes needs an output folder, got {dst}")
+        if dst.resolve() == src.resolve():
+            raise ValueError("the output folder must differ from the input folder (never overwrite the takes)")
+        jobs = [(t, dst / t.relative_to(src).with_suffix(".npz")) for t in takes]
+    else:
+        if dst.is_dir() or dst.suffix.lower() != ".npz":
+            dst = (dst if dst.is_dir() or not dst.suffix else dst.parent) / (src.stem + ".npz")
+        if dst.resolve() == src.resolve():
+            raise ValueError("the output must differ from the input")
+        jobs = [(src, dst)]
+    failed = 0
+    for take, out in jobs:
+        try:
+            r = convert_bvh(take, skeleton=a.skeleton)
+        except ValueError as e:  # BvhError: report, go on with the other takes of a folder
+            if len(jobs) == 1:
+                raise
+            print(f"{take}: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        save_npz(out, r)
+        print(f"{take} -> {out}: {len(r['body_pose'])} frames at {float(r['mocap_framerate']):g} fps, "
+              f"skeleton {r['skeleton']}, unit {r['unit']}, fit error {r['fit_error_deg_mean']:.1f} deg mean "
+              f"/ {r['fit_error_deg_max']:.1f} max")
+    if failed:
+        raise ValueError(f"{failed} of {len(jobs)} takes failed to convert")
+
+
 def cmd_export(a):
     import torch
 
@@ -339,6 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--repeat-seeds", type=int, default=1,
                    help="also rerun with the next seeds and print mean +- std of precision, density and coverage")
     e.set_defaults(func=cmd_evaluate)
+
+    cv = sub.add_parser("convert", help="BVH take(s) -> SMPL-X body poses (npz) on the built-in skeleton")
+    cv.add_argument("--input", required=True, help="a .bvh file or a folder (searched recursively)")
+    cv.add_argument("--output", required=True, help="an .npz file, or a folder (mirrors the input folder)")
+    cv.add_argument("--skeleton", default=None,
+                    help="name preset (e.g. bandai_bvh, cmu_bvh, mixamo; default: detected from the joint names)")
+    cv.set_defaults(func=cmd_convert)
 
     x = sub.add_parser("export", help="write an inference-only checkpoint (optionally fp16)")
     x.add_argument("--checkpoint", required=True)
