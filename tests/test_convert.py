@@ -177,3 +177,29 @@ def test_cli_folder_in_folder_out(tmp_path, capsys):
     assert (tmp_path / "a.npz").is_file()
     assert cli.main(["convert", "--input", str(src), "--output", str(src)]) == 2
     assert "must differ" in capsys.readouterr().err
+
+
+def test_corpus_cache_feeds_the_training_mix(tmp_path):
+    import torch
+
+    from dposer import corpus
+    from dposer.train import TrainingData
+
+    if BANDAI_1 is None or not BANDAI_1.is_file():
+        pytest.skip("Bandai Namco archive not found (set DPOSER_DATA to ../shared/data)")
+    path = corpus.build(1, tmp_path / "b1.npz", root=DATA, limit=3, log=lambda *_: None)
+    with np.load(path) as d:
+        assert len(d["names"]) == 3 and d["body_pose"].shape == (d["frames"].sum(), 63)
+        assert list(d["names"]) == sorted(d["names"])
+        frames = d["frames"]
+    body = corpus.load_body(path, stride=4)
+    assert len(body) == sum((f + 3) // 4 for f in frames)
+    with pytest.raises(ValueError, match="inside the repository"):
+        corpus.build(1, Path(__file__).resolve().parents[1] / "x.npz", root=DATA, limit=1)
+    td = TrainingData("train", limit=None, root=DATA, bvh_body=str(path), bvh_stride=4)
+    src = td.sources["bvh_body"]
+    assert len(src) == 2 * len(body) and src.present[:, :63].all() and not src.present[:, 63:].any()
+    np.testing.assert_allclose(src.vectors[len(body):], layout.mirror_pose(src.vectors[:len(body)]))
+    v, pm, lm = td.batch(64, {"body": 0.5, "bvh_body": 0.5}, 0.5, torch.Generator().manual_seed(0))
+    assert pm[:, 0].all() and not pm[:, 1:].any() and v.shape == (64, 256)
+    assert "bvh_body" not in TrainingData("val", root=DATA, bvh_body=str(path)).sources

@@ -207,6 +207,22 @@ def cmd_bench(a):
     from .prior import load_prior
 
     prior = load_prior(a.checkpoint, a.device, a.precision)
+    if a.name == "heldout":
+        from . import heldout
+
+        priors = {f"DPoser {a.label}": prior}
+        if a.against:
+            priors = {f"DPoser {a.against_label}": load_prior(a.against, a.device, a.precision), **priors}
+        t0 = time.time()
+        body, _ = heldout.run(priors, a.data, n=a.n or 300)
+        body += "\n\nHand tasks (test split):\n\n" + heldout.hand_tasks(priors, a.data)
+        print(f"## heldout ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
+        if a.write:
+            cmd = "dposer bench heldout" + " ".join(f" --{k} {v}" for k, v in (
+                ("checkpoint", a.checkpoint), ("label", a.label), ("against", a.against),
+                ("against-label", a.against_label if a.against else None), ("n", a.n), ("write", a.write)) if v)
+            bench.write_section(a.write, "heldout", body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
+        return
     if a.name == "quick":
         t0 = time.time()
         for name, body in bench.run_quick(prior, a.data).items():
@@ -263,6 +279,15 @@ def cmd_convert(a):
               f"/ {r['fit_error_deg_max']:.1f} max")
     if failed:
         raise ValueError(f"{failed} of {len(jobs)} takes failed to convert")
+
+
+def cmd_corpus(a):
+    from .corpus import build
+
+    if a.out and len(a.dataset) > 1:
+        raise ValueError("--out names one file: give one --dataset with it")
+    for ds in a.dataset:
+        build(ds, a.out, root=a.data, limit=a.limit)
 
 
 def cmd_export(a):
@@ -386,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="name preset (e.g. bandai_bvh, cmu_bvh, mixamo; default: detected from the joint names)")
     cv.set_defaults(func=cmd_convert)
 
+    co = sub.add_parser("corpus", help="convert the shared Bandai Namco BVH sets into caches outside the repo")
+    co.add_argument("--dataset", type=int, nargs="+", choices=[1, 2], default=[2, 1],
+                    help="2: training source (2,902 takes); 1: held out for benchmarks (174 takes)")
+    co.add_argument("--out", default=None, help="cache file (default ~/.cache/dposer/bandai<N>.npz; $DPOSER_CACHE)")
+    co.add_argument("--data", default=None)
+    co.add_argument("--limit", type=int, default=None, help="only the first N takes (quick checks)")
+    co.set_defaults(func=cmd_corpus)
+
     x = sub.add_parser("export", help="write an inference-only checkpoint (optionally fp16)")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--out", required=True)
@@ -448,7 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
     b.add_argument("name", choices=["completion", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
-                                    "quick"])
+                                    "quick", "heldout"],
+                   help="heldout (not in 'all'): body completion on the AMASS test split and converted Bandai "
+                        "dataset-1 against baselines fitted to AMASS and to AMASS + Bandai dataset-2 (needs the "
+                        "`dposer corpus` caches)")
+    b.add_argument("--label", default="(checkpoint)", help="heldout: row label of --checkpoint")
+    b.add_argument("--against", default=None, help="heldout: a second checkpoint to compare with (paired)")
+    b.add_argument("--against-label", default="(against)", help="heldout: row label of --against")
     b.add_argument("--n", type=int, default=None, help="test poses per completion task (default 150)")
     b.add_argument("--data", default=None)
     b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
