@@ -203,6 +203,21 @@ CMU_ASF_BVH = Preset(
     calibration_advised=True,
 )
 
+ASF_BVH = Preset(
+    id="asf_bvh",
+    label="ASF-style BVH (LeftHip / LeftCollar)",
+    bones=_side_map({
+        "pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head",
+        "left_hip": "{s}Hip", "left_knee": "{s}Knee", "left_ankle": "{s}Ankle", "left_foot": "{s}Toe",
+        "left_collar": "{s}Collar", "left_shoulder": "{s}Shoulder", "left_elbow": "{s}Elbow", "left_wrist": "{s}Wrist",
+    }, "Left", "Right"),
+    description="BVH skeletons named after the ASF/AMC joints (e.g. the m21 / Xia style takes): LeftHip, LeftKnee, "
+                "LeftAnkle, LeftCollar, and LeftShoulder = the upper arm (in CMU / Mixamo naming 'LeftShoulder' "
+                "is the collar: the preset with more matching names wins).",
+    extra_bones=("LHipJoint", "RHipJoint"),
+    euler=True,
+)
+
 BANDAI_BVH = Preset(
     id="bandai_bvh",
     label="Bandai Namco BVH",
@@ -243,7 +258,7 @@ SMPL_FBX = Preset(
 )
 
 PRESETS: dict[str, Preset] = {p.id: p for p in (SMPLX_OFFICIAL, SMPLX_MESHCAPADE, MIXAMO, RIGIFY, CMU_BVH,
-                                                CMU_ASF_BVH, BANDAI_BVH, SMPL_FBX)}
+                                                CMU_ASF_BVH, ASF_BVH, BANDAI_BVH, SMPL_FBX)}
 
 
 # ---------------------------------------------------------------------------------------------------------

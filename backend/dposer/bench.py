@@ -689,102 +689,30 @@ def clean_clips(root=None, frames: int | None = None) -> dict[str, np.ndarray]:
 BVH_FILE = "dataset-1_walk_normal_001.bvh"
 
 
-def bvh_clip(root=None, member: str = BVH_FILE, frames: int = 300, steps: int = 300) -> tuple[str, np.ndarray]:
-    """A Bandai Namco BVH clip as SMPL-X body rotations, by prior-free inverse kinematics on bone directions.
+def bvh_clip(root=None, member: str = BVH_FILE, frames: int = 300) -> tuple[str, np.ndarray]:
+    """A Bandai Namco BVH clip as SMPL-X body rotations, converted by :func:`dposer.convert.convert_bvh` (bone
+    directions aimed from the BVH joint positions; no pose prior involved, so the result is a fair 'clean'
+    reference for every prior). Returns (label, (F, 256))."""
+    from .convert import convert_bvh
 
-    The Bandai rest pose has every bone along +X, so rotations cannot be copied; instead the BVH joint positions
-    (its own FK) give, per frame, the direction of every bone, and the SMPL-X body pose (plus a free root
-    orientation) whose built-in-skeleton bones point the same way is found by Adam (1 - cosine per bone, plus
-    1e-3 x the squared rotation angles to settle the twists that directions cannot see). No pose prior is involved,
-    so the result is a fair 'clean' reference for every prior. Returns (label, (F, 256))."""
+    text = bandai_member(member, root=root, dataset=1)
+    r = convert_bvh(text)
+    body = r["body_pose"][:frames]
+    vec = np.zeros((len(body), layout.DIM), np.float32)
+    vec[:, :63] = body
+    return f"BVH Bandai Namco walk (30 fps, converted, bone fit {r['fit_error_deg_mean']:.1f} deg)", vec
+
+
+def bandai_member(member: str, root=None, dataset: int = 1) -> str:
+    """The text of one BVH take read straight from a shared Bandai Namco archive (nothing is extracted)."""
     import tarfile
 
-    from .rotations import axis_angle_to_matrix
-    from .skeleton import joints_from_vector
-
-    tar_path = data.data_root(root) / "bvh" / "bandai_namco_motion_1.tar.xz"
+    tar_path = data.data_root(root) / "bvh" / f"bandai_namco_motion_{dataset}.tar.xz"
     with tarfile.open(tar_path, "r:xz") as tar:
-        m = next(x for x in tar if x.name.endswith(member))
-        text = tar.extractfile(m).read().decode()
-    lines = text.splitlines()
-    mi = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "motion")
-    ft = next(i for i in range(mi, len(lines)) if lines[i].strip().lower().startswith("frame time"))
-    values = torch.tensor([[float(x) for x in ln.split()] for ln in lines[ft + 1:] if ln.strip()],
-                          dtype=torch.float64)[:frames]
-    # hierarchy: name, parent, offset, channels (io_anim_bvh naming)
-    joints, stack = [], []
-    for ln in lines[:mi]:
-        t = ln.split()
-        if not t:
-            continue
-        h = t[0].lower()
-        if h in ("root", "joint"):
-            joints.append({"name": t[1], "parent": stack[-1] if stack else -1, "offset": None, "ch": []})
-            stack.append(len(joints) - 1)
-        elif h == "end":
-            stack.append(None)
-        elif h == "offset" and stack and stack[-1] is not None and joints[stack[-1]]["offset"] is None:
-            joints[stack[-1]]["offset"] = [float(x) for x in t[1:4]]
-        elif h == "channels":
-            joints[stack[-1]]["ch"] = t[2:]
-        elif h == "}":
-            stack.pop()
-    F = len(values)
-    col = 0
-    glob, pos = [], []
-    axes = {"x": torch.tensor([1.0, 0, 0], dtype=torch.float64), "y": torch.tensor([0, 1.0, 0], dtype=torch.float64),
-            "z": torch.tensor([0, 0, 1.0], dtype=torch.float64)}
-    for j in joints:
-        R = torch.eye(3, dtype=torch.float64).expand(F, 3, 3)
-        for c in j["ch"]:
-            if c.lower().endswith("rotation"):  # BVH: channels compose left to right (intrinsic)
-                R = R @ axis_angle_to_matrix(axes[c[0].lower()] * torch.deg2rad(values[:, col])[:, None])
-            col += 1
-        off = torch.tensor(j["offset"], dtype=torch.float64)
-        if j["parent"] < 0:
-            glob.append(R)
-            pos.append(torch.zeros(F, 3, dtype=torch.float64))
-        else:
-            glob.append(glob[j["parent"]] @ R)
-            pos.append(pos[j["parent"]] + (glob[j["parent"]] @ off))
-    index = {j["name"]: i for i, j in enumerate(joints)}
-    pos = torch.stack(pos, 1)  # (F, B, 3)
-    bones = {"pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head"}
-    for side, s in (("left", "_L"), ("right", "_R")):
-        bones.update({f"{side}_hip": f"UpperLeg{s}", f"{side}_knee": f"LowerLeg{s}", f"{side}_ankle": f"Foot{s}",
-                      f"{side}_foot": f"Toes{s}", f"{side}_collar": f"Shoulder{s}", f"{side}_shoulder": f"UpperArm{s}",
-                      f"{side}_elbow": f"LowerArm{s}", f"{side}_wrist": f"Hand{s}"})
-    J = layout.JOINT_INDEX
-    pairs = [("pelvis", "left_hip"), ("pelvis", "right_hip"), ("pelvis", "spine1"), ("spine1", "spine3"),
-             ("spine3", "neck"), ("neck", "head")]
-    for side in ("left", "right"):
-        pairs += [(f"spine3", f"{side}_collar"), (f"{side}_collar", f"{side}_shoulder"),
-                  (f"{side}_shoulder", f"{side}_elbow"), (f"{side}_elbow", f"{side}_wrist"),
-                  (f"{side}_hip", f"{side}_knee"), (f"{side}_knee", f"{side}_ankle"), (f"{side}_ankle", f"{side}_foot")]
-    a_idx = [index[bones[p]] for p, _ in pairs]
-    b_idx = [index[bones[c]] for _, c in pairs]
-    target = (pos[:, b_idx] - pos[:, a_idx]).float()
-    target = target / target.norm(dim=-1, keepdim=True)
-    sa = torch.tensor([J[p] for p, _ in pairs])
-    sb = torch.tensor([J[c] for _, c in pairs])
-    body = torch.zeros(F, 63, requires_grad=True)
-    orient = torch.zeros(F, 3, requires_grad=True)
-    with torch.no_grad():
-        orient += 1e-3  # off the axis-angle singularity at zero
-    opt = torch.optim.Adam([body, orient], lr=0.05)
-    for k in range(steps):
-        vec = torch.cat([body, torch.zeros(F, layout.DIM - 63)], 1)
-        jt = joints_from_vector(vec, orient)
-        d = jt[:, sb] - jt[:, sa]
-        d = d / d.norm(dim=-1, keepdim=True)
-        loss = (1 - (d * target).sum(-1)).sum(1) + 1e-3 * (body.reshape(F, 21, 3) ** 2).sum((1, 2))
-        opt.zero_grad()
-        loss.sum().backward()
-        opt.step()
-    fit_deg = torch.rad2deg(torch.arccos((d * target).sum(-1).clamp(-1, 1))).mean().item()
-    vec = np.zeros((F, layout.DIM), np.float32)
-    vec[:, :63] = body.detach().numpy()
-    return f"BVH Bandai Namco walk (30 fps, IK bone-direction fit {fit_deg:.1f} deg)", vec
+        m = next((x for x in tar if x.name.endswith(member)), None)
+        if m is None:
+            raise FileNotFoundError(f"{member} is not in {tar_path}")
+        return tar.extractfile(m).read().decode()
 
 
 def bench_clean(ctx: Context, strength: float = 0.5) -> str:

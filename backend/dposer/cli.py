@@ -277,6 +277,22 @@ def cmd_bench(a):
     from .prior import load_prior
 
     prior = load_prior(a.checkpoint, a.device, a.precision)
+    if a.name == "heldout":
+        from . import heldout
+
+        priors = {f"DPoser {a.label}": prior}
+        if a.against:
+            priors = {f"DPoser {a.against_label}": load_prior(a.against, a.device, a.precision), **priors}
+        t0 = time.time()
+        body, _ = heldout.run(priors, a.data, n=a.n or 300)
+        body += "\n\nHand tasks (test split):\n\n" + heldout.hand_tasks(priors, a.data)
+        print(f"## heldout ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
+        if a.write:
+            cmd = "dposer bench heldout" + " ".join(f" --{k} {v}" for k, v in (
+                ("checkpoint", a.checkpoint), ("label", a.label), ("against", a.against),
+                ("against-label", a.against_label if a.against else None), ("n", a.n), ("write", a.write)) if v)
+            bench.write_section(a.write, "heldout", body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
+        return
     if a.name == "quick":
         t0 = time.time()
         for name, body in bench.run_quick(prior, a.data).items():
@@ -294,6 +310,54 @@ def cmd_bench(a):
         if a.write:
             cmd = f"dposer bench {a.name}" + (f" --n {a.n}" if a.n else "") + f" --write {a.write}"
             bench.write_section(a.write, name, body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
+
+
+def cmd_convert(a):
+    from .convert import convert_bvh, save_npz
+
+    src, dst = Path(a.input), Path(a.output)
+    if not src.exists():
+        raise FileNotFoundError(f"input not found: {src}")
+    if src.is_dir():
+        takes = sorted(src.rglob("*.bvh"), key=str) + sorted(src.rglob("*.BVH"), key=str)
+        if not takes:
+            raise ValueError(f"no .bvh files under {src}")
+        if dst.suffix.lower() == ".npz" or (dst.exists() and not dst.is_dir()):
+            raise ValueError(f"a folder of takes needs an output folder, got {dst}")
+        if dst.resolve() == src.resolve():
+            raise ValueError("the output folder must differ from the input folder (never overwrite the takes)")
+        jobs = [(t, dst / t.relative_to(src).with_suffix(".npz")) for t in takes]
+    else:
+        if dst.is_dir() or dst.suffix.lower() != ".npz":
+            dst = (dst if dst.is_dir() or not dst.suffix else dst.parent) / (src.stem + ".npz")
+        if dst.resolve() == src.resolve():
+            raise ValueError("the output must differ from the input")
+        jobs = [(src, dst)]
+    failed = 0
+    for take, out in jobs:
+        try:
+            r = convert_bvh(take, skeleton=a.skeleton)
+        except ValueError as e:  # BvhError: report, go on with the other takes of a folder
+            if len(jobs) == 1:
+                raise
+            print(f"{take}: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        save_npz(out, r)
+        print(f"{take} -> {out}: {len(r['body_pose'])} frames at {float(r['mocap_framerate']):g} fps, "
+              f"skeleton {r['skeleton']}, unit {r['unit']}, fit error {r['fit_error_deg_mean']:.1f} deg mean "
+              f"/ {r['fit_error_deg_max']:.1f} max")
+    if failed:
+        raise ValueError(f"{failed} of {len(jobs)} takes failed to convert")
+
+
+def cmd_corpus(a):
+    from .corpus import build
+
+    if a.out and len(a.dataset) > 1:
+        raise ValueError("--out names one file: give one --dataset with it")
+    for ds in a.dataset:
+        build(ds, a.out, root=a.data, limit=a.limit)
 
 
 def cmd_export(a):
@@ -463,6 +527,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also rerun with the next seeds and print mean +- std of precision, density and coverage")
     e.set_defaults(func=cmd_evaluate)
 
+    cv = sub.add_parser("convert", help="BVH take(s) -> SMPL-X body poses (npz) on the built-in skeleton")
+    cv.add_argument("--input", required=True, help="a .bvh file or a folder (searched recursively)")
+    cv.add_argument("--output", required=True, help="an .npz file, or a folder (mirrors the input folder)")
+    cv.add_argument("--skeleton", default=None,
+                    help="name preset (e.g. bandai_bvh, cmu_bvh, mixamo; default: detected from the joint names)")
+    cv.set_defaults(func=cmd_convert)
+
+    co = sub.add_parser("corpus", help="convert the shared Bandai Namco BVH sets into caches outside the repo")
+    co.add_argument("--dataset", type=int, nargs="+", choices=[1, 2], default=[2, 1],
+                    help="2: training source (2,902 takes); 1: held out for benchmarks (174 takes)")
+    co.add_argument("--out", default=None, help="cache file (default ~/.cache/dposer/bandai<N>.npz; $DPOSER_CACHE)")
+    co.add_argument("--data", default=None)
+    co.add_argument("--limit", type=int, default=None, help="only the first N takes (quick checks)")
+    co.set_defaults(func=cmd_corpus)
+
     x = sub.add_parser("export", help="write an inference-only checkpoint (optionally fp16)")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--out", required=True)
@@ -532,7 +611,13 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
     b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
-                                    "quick"])
+                                    "quick", "heldout"],
+                   help="heldout (not in 'all'): body completion on the AMASS test split and converted Bandai "
+                        "dataset-1 against baselines fitted to AMASS and to AMASS + Bandai dataset-2 (needs the "
+                        "`dposer corpus` caches)")
+    b.add_argument("--label", default="(checkpoint)", help="heldout: row label of --checkpoint")
+    b.add_argument("--against", default=None, help="heldout: a second checkpoint to compare with (paired)")
+    b.add_argument("--against-label", default="(against)", help="heldout: row label of --against")
     b.add_argument("--n", type=POSITIVE, default=None, help="test poses per completion task (default 150)")
     b.add_argument("--data", default=None)
     b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
