@@ -460,7 +460,7 @@ class SubprocessBackend(_Backend):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = 10.0) -> None:
         """Polite stop: ``shutdown`` request, wait, then terminate/kill. Safe to call twice."""
         if self.proc is None or self._closed:
             self._closed = True
