@@ -50,7 +50,9 @@ PIP_CONFIG = "config"  # DPOSER_PIP_INDEX value: no index option, pip's own conf
 BUILDS = ("AUTO", "CPU", "CUDA", "PIP")
 MARKER = "dposer-install.json"
 LOG_NAME = "install_backend.log"
-MIN_FREE_BYTES = 1_500_000_000  # the CPU build unpacks to ~1 GB (measured 2.13.0+cpu, Linux); CUDA needs several
+# the CPU build is 880 MB installed (2.13.0+cpu, Linux, measured); pip --target unpacks into a temporary folder
+# first and then copies, so twice that is needed for a moment. CUDA builds need several GB more.
+MIN_FREE_BYTES = 2_000_000_000
 
 
 def target_name(version_info=sys.version_info) -> str:
@@ -131,6 +133,12 @@ class Plan:
         return self.target + ".partial"
 
     @property
+    def tmp(self) -> str:
+        """pip's temporary folder (TMPDIR): in the user folder, so the space check covers it and a cancelled
+        install leaves nothing behind in the system's temp folder."""
+        return os.path.join(self.user_dir, "pip-tmp")
+
+    @property
     def log_path(self) -> str:
         return os.path.join(self.user_dir, LOG_NAME)
 
@@ -173,12 +181,15 @@ def make_plan(python: str, user_dir: str, spec: str = "", build: str = "AUTO", i
     return plan
 
 
-def child_env() -> dict:
+def child_env(tmp: str | None = None) -> dict:
     """pip's environment: Blender's PYTHONHOME/PYTHONPATH dropped; pip's user configuration kept (proxies,
-    mirrors), except options that contradict ``--target`` (``user``, ``require-virtualenv``)."""
+    mirrors), except options that contradict ``--target`` (``user``, ``require-virtualenv``); ``tmp`` as the
+    temporary folder."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
     env.update(PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1", PIP_USER="0", PIP_REQUIRE_VIRTUALENV="0",
                PYTHONIOENCODING="utf-8")
+    if tmp:
+        env.update(TMPDIR=tmp, TEMP=tmp, TMP=tmp)
     return env
 
 
@@ -190,7 +201,7 @@ def _no_window() -> int:
 # matching distribution" too). {where} = the index, {spec} = the torch requirement, {dir} = the install folder.
 FAILURES = (
     (("no space left on device", "errno 28", "not enough free space"),
-     "not enough disk space in {dir}: PyTorch needs about 1.5 GB (CPU build) or several GB (CUDA); free some "
+     "not enough disk space in {dir}: PyTorch needs about 2 GB (CPU build) or several GB (CUDA); free some "
      "space and click Install Backend again"),
     (("proxyerror", "cannot connect to proxy", "407 proxy authentication", "tunnel connection failed"),
      "pip could not get through the network proxy: set it in Preferences > Add-ons > DPoser > pip options "
@@ -203,9 +214,9 @@ FAILURES = (
       "read timed out", "nodename nor servname"),
      "no network: pip could not reach {where}; connect to the internet (or set a reachable index in the "
      "preferences) and click Install Backend again"),
-    (("no matching distribution found", "could not find a version that satisfies"),
-     "pip found no '{spec}' for this Python ({python}) and platform on {where}: check the torch requirement "
-     "and build in the preferences"),
+    (("no matching distribution found", "could not find a version that satisfies", "resolutionimpossible"),
+     "pip found no '{spec}' (with its dependencies) for this Python ({python}) and platform on {where}: check "
+     "the PyTorch version and build in the preferences"),
     (("invalid requirement",), "'{spec}' is not a valid pip requirement (example: torch==2.13.0)"),
     (("no module named pip",),
      "this Python has no pip ({python}); reinstall Blender from blender.org or use an existing Python "
@@ -261,6 +272,8 @@ class Installer:
             raise InstallError(f"not enough disk space in {p.user_dir}: {free / 1e9:.1f} GB free, PyTorch needs "
                                f"about {MIN_FREE_BYTES / 1e9:.1f} GB (CPU build)")
         _remove(p.partial)
+        _remove(p.tmp)
+        os.makedirs(p.tmp)
         self._log = open(p.log_path, "w", encoding="utf-8")
         self._log.write(f"# DPoser: install PyTorch {time.strftime('%Y-%m-%d %H:%M:%S')}\n# python {p.python}\n"
                         f"# into {p.target}\n# index {p.where}\n")
@@ -276,7 +289,8 @@ class Installer:
         kw = {"start_new_session": True} if os.name != "nt" else {}
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, env=child_env(), cwd=self.plan.user_dir,
+                                         stderr=subprocess.STDOUT, env=child_env(self.plan.tmp),
+                                         cwd=self.plan.user_dir,
                                          creationflags=_no_window(), **kw)
         except OSError as e:
             self._fail(f"cannot run {self.plan.python}: {e}")
@@ -378,6 +392,7 @@ class Installer:
                 os.replace(p.target, old)
             os.replace(p.partial, p.target)
             _remove(old)
+            _remove(p.tmp)
         except OSError as e:
             self._fail(f"could not move the finished install into place ({e})")
             return
@@ -414,6 +429,7 @@ class Installer:
         self._write_log(f"# {self.state}: {self.message}")
         self._close_log()
         _remove(self.plan.partial)
+        _remove(self.plan.tmp)
 
     def _write_log(self, line: str) -> None:
         if self._log is not None:
