@@ -221,6 +221,9 @@ FAILURES = (
     (("no module named pip",),
      "this Python has no pip ({python}); reinstall Blender from blender.org or use an existing Python "
      "(Preferences > Add-ons > DPoser > Python)"),
+    (("winerror 206", "filename or extension is too long"),
+     "a file path in {dir} is too long for Windows: enable long paths (Windows Settings > System > For "
+     "developers > Enable long paths, or the LongPathsEnabled policy) and click Install Backend again"),
     (("permission denied", "errno 13", "access is denied"),
      "no permission to write {dir}; check the folder's permissions (no admin rights are needed)"),
 )
