@@ -397,7 +397,8 @@ class Installer:
             _remove(old)
             _remove(p.tmp)
         except OSError as e:
-            self._fail(f"could not move the finished install into place ({e})")
+            self._fail(f"could not move the finished install into place ({e}); if the embedded backend has "
+                       "loaded PyTorch, restart Blender and try again")
             return
         self.state = "done"
         self.progress = 1.0

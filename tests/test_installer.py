@@ -68,7 +68,8 @@ PIP_TEXTS = {
     "network": ["Looking in indexes: http://127.0.0.1:9/simple",
                 "WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, status=None)) after "
                 "connection broken by 'NewConnectionError('<pip._vendor.urllib3.connection.HTTPConnection object at "
-                "0x7f4849592a10>: Failed to establish a new connection: [Errno 111] Connection refused')': /simple/roma/",
+                "0x7f4849592a10>: Failed to establish a new connection: [Errno 111] Connection refused')': "
+                "/simple/roma/",
                 "ERROR: Could not find a version that satisfies the requirement roma (from versions: none)",
                 "ERROR: No matching distribution found for roma"],
     "proxy": ["WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, status=None)) after "

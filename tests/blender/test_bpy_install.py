@@ -9,7 +9,8 @@ CPU wheel) -> Test Backend and Complete (right hand, on an SMPL-X armature) with
 subprocess and the embedded backend -> a reinstall cancelled with Esc leaves the add-on working.
 
 One Blender process per bpy version (BLENDER_USER_RESOURCES is read at start-up), ~1-2 minutes, most of it pip
-unpacking torch. Run from the matching bpy venv: ``.venv-bpy50/bin/python -m pytest -q tests/blender/test_bpy_install.py``.
+unpacking torch. Run from the matching bpy venv:
+``.venv-bpy50/bin/python -m pytest -q tests/blender/test_bpy_install.py``.
 """
 from __future__ import annotations
 
