@@ -22,6 +22,8 @@ folder) override the preferences, for tests and studio deployment.
 """
 from __future__ import annotations
 
+import glob
+import importlib.util
 import json
 import os
 import platform
@@ -123,6 +125,7 @@ class Plan:
     spec: str
     index: str | None
     steps: list = field(default_factory=list)
+    pip_path: str | None = None  # pip's wheel on PYTHONPATH when this Python has no pip installed
 
     @property
     def target(self) -> str:
@@ -147,12 +150,23 @@ class Plan:
         return self.index or "pip's configured index"
 
 
-def pip_supports_raw_progress(python: str) -> bool:
+def bundled_pip_wheel() -> str | None:
+    """The pip wheel that ``ensurepip`` carries. A Python without pip installed runs pip from it (a wheel on
+    PYTHONPATH imports like a folder: ``PYTHONPATH=pip-X.whl python -m pip``), so nothing is installed into
+    Blender's own folder, which may not be writable."""
+    spec = importlib.util.find_spec("ensurepip")
+    if spec is None or not spec.origin:
+        return None
+    hits = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "_bundled", "pip-*.whl")))
+    return hits[-1] if hits else None
+
+
+def pip_supports_raw_progress(python: str, pip_path: str | None = None) -> bool:
     """pip >= 24.2 prints ``Progress <done> of <total>`` lines with ``--progress-bar raw`` (checked in pip's
     source: 24.2 has it, 23.2 does not)."""
     try:
         out = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True, timeout=60,
-                             env=child_env(), creationflags=_no_window()).stdout
+                             env=child_env(pip_path=pip_path), creationflags=_no_window()).stdout
     except (OSError, subprocess.SubprocessError):
         return False
     m = re.match(r"pip (\d+)\.(\d+)", out)
@@ -160,9 +174,12 @@ def pip_supports_raw_progress(python: str) -> bool:
 
 
 def make_plan(python: str, user_dir: str, spec: str = "", build: str = "AUTO", index_url: str = "",
-              extra_args: str = "", *, raw_progress: bool | None = None, environ=os.environ) -> Plan:
-    """The pip steps. ``spec``: the torch requirement (empty = ``$DPOSER_TORCH_SPEC`` or the pinned default);
-    ``extra_args``: more pip options for both steps (e.g. ``--proxy http://host:3128``), shell-quoted."""
+              extra_args: str = "", *, raw_progress: bool | None = None, pip_path: str | None = None,
+              environ=os.environ) -> Plan:
+    """The pip steps. ``python``: this process's interpreter (Blender's). ``spec``: the torch requirement (empty =
+    ``$DPOSER_TORCH_SPEC`` or the pinned default); ``extra_args``: more pip options for both steps (e.g.
+    ``--proxy http://host:3128``), shell-quoted. ``pip_path``: default: None when pip is importable here, else
+    :func:`bundled_pip_wheel`."""
     spec = spec.strip() or default_spec(environ)
     if not spec.lower().startswith("torch"):
         raise ValueError(f"the torch requirement must name torch, got {spec!r} (e.g. 'torch==2.13.0')")
@@ -171,9 +188,11 @@ def make_plan(python: str, user_dir: str, spec: str = "", build: str = "AUTO", i
         extra = shlex.split(extra_args, posix=os.name != "nt")
     except ValueError as e:
         raise ValueError(f"pip options {extra_args!r}: {e}") from None
+    if pip_path is None and importlib.util.find_spec("pip") is None:
+        pip_path = bundled_pip_wheel()
     if raw_progress is None:
-        raw_progress = pip_supports_raw_progress(python)
-    plan = Plan(python=python, user_dir=user_dir, spec=spec, index=index)
+        raw_progress = pip_supports_raw_progress(python, pip_path)
+    plan = Plan(python=python, user_dir=user_dir, spec=spec, index=index, pip_path=pip_path)
     common = ["--target", plan.partial, "--only-binary=:all:", "--no-input", "--disable-pip-version-check",
               "--no-warn-script-location", "--progress-bar", "raw" if raw_progress else "off", *extra]
     plan.steps = [[*common, *(["--index-url", index] if index else []), spec],
@@ -181,15 +200,17 @@ def make_plan(python: str, user_dir: str, spec: str = "", build: str = "AUTO", i
     return plan
 
 
-def child_env(tmp: str | None = None) -> dict:
+def child_env(tmp: str | None = None, pip_path: str | None = None) -> dict:
     """pip's environment: Blender's PYTHONHOME/PYTHONPATH dropped; pip's user configuration kept (proxies,
     mirrors), except options that contradict ``--target`` (``user``, ``require-virtualenv``); ``tmp`` as the
-    temporary folder."""
+    temporary folder; ``pip_path`` (pip's wheel) as the only PYTHONPATH entry."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
     env.update(PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1", PIP_USER="0", PIP_REQUIRE_VIRTUALENV="0",
                PYTHONIOENCODING="utf-8")
     if tmp:
         env.update(TMPDIR=tmp, TEMP=tmp, TMP=tmp)
+    if pip_path:
+        env["PYTHONPATH"] = pip_path
     return env
 
 
@@ -219,8 +240,8 @@ FAILURES = (
      "the PyTorch version and build in the preferences"),
     (("invalid requirement",), "'{spec}' is not a valid pip requirement (example: torch==2.13.0)"),
     (("no module named pip",),
-     "this Python has no pip ({python}); reinstall Blender from blender.org or use an existing Python "
-     "(Preferences > Add-ons > DPoser > Python)"),
+     "this Python has neither pip nor ensurepip's copy of it; reinstall Blender from blender.org or use an "
+     "existing Python (Preferences > Add-ons > DPoser > Existing Python)"),
     (("winerror 206", "filename or extension is too long"),
      "a file path in {dir} is too long for Windows: enable long paths (Windows Settings > System > For "
      "developers > Enable long paths, or the LongPathsEnabled policy) and click Install Backend again"),
@@ -279,7 +300,7 @@ class Installer:
         os.makedirs(p.tmp)
         self._log = open(p.log_path, "w", encoding="utf-8")
         self._log.write(f"# DPoser: install PyTorch {time.strftime('%Y-%m-%d %H:%M:%S')}\n# python {p.python}\n"
-                        f"# into {p.target}\n# index {p.where}\n")
+                        f"# into {p.target}\n# index {p.where}\n# pip from {p.pip_path or 'this Python'}\n")
         self._started_at = time.monotonic()
         self.state = "running"
         self._next_step()
@@ -292,7 +313,7 @@ class Installer:
         kw = {"start_new_session": True} if os.name != "nt" else {}
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, env=child_env(self.plan.tmp),
+                                         stderr=subprocess.STDOUT, env=child_env(self.plan.tmp, self.plan.pip_path),
                                          cwd=self.plan.user_dir,
                                          creationflags=_no_window(), **kw)
         except OSError as e:

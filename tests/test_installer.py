@@ -110,16 +110,21 @@ def assert_nothing_left(plan, previous: Path):
     assert I.installed_dir(plan.user_dir) == str(previous) and I.install_info(plan.user_dir)["spec"] == "torch==earlier"
 
 
-def test_pip_failure_leaves_the_previous_install(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pip_from", ["installed", "ensurepip wheel"])
+def test_pip_failure_leaves_the_previous_install(tmp_path, monkeypatch, pip_from):
     """An unreachable index (real pip, connection refused; the machine's pip configuration switched off so that
     no local wheel folder or mirror answers): the message says 'no network', the log has pip's lines, the partial
-    folder and pip's temporary folder are gone, the earlier install is untouched."""
+    folder and pip's temporary folder are gone, the earlier install is untouched. Also with pip run from
+    ensurepip's wheel, as for a Blender whose Python has no pip installed."""
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # pip loads no configuration file
     for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_NO_INDEX"):
         monkeypatch.delenv(var, raising=False)
     previous = previous_install(tmp_path)
+    wheel = I.bundled_pip_wheel() if pip_from != "installed" else None
+    if pip_from != "installed" and wheel is None:
+        pytest.skip("this Python's ensurepip carries no pip wheel")
     plan = I.make_plan(sys.executable, str(tmp_path), index_url="http://127.0.0.1:9/simple",
-                       extra_args="--retries 1 --timeout 3", environ={})
+                       extra_args="--retries 1 --timeout 3", pip_path=wheel, environ={})
     t0 = time.monotonic()
     inst = I.Installer(plan).run(timeout=120)
     assert inst.state == "failed", inst.lines
@@ -128,6 +133,7 @@ def test_pip_failure_leaves_the_previous_install(tmp_path, monkeypatch):
     assert plan.log_path in inst.message
     log = Path(plan.log_path).read_text()
     assert "Failed to establish a new connection" in log and "# exit status 1" in log
+    assert f"# pip from {wheel or 'this Python'}" in log
     assert_nothing_left(plan, previous)
     print(f"failed install reported in {time.monotonic() - t0:.1f} s")
 
