@@ -1,11 +1,12 @@
 """Install like an artist, in a fresh Blender that has neither torch nor dposer (``.venv-bpy50-bare`` /
 ``.venv-bpy42-bare``: the bpy wheel alone, made by scripts/setup_blender_venvs.sh 50-bare 42-bare):
 
-install the zip that build_addon.py made with Blender's extension installer -> the backend fails with its cause
-and the next step -> Install Backend is refused while online access is off -> pip fails (a PyTorch version that
-does not exist) and says so -> Install Backend (pip installs the pinned torch into the extension's user folder;
-``DPOSER_PIP_INDEX=config`` makes it use this machine's pip configuration, which serves torch 2.13.0 as a local
-CPU wheel) -> Test Backend and Complete (right hand, on an SMPL-X armature) with default preferences, the
+the zip that build_addon.py made passes Blender's extension validator -> install it with Blender's extension
+installer -> the backend fails with its cause and the next step -> Install Backend is refused while online access
+is off -> pip fails (a PyTorch version that does not exist) and says so -> Install Backend (pip installs the
+pinned torch into the extension's user folder; ``DPOSER_PIP_INDEX=config`` makes it use this machine's pip
+configuration, which serves torch 2.13.0 as a local CPU wheel; on a machine with plain PyPI that would be the
+Linux CUDA build, several GB) -> Test Backend and Complete (right hand, on an SMPL-X armature) with default preferences, the
 subprocess and the embedded backend -> a reinstall cancelled with Esc leaves the add-on working.
 
 One Blender process per bpy version (BLENDER_USER_RESOURCES is read at start-up), ~1-2 minutes, most of it pip
@@ -198,6 +199,8 @@ def test_install_like_an_artist(tmp_path):
     t0 = time.monotonic()
     zip_path = build_addon.build(tmp_path / "dist")
     print(f"TIMING build_addon {time.monotonic() - t0:.1f} s")
+    # Blender's own extension validator (blender_ext.py from this bpy wheel) accepts the zip with the backend
+    assert build_addon.validate(zip_path, build_addon.find_blender_ext(), None) == 0
     script = tmp_path / "artist.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
