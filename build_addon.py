@@ -2,7 +2,7 @@
 """Build the Blender extension zip: ``dist/blender_dposer-<version>.zip``, manifest at the zip root.
 
     python build_addon.py                       # build (stdlib only: zipfile + tomllib)
-    python build_addon.py --without-backend     # the add-on alone (~60 KB), for a Python that has dposer
+    python build_addon.py --without-backend     # the add-on alone (~75 KB), for a Python that has dposer
     python build_addon.py --validate            # build, then validate with Blender's own extension tooling
     python build_addon.py --blender-ext PATH    # ... with that blender_ext.py
     python build_addon.py --blender BLENDER     # ... with ``BLENDER --command extension validate``
