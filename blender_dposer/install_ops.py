@@ -162,6 +162,10 @@ class DPOSER_OT_install_backend(bpy.types.Operator):
 
     def modal(self, context, event):
         inst = _Active.installer
+        if inst is None:  # stopped meanwhile (the add-on was disabled)
+            self._end_timer(context)
+            _status(context, None)
+            return {"CANCELLED"}
         if event.type == "ESC":
             inst.cancel()
             self._end_timer(context)
