@@ -548,12 +548,22 @@ def test_build_addon_zip(tmp_path):
     manifest = build_addon.read_manifest()
     assert build_addon.check_manifest(manifest) == []
     assert manifest["id"] == "blender_dposer" and manifest["license"] == ["SPDX:GPL-3.0-or-later"]
-    assert manifest["blender_version_min"] == "4.2.0" and set(manifest["permissions"]) == {"files"}
+    assert manifest["blender_version_min"] == "4.2.0" and set(manifest["permissions"]) == {"files", "network"}
     out = build_addon.build(tmp_path)
     assert out.name == f"blender_dposer-{manifest['version']}.zip"
     with zipfile.ZipFile(out) as z:
         names = z.namelist()
-    assert {"blender_manifest.toml", "__init__.py", "rig_math.py", "bone_maps.py", "backend_client.py"} <= set(names)
-    assert not any(n.endswith(".pyc") or "__pycache__" in n or "/" in n for n in names)
+    assert {"blender_manifest.toml", "__init__.py", "rig_math.py", "bone_maps.py", "backend_client.py",
+            "installer.py", "install_ops.py"} <= set(names)
+    assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
+    # the backend: the dposer package (every module of backend/dposer) and the default checkpoint, nothing else
+    backend = {n for n in names if "/" in n}
+    assert all(n.startswith("backend/dposer/") for n in backend)
+    modules = {f"backend/dposer/{p.name}" for p in (REPO / "backend" / "dposer").glob("*.py")}
+    assert modules <= backend and "backend/dposer/weights/default.safetensors" in backend
+    assert not any(n.endswith((".npz", ".pkl", ".pt", ".ckpt")) or "torch/" in n for n in names)
+    slim = build_addon.build(tmp_path / "slim", backend=None)
+    with zipfile.ZipFile(slim) as z:
+        assert not any("/" in n for n in z.namelist())
     bad = dict(manifest, tagline="x" * 65 + ".", id="_bad", permissions={"subprocess": "x"})
     assert len(build_addon.check_manifest(bad)) == 4
