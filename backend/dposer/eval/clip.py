@@ -205,9 +205,24 @@ def plot(series: dict, path, joint: str = "right_index2", seconds: float | None 
     plt.close(fig)
 
 
+def predictability(root=None) -> str:
+    """What the finger take's observed joints say about the hidden hand's motion: the correlation of each hand's
+    deviations from its mean over the take with the mirrored other hand's (per dim, averaged), and how much the
+    body moves compared with the fingers."""
+    v = data.load_finger_take(root).vectors.astype(np.float64)
+    left = layout.mirror_hand(v[:, layout.PART_SLICES["left_hand"]])
+    right = v[:, layout.PART_SLICES["right_hand"]]
+    dl, dr = left - left.mean(0), right - right.mean(0)
+    corr = np.nanmean([np.corrcoef(dl[:, i], dr[:, i])[0, 1] for i in range(dl.shape[1])])
+    body = v[:, layout.PART_SLICES["body"]]
+    return (f"finger take: correlation of the right hand's motion with the mirrored left hand's r = {corr:.2f}; "
+            f"per-dim std over the take: body {np.degrees(body.std(0).mean()):.1f} deg, left fingers "
+            f"{np.degrees(left.std(0).mean()):.1f} deg, right fingers {np.degrees(right.std(0).mean()):.1f} deg")
+
+
 def bench_clip(ctx) -> str:
     rows, series = clip_rows(ctx.prior, ctx.root, ctx.quick, ctx.sizes.bootstrap)
-    body = table(rows)
+    body = table(rows) + "\n\n" + predictability(ctx.root) + "."
     if ctx.images is not None and not ctx.quick:
         path = ctx.images / "clip_complete_finger.png"
         plot(series, path)
