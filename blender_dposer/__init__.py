@@ -9,7 +9,9 @@ Install Backend button (:mod:`.installer`).
 
 This package must stay importable without ``bpy`` so that its pure modules are unit-tested outside Blender:
 
-- :mod:`.rig_math`       rotations, Euler/quaternion continuity, SMPL-X <-> rig retargeting and calibration
+- :mod:`.smplx_skeleton` SMPL-X joint tables (copies of ``dposer.layout``), NumPy FK, hand mirroring, pose dicts
+- :mod:`.rotations`      rotations in Blender's conventions: quaternion/Euler/axis-angle, modes, continuity
+- :mod:`.retarget`       SMPL-X <-> rig retargeting and calibration (:mod:`.rig_math` re-exports all three)
 - :mod:`.bone_maps`      bone-map presets and auto-detection
 - :mod:`.backend_client` backend processes (subprocess and embedded) speaking protocol v1
 - :mod:`.installer`      pip-installs PyTorch with Blender's own Python into the add-on's user folder

@@ -39,10 +39,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-PROTOCOL = 1
-FINAL_TYPES = ("result", "error")
-TASK_OPS = ("complete", "clean", "vary", "refine", "fit", "sample")
-CONTROL_OPS = ("ping", "version", "cancel", "shutdown")
+from .protocol import CONTROL_OPS, FINAL_TYPES, PROTOCOL, TASK_OPS  # noqa: F401 (CONTROL_OPS: re-exported)
 
 
 class BackendError(Exception):

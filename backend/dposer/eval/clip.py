@@ -85,7 +85,7 @@ class Trivial:
 
     def _split(self, missing: str):
         m = layout.names_to_dims(missing)
-        o = np.setdiff1d(np.r_[np.arange(63), np.arange(63, 153)], m)  # body and any observed hand
+        o = np.setdiff1d(np.arange(layout.PART_SLICES["right_hand"].stop), m)  # body and any observed hand
         return o, m
 
     def nearest(self, v: np.ndarray, missing: str) -> np.ndarray:
@@ -111,12 +111,9 @@ class Trivial:
 
 def _ours(prior, v: np.ndarray, missing: str, k: int, clip: bool, fps: float | None, cfg: SolverConfig,
           combine: str = "mean") -> np.ndarray:
-    pose = {key: v[:, sl] for key, sl in layout.KEY_SLICES.items()}
+    pose = {key: x for key, x in layout.vectors_to_dict(v).items() if key in layout.KEY_SLICES}
     res = complete(prior, pose, missing, hypotheses=k, seed=0, cfg=cfg, clip=clip, fps=fps, combine=combine)
-    out = v.copy()
-    for key, sl in layout.KEY_SLICES.items():
-        out[:, sl] = res[key]
-    return out
+    return layout.dict_to_vectors(res, base=v)
 
 
 def clip_rows(prior, root=None, quick: bool = False, bootstrap: int = 1000) -> tuple[list[dict], dict]:
