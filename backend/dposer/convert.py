@@ -205,8 +205,7 @@ def _take(bvh: bvh_io.Bvh, bone_map: dict[str, str]) -> tuple[_Take, dict]:
         P[:, J[j]] = pos[:, k]
         Q[:, J[j]] = glob[:, k]
         mapped[J[j]] = True
-    top = next(J[n] for n in ("head", "neck", "spine3", "spine2", "spine1") if mapped[J[n]]) \
-        if any(mapped[J[n]] for n in ("head", "neck", "spine3", "spine2", "spine1")) else None
+    top = next((J[n] for n in ("head", "neck", "spine3", "spine2", "spine1") if mapped[J[n]]), None)
     if top is None:
         raise bvh_io.BvhError("no spine, neck or head joint is mapped: cannot tell the body's up axis")
     up = np.mean(P[:, top] - P[:, 0], axis=0)

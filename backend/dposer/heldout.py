@@ -69,7 +69,7 @@ def run(priors: dict, root=None, n: int = 300, stride: int = 4, log=print) -> tu
     Prior)."""
     sets, pools = test_sets(root, n), body_pools(root, stride=stride)
     res: dict = {}
-    lines = [f"Body pools: " + ", ".join(f"{k} {len(v):,} rows" for k, v in pools.items()) + ".", ""]
+    lines = ["Body pools: " + ", ".join(f"{k} {len(v):,} rows" for k, v in pools.items()) + ".", ""]
     for set_name, truth in sets.items():
         res[set_name] = {}
         lines += [f"**{set_name}** ({len(truth)} poses): MPJPE mm over the moved body joints "
