@@ -100,6 +100,10 @@ def test_ray_engine_gives_identical_outputs_and_resumes(local_run, takes, checkp
     for rel in OUTPUTS:
         assert _same_file(local_out / rel, out / rel), rel
     assert all(report["takes"][k]["seed"] == local_report["takes"][k]["seed"] for k in report["takes"])
+    for rep in (report, local_report):  # the prior is loaded once per worker process, not once per take
+        done = [r for r in rep["takes"].values() if r["status"] == "done"]
+        assert sum(r["prior_loaded"] for r in done) == len({r["worker"] for r in done})
+    assert len({r["worker"] for r in local_report["takes"].values()}) <= 2
 
     # a re-run skips what is done and tries the corrupt take again
     bvh_out = out / "sub" / "take.bvh"
@@ -123,6 +127,17 @@ def test_ray_engine_gives_identical_outputs_and_resumes(local_run, takes, checkp
     # other options into the same folder: refused before any work
     with pytest.raises(ValueError, match="another run"):
         batch.run("clean", takes, out, engine="ray", progress=False, steps=STEPS + 1, checkpoint=checkpoint)
+
+
+def test_shards_of_a_slurm_array_give_the_same_outputs(local_run, takes, checkpoint, ray_session, tmp_path):
+    _, local_out, _ = local_run
+    reports = [batch.run("clean", takes, tmp_path, engine="ray", shard=(i, 3), progress=False, steps=STEPS,
+                         checkpoint=checkpoint) for i in range(3)]
+    assert sorted(rel for r in reports for rel in r["takes"]) == ["broken.npz", "six.npz", "sub/amass.npz",
+                                                                  "sub/take.bvh"]
+    assert all((tmp_path / batch.report_name((i, 3))).is_file() for i in range(3))
+    for rel in OUTPUTS:
+        assert _same_file(local_out / rel, tmp_path / rel), rel
 
 
 def test_complete_keeps_a_bvh_body_and_puts_the_hands_beside_it(takes, checkpoint, ray_session, tmp_path):

@@ -20,9 +20,11 @@ the take's own skeleton (:mod:`dposer.retarget`) plus ``<name>.smplx.npz`` besid
 
 ``<output>/batch_report.json`` (written atomically, after every take) lists every take: status (done / failed /
 skipped / pending), error message, frames, what was repaired (clean: the cleaner's ``repaired`` entry when it
-gives one) and how far the body moved, and seconds. A take that fails is reported and the batch goes on. A re-run
-into the same folder skips the takes already done (a take counts as done only once its outputs were written
-atomically and the report recorded it), so an interrupted batch resumes where it stopped.
+gives one) and how far the body moved, seconds, the worker (host:pid) and whether the take loaded the prior. A take
+that fails is reported and the batch goes on. A re-run into the same folder skips the takes already done (a take
+counts as done only once its outputs were written atomically and the report recorded it), so an interrupted batch
+resumes where it stopped; takes of earlier runs that this run does not name stay in the report (``other_takes``).
+``shard=(i, n)`` runs one slice of the takes with its own report, for the tasks of a Slurm array.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -53,8 +56,9 @@ OPTIONS = {"clean": {**COMMON, "strength": 0.5, "parts": "body", "lock": ()},
 _PRIORS: dict = {}  # one prior per worker process, kept between the takes it runs
 
 
-def _prior(checkpoint, device, precision):
+def _prior(checkpoint, device, precision, rec: dict):
     key = (checkpoint, device, precision)
+    rec["prior_loaded"] = key not in _PRIORS  # True once per worker process (its first take)
     if key not in _PRIORS:
         from .prior import load_prior
 
@@ -116,11 +120,11 @@ def _plain(x):
     return x
 
 
-def _run_task(task: str, pose: dict, fps, seed: int, o: dict) -> tuple[dict, object]:
+def _run_task(task: str, pose: dict, fps, seed: int, o: dict, rec: dict) -> tuple[dict, object]:
     """(result arrays, what was repaired or None) of one take."""
     from . import tasks
 
-    prior = _prior(o["checkpoint"], o["device"], o["precision"])
+    prior = _prior(o["checkpoint"], o["device"], o["precision"], rec)
     if task == "clean":
         cfg = None if o["steps"] is None else tasks.CLEAN.with_(steps=o["steps"])
         res = tasks.clean(prior, pose, strength=o["strength"], parts=o["parts"], lock=tuple(o["lock"]), seed=seed,
@@ -144,7 +148,7 @@ def process_take(job: dict) -> dict:
 
     t0 = time.perf_counter()
     rec = {"status": "failed", "outputs": output_names(job["rel"]), "frames": None, "fps": None, "seed": job["seed"],
-           "error": None}
+           "error": None, "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         torch.set_num_threads(job["threads"])
         from . import io
@@ -152,7 +156,7 @@ def process_take(job: dict) -> dict:
         src, out_dir, o = Path(job["source"]), Path(job["output"]), job["options"]
         pose, ps, fps, conv = _load(src, o["hands"])
         rec.update(frames=len(ps), fps=fps)
-        res, repaired = _run_task(job["task"], pose, fps, job["seed"], o)
+        res, repaired = _run_task(job["task"], pose, fps, job["seed"], o, rec)
         if job["task"] == "clean":
             rec["repaired"] = _plain(repaired)
             rec["change_deg"] = _change_deg(pose["body_pose"], res["body_pose"]) if "body_pose" in pose else None
@@ -265,9 +269,14 @@ def _failed(job: dict, error: BaseException) -> dict:
             "error": f"{type(error).__name__}: {error}", "seconds": None}
 
 
+def report_name(shard: tuple[int, int] | None = None) -> str:
+    """The report's file name: ``batch_report.json``, or one per shard (shards run at once must not share one)."""
+    return REPORT if shard is None else f"batch_report.shard{shard[0]}of{shard[1]}.json"
+
+
 def run(task: str, inputs, output, engine: str = "local", workers: int | None = None, threads: int | None = None,
-        ray_address: str | None = None, gpus_per_take: float | None = None, progress: bool = True,
-        **options) -> dict:
+        ray_address: str | None = None, gpus_per_take: float | None = None, shard: tuple[int, int] | None = None,
+        progress: bool = True, **options) -> dict:
     """Run ``task`` ('clean' or 'complete') on every take of ``inputs`` (a folder, a glob or one file) into the
     folder ``output``; returns the report (also in ``<output>/batch_report.json``).
 
@@ -276,7 +285,8 @@ def run(task: str, inputs, output, engine: str = "local", workers: int | None = 
     cores // workers; a Ray task asks for that many CPUs and ``gpus_per_take`` GPUs, default 1 when the cluster has
     GPUs). ``options``: the task's, as :data:`OPTIONS` lists them (e.g. strength=, parts=, lock=, missing=,
     hypotheses=, seed=, steps=, checkpoint=, device=, precision=). Takes already done in an earlier run into the same
-    folder are skipped. Ctrl-C stops the batch after recording what finished (KeyboardInterrupt is re-raised).
+    folder are skipped. ``shard=(i, n)`` runs only every n-th take from the i-th (0-based, in sorted path order),
+    with its own report ``batch_report.shard<i>of<n>.json``: one shard per task of a Slurm array. Ctrl-C stops the batch after recording what finished (KeyboardInterrupt is re-raised).
     """
     from . import io
 
@@ -297,8 +307,13 @@ def run(task: str, inputs, output, engine: str = "local", workers: int | None = 
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise ValueError(f"two takes would write the same output: {', '.join(clash)}")
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
+        takes, rels = takes[i::n], rels[i::n]
     out.mkdir(parents=True, exist_ok=True)
-    report_path = out / REPORT
+    report_path = out / report_name(shard)
     previous = _previous(report_path, task, opts)
 
     records, jobs = {}, []
@@ -311,7 +326,7 @@ def run(task: str, inputs, output, engine: str = "local", workers: int | None = 
         jobs.append({"task": task, "source": str(src.resolve()), "rel": rel, "output": str(out.resolve()),
                      "options": opts, "seed": take_seed(opts["seed"], rel), "threads": threads})
     others = {rel: rec for rel, rec in previous.items() if rel not in records}  # earlier runs' other takes
-    report = {"task": task, "options": opts, "input": str(inputs), "output": str(out), "engine": engine,
+    report = {"task": task, "options": opts, "input": str(inputs), "output": str(out), "shard": shard, "engine": engine,
               "workers": workers, "threads": threads, "started": _now(), "updated": None, "finished": False,
               "summary": {}, "takes": records, "other_takes": others}
     t0 = time.perf_counter()

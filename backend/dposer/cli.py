@@ -359,10 +359,10 @@ def cmd_batch(a):
     options = {k: getattr(a, k) for k in batch.OPTIONS[a.task] if getattr(a, k, None) is not None}
     try:
         report = batch.run(a.task, a.input, a.output, engine=a.engine, workers=a.workers, threads=a.threads,
-                           ray_address=a.ray_address, gpus_per_take=a.gpus_per_take, **options)
+                           ray_address=a.ray_address, gpus_per_take=a.gpus_per_take, shard=a.shard, **options)
     except KeyboardInterrupt:
-        print(f"dposer batch: interrupted; finished takes are recorded in {Path(a.output) / batch.REPORT}: run the "
-              "same command again to go on", file=sys.stderr)
+        print(f"dposer batch: interrupted; finished takes are recorded in {Path(a.output) / batch.report_name(a.shard)}"
+              ": run the same command again to go on", file=sys.stderr)
         return 130
     s = report["summary"]
     for rel, rec in report["takes"].items():
@@ -370,7 +370,7 @@ def cmd_batch(a):
             print(f"{rel}: failed: {rec['error']}", file=sys.stderr)
     print(f"dposer batch {a.task}: {s['done']} done, {s['failed']} failed, {s['skipped']} skipped (done before) of "
           f"{s['takes']} takes, {s['frames_done']} frames in {s['seconds']:.1f} s; report: "
-          f"{Path(a.output) / batch.REPORT}")
+          f"{Path(a.output) / batch.report_name(a.shard)}")
     return 1 if s["failed"] else 0
 
 
@@ -475,6 +475,18 @@ def _number(lo: float, hi: float, lo_open: bool = False):
             raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {text}")
         return v
     return parse
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """argparse type: 'I/N' with 0 <= I < N."""
+    i, sep, n = text.partition("/")
+    try:
+        i, n = int(i), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
+    if not sep or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return i, n
 
 
 def _names(text: str) -> list[str]:
@@ -651,6 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Ray cluster to join (e.g. auto, or ray://head:10001); default: start a local one")
         bt.add_argument("--gpus-per-take", type=_number(0.0, 64.0), default=None,
                         help="GPUs a Ray task asks for (default: 1 when the cluster has GPUs, else 0)")
+        bt.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                        help="only every N-th take from the I-th (0-based), with its own report: one shard per task "
+                             "of a Slurm array (--shard $SLURM_ARRAY_TASK_ID/N)")
         bt.add_argument("--hands", choices=["absolute", "relative"], default="absolute",
                         help="hand convention of six-key inputs")
         bt.add_argument("--seed", type=SEED, default=0, help="batch seed; each take's comes from it and its path")

@@ -3,10 +3,10 @@
 Takes: the first N takes of Bandai Namco dataset 1 in archive order (held out from training; 30 fps, ~180 frames
 each), written as .bvh files to a temporary folder outside the repository. Each run is the studio path end to end:
 BVH -> SMPL-X (convert) -> clean (the task's default solver) -> BVH on the take's own skeleton + the SMPL-X npz,
-with the report. Runs: local engine with 1 worker (all cores' threads in one process) and with 2 workers, and Ray
-on a local cluster (started first and timed apart, then the same 2-worker split: one CPU and one torch thread per
-take). Wall times include starting the worker processes and loading the prior once in each (the bundled default
-checkpoint). The machine's load is printed with the table: the numbers are only comparable within one run.
+with the report. Runs: local engine with 1 and with 2 worker processes, and Ray on a local cluster (started first
+and timed apart, then 2 tasks at a time, one CPU each); every take runs on one torch thread, so the runs differ
+only in how many takes run at once and who runs them. Wall times include starting the worker processes and loading
+the prior once in each (the bundled default checkpoint). The machine's load is printed with the table: the numbers are only comparable within one run.
 """
 from __future__ import annotations
 
@@ -44,8 +44,10 @@ def bench_batch(ctx) -> str:
     n = ctx.sizes.batch_takes
     steps = {"steps": ctx.sizes.steps} if quick else {}
     cores = os.cpu_count() or 1
-    runs = [("local, 1 worker", dict(workers=1))] if quick else \
-        [("local, 1 worker", dict(workers=1)), ("local, 2 workers", dict(workers=2)), ("ray", dict(workers=2))]
+    # one torch thread per take everywhere: the runs differ only in how many takes run at once and who runs them
+    runs = [("local, 1 worker", dict(workers=1, threads=1))] if quick else \
+        [("local, 1 worker", dict(workers=1, threads=1)), ("local, 2 workers", dict(workers=2, threads=1)),
+         ("ray", dict(workers=2, threads=1))]
     rows, walls = [], {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory(prefix="dposer-bench-batch-") as tmp:
@@ -78,7 +80,7 @@ def bench_batch(ctx) -> str:
                 t0 = time.perf_counter()
                 report = batch.run("clean", src, out, progress=False, **kw, **steps)
                 wall = time.perf_counter() - t0
-                label = f"{label} ({report['threads']} torch thread{'s' if report['threads'] > 1 else ''} each)"
+                label = f"{label}, 1 torch thread each"
             walls[label] = wall
             frames = report["summary"]["frames_done"]
             rows.append(_row(label, wall, report, extra))
