@@ -170,6 +170,13 @@ def test_takes_seeds_and_options_are_checked_before_any_work(takes, tmp_path):
     with pytest.raises(ValueError, match="no takes"):
         batch.run("clean", str(takes / "*.bvh"), tmp_path, progress=False)
     assert not (tmp_path / batch.REPORT).exists()
+    parser = cli.build_parser()
+    a = parser.parse_args(["batch", "complete", "--input", "x", "--output", "y", "--missing", "left_hand",
+                           "--shard", "2/3", "--engine", "ray"])
+    assert (a.task, a.shard, a.engine, a.missing) == ("complete", (2, 3), "ray", "left_hand")
+    for bad in ("3/3", "x/2", "1"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["batch", "clean", "--input", "x", "--output", "y", "--shard", bad])
     # a take's seed depends on its path and the batch seed, not on the order takes are scheduled in
     assert batch.take_seed(0, "a.bvh") == batch.take_seed(0, "a.bvh") != batch.take_seed(0, "b.bvh")
     assert batch.take_seed(0, "a.bvh") != batch.take_seed(1, "a.bvh")
