@@ -86,8 +86,9 @@ def bench_batch(ctx) -> str:
             rows.append(_row(label, wall, report, extra))
     lines = [f"`dposer batch clean` of the first {n} Bandai Namco dataset-1 takes ({frames} frames; BVH in, BVH + "
              f"SMPL-X npz out, default solver{f', {ctx.sizes.steps} steps (quick)' if quick else ''}) on {cores} "
-             f"cores, load average {load:.1f} at the start (the machine is shared with a training run and other "
-             "jobs: times are slower and noisier than on an idle machine).", "",
+             f"cores, load average {load:.1f} at the start"
+             + (" (above the core count: the machine was shared with other jobs, so the times are slower and noisier "
+                "than on an idle machine)." if load > cores else "."), "",
              "| engine | takes done | wall (incl. worker start-up) | takes / hour | frames / s |", "|---|---|---|---|---|",
              *rows]
     local2 = next((w for k, w in walls.items() if k.startswith("local, 2")), None)
