@@ -180,13 +180,11 @@ class Sizes:
     step_sweep: tuple = (10, 25, 50, 100, 200, 400)
     speed_reps: int = 5
     bootstrap: int = 1000
-    batch_takes: int = 100  # Bandai dataset-1 takes through `dposer batch` (bench batch)
 
 
 FULL = Sizes(n_test=150, n_val=64)
 QUICK = Sizes(n_test=8, n_val=8, n_tune=8, hypotheses=3, steps=12, gen_n=48, gen_steps=8, clean_frames=24,
-              gmm_ks=(1, 2), gmm_iters=10, vae_steps=60, step_sweep=(4, 12), speed_reps=1, bootstrap=100,
-              batch_takes=2)
+              gmm_ks=(1, 2), gmm_iters=10, vae_steps=60, step_sweep=(4, 12), speed_reps=1, bootstrap=100)
 
 # The one knob tuned per solver-based prior, 3 values each. For the diffused priors it is the truncated schedule
 # (t_max, t_min): completion has no data term, so Adam makes the prior weight irrelevant there. For the VAE it is the

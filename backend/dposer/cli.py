@@ -299,7 +299,7 @@ def cmd_bench(a):
             print(f"## {name}\n{body}\n")
         print(f"bench quick: every table produced, all values finite ({time.time() - t0:.0f} s)")
         return
-    sizes = bench.FULL if a.n is None else dataclasses.replace(bench.FULL, n_test=a.n, batch_takes=a.n)
+    sizes = bench.FULL if a.n is None else dataclasses.replace(bench.FULL, n_test=a.n)
     images = Path(a.write).parent / "images" if a.write else None
     ctx = bench.Context(prior, a.data, sizes, images)
     names = list(bench.BENCHES) if a.name == "all" else [a.name]
@@ -693,8 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--label", default="(checkpoint)", help="heldout: row label of --checkpoint")
     b.add_argument("--against", default=None, help="heldout: a second checkpoint to compare with (paired)")
     b.add_argument("--against-label", default="(against)", help="heldout: row label of --against")
-    b.add_argument("--n", type=POSITIVE, default=None,
-                   help="test poses per completion task (default 150); batch: takes (default 100)")
+    b.add_argument("--n", type=POSITIVE, default=None, help="test poses per completion task (default 150)")
     b.add_argument("--data", default=None)
     b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
     b.set_defaults(func=cmd_bench)

@@ -1,6 +1,6 @@
 """``dposer bench batch``: throughput of ``dposer batch clean`` on real BVH takes, local processes against Ray.
 
-Takes: the first N takes of Bandai Namco dataset 1 in archive order (held out from training; 30 fps, ~180 frames
+Takes: the first N takes (``--n``, default 100) of Bandai Namco dataset 1 in archive order (held out from training; 30 fps, ~180 frames
 each), written as .bvh files to a temporary folder outside the repository. Each run is the studio path end to end:
 BVH -> SMPL-X (convert) -> clean (the task's default solver) -> BVH on the take's own skeleton + the SMPL-X npz,
 with the report. Runs: local engine with 1 and with 2 worker processes, and Ray on a local cluster (started first
@@ -17,6 +17,16 @@ import time
 from pathlib import Path
 
 from .. import batch, corpus
+
+TAKES = 100  # takes by default; `dposer bench batch --n N` runs N (quick: 2)
+
+
+def n_takes(ctx) -> int:
+    from ..bench import FULL
+
+    if ctx.quick:
+        return 2
+    return TAKES if ctx.sizes.n_test == FULL.n_test else ctx.sizes.n_test
 
 
 def extract_takes(n: int, folder: Path, root=None) -> int:
@@ -41,7 +51,7 @@ def _row(label: str, wall: float, report: dict, extra: str = "") -> str:
 
 def bench_batch(ctx) -> str:
     quick = ctx.quick
-    n = ctx.sizes.batch_takes
+    n = n_takes(ctx)
     steps = {"steps": ctx.sizes.steps} if quick else {}
     cores = os.cpu_count() or 1
     # one torch thread per take everywhere: the runs differ only in how many takes run at once and who runs them
