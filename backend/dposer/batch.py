@@ -174,10 +174,9 @@ def process_take(job: dict) -> dict:
 
             for k in ("skeleton", "unit", "bone_map", "fit_error_deg_mean", "fit_error_deg_max"):
                 res[f"convert_{k}"] = np.asarray(conv[k])
-            io.save_npz(paths[1], res, inputs=[src])  # the SMPL-X result first, the BVH last
-            take = bvh.read(src)
-            after = retarget.apply_to_bvh(take, json.loads(conv["bone_map"]), pose, res)
-            io.write_text(paths[0], bvh.dumps(after), inputs=[src])
+            text = bvh.dumps(retarget.apply_to_bvh(bvh.read(src), json.loads(conv["bone_map"]), pose, res))
+            io.save_npz(paths[1], res, inputs=[src])  # written only once both are ready: the npz, then the BVH
+            io.write_text(paths[0], text, inputs=[src])
         rec["status"] = "done"
     except Exception as e:  # noqa: BLE001 - a bad take is reported, the batch goes on
         rec["error"] = f"{type(e).__name__}: {e}"
