@@ -285,7 +285,8 @@ def run(task: str, inputs, output, engine: str = "local", workers: int | None = 
     GPUs). ``options``: the task's, as :data:`OPTIONS` lists them (e.g. strength=, parts=, lock=, missing=,
     hypotheses=, seed=, steps=, checkpoint=, device=, precision=). Takes already done in an earlier run into the same
     folder are skipped. ``shard=(i, n)`` runs only every n-th take from the i-th (0-based, in sorted path order),
-    with its own report ``batch_report.shard<i>of<n>.json``: one shard per task of a Slurm array. Ctrl-C stops the batch after recording what finished (KeyboardInterrupt is re-raised).
+    with its own report ``batch_report.shard<i>of<n>.json``: one shard per task of a Slurm array. Ctrl-C stops the
+    batch after recording what finished (KeyboardInterrupt is re-raised).
     """
     from . import io
 

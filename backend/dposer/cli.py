@@ -685,8 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
-    b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed", "batch",
-                                    "all", "quick", "heldout"],
+    b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed",
+                                    "batch", "all", "quick", "heldout"],
                    help="heldout (not in 'all'): body completion on the AMASS test split and converted Bandai "
                         "dataset-1 against baselines fitted to AMASS and to AMASS + Bandai dataset-2 (needs the "
                         "`dposer corpus` caches)")

@@ -1,12 +1,13 @@
 """``dposer bench batch``: throughput of ``dposer batch clean`` on real BVH takes, local processes against Ray.
 
-Takes: the first N takes (``--n``, default 100) of Bandai Namco dataset 1 in archive order (held out from training; 30 fps, ~180 frames
-each), written as .bvh files to a temporary folder outside the repository. Each run is the studio path end to end:
-BVH -> SMPL-X (convert) -> clean (the task's default solver) -> BVH on the take's own skeleton + the SMPL-X npz,
-with the report. Runs: local engine with 1 and with 2 worker processes, and Ray on a local cluster (started first
-and timed apart, then 2 tasks at a time, one CPU each); every take runs on one torch thread, so the runs differ
-only in how many takes run at once and who runs them. Wall times include starting the worker processes and loading
-the prior once in each (the bundled default checkpoint). The machine's load is printed with the table: the numbers are only comparable within one run.
+Takes: the first N takes (``--n``, default 100) of Bandai Namco dataset 1 in archive order (held out from training;
+30 fps, ~180 frames each), written as .bvh files to a temporary folder outside the repository. Each run is the
+studio path end to end: BVH -> SMPL-X (convert) -> clean (the task's default solver) -> BVH on the take's own
+skeleton + the SMPL-X npz, with the report. Runs: local engine with 1 and with 2 worker processes, and Ray on a
+local cluster (started first and timed apart, then 2 tasks at a time, one CPU each); every take runs on one torch
+thread, so the runs differ only in how many takes run at once and who runs them. Wall times include starting the
+worker processes and loading the prior once in each (the bundled default checkpoint). The machine's load is printed
+with the table: the numbers are only comparable within one run.
 """
 from __future__ import annotations
 
@@ -99,8 +100,8 @@ def bench_batch(ctx) -> str:
              f"cores, load average {load:.1f} at the start"
              + (" (above the core count: the machine was shared with other jobs, so the times are slower and noisier "
                 "than on an idle machine)." if load > cores else "."), "",
-             "| engine | takes done | wall (incl. worker start-up) | takes / hour | frames / s |", "|---|---|---|---|---|",
-             *rows]
+             "| engine | takes done | wall (incl. worker start-up) | takes / hour | frames / s |",
+             "|---|---|---|---|---|", *rows]
     local2 = next((w for k, w in walls.items() if k.startswith("local, 2")), None)
     ray_w = next((w for k, w in walls.items() if k.startswith("Ray")), None)
     if local2 and ray_w:
