@@ -14,7 +14,7 @@ order it was scheduled in, so both engines give the same outputs.
 
 Inputs: six-key SMPL-X npz, AMASS npz (``poses``) and BVH (read through :func:`dposer.convert.convert_bvh`).
 Outputs mirror the input names below ``output`` (relative paths kept): npz in -> npz out; BVH in -> BVH out on
-the take's own skeleton (:mod:`dposer.retarget`) plus ``<name>.smplx.npz`` beside it, the full SMPL-X result
+the take's own skeleton (:mod:`dposer.convert_back`) plus ``<name>.smplx.npz`` beside it, the full SMPL-X result
 (what the BVH has no joints for, e.g. completed hands, lives only there). Complete solves each take as a clip
 (``clip=True``) at the take's frame rate.
 
@@ -170,11 +170,11 @@ def process_take(job: dict) -> dict:
         if conv is None:
             io.save_npz(paths[0], res, inputs=[src])
         else:
-            from . import bvh, retarget
+            from . import bvh, convert_back
 
             for k in ("skeleton", "unit", "bone_map", "fit_error_deg_mean", "fit_error_deg_max"):
                 res[f"convert_{k}"] = np.asarray(conv[k])
-            text = bvh.dumps(retarget.apply_to_bvh(bvh.read(src), json.loads(conv["bone_map"]), pose, res))
+            text = bvh.dumps(convert_back.apply_to_bvh(bvh.read(src), json.loads(conv["bone_map"]), pose, res))
             io.save_npz(paths[1], res, inputs=[src])  # written only once both are ready: the npz, then the BVH
             io.write_text(paths[0], text, inputs=[src])
         rec["status"] = "done"

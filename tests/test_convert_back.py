@@ -1,4 +1,4 @@
-"""dposer.retarget and bvh.dumps: SMPL-X results written back onto a real Bandai take's own skeleton.
+"""dposer.convert_back and bvh.dumps: SMPL-X results written back onto a real Bandai take's own skeleton.
 
 No prior involved: the change is made by hand (knee and elbow bent further about their hinge axes, the neck and the
 root turned), the take is written back, converted again, and must give the changed poses (world rotations of the
@@ -13,7 +13,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from conftest import DATA
-from dposer import bvh, convert, layout, retarget
+from dposer import bvh, convert, convert_back, layout
 
 J = {n: i for i, n in enumerate(layout.JOINT_NAMES[1:22])}
 CHANGES = {"left_knee": (0.3, 0.0, 0.0), "right_elbow": (0.0, 0.4, 0.0), "neck": (0.2, 0.1, 0.0)}
@@ -31,8 +31,8 @@ def bandai_take() -> str:
 
 def _world_deg(a: dict, b: dict) -> np.ndarray:
     """(F, 22) angle in degrees between the body joints' world rotations of two poses."""
-    Ga = retarget.world_rotations(a["global_orient"], a["body_pose"])
-    Gb = retarget.world_rotations(b["global_orient"], b["body_pose"])
+    Ga = convert_back.world_rotations(a["global_orient"], a["body_pose"])
+    Gb = convert_back.world_rotations(b["global_orient"], b["body_pose"])
     return np.degrees(Rotation.from_matrix((Ga.transpose(0, 1, 3, 2) @ Gb).reshape(-1, 3, 3)).magnitude()
                       ).reshape(len(Ga), -1)
 
@@ -49,7 +49,7 @@ def test_changes_come_back_through_the_take_skeleton(bandai_take):
     conv = convert.convert_bvh(bandai_take)
     bone_map = json.loads(conv["bone_map"])
     before = {"global_orient": conv["global_orient"], "body_pose": conv["body_pose"]}
-    same = retarget.apply_to_bvh(take, bone_map, before, {k: v.copy() for k, v in before.items()})
+    same = convert_back.apply_to_bvh(take, bone_map, before, {k: v.copy() for k, v in before.items()})
     assert np.array_equal(same.motion, take.motion)
 
     body = before["body_pose"].reshape(-1, 21, 3).astype(np.float64)
@@ -58,7 +58,7 @@ def test_changes_come_back_through_the_take_skeleton(bandai_take):
     turn = Rotation.from_euler("y", 30, degrees=True)
     after = {"global_orient": (turn * Rotation.from_rotvec(before["global_orient"])).as_rotvec(),
              "body_pose": body.reshape(-1, 63)}
-    out = retarget.apply_to_bvh(take, bone_map, before, after)
+    out = convert_back.apply_to_bvh(take, bone_map, before, after)
     assert out.joints == take.joints
     pos = [i for i, c in enumerate(c for j in take.joints for c in j.channels) if c.lower().endswith("position")]
     assert np.array_equal(out.motion[:, pos], take.motion[:, pos])  # root motion and offsets kept
