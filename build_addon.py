@@ -2,6 +2,7 @@
 """Build the Blender extension zip: ``dist/blender_dposer-<version>.zip``, manifest at the zip root.
 
     python build_addon.py                       # build (stdlib only: zipfile + tomllib)
+    python build_addon.py --without-backend     # the add-on alone (~75 KB), for a Python that has dposer
     python build_addon.py --validate            # build, then validate with Blender's own extension tooling
                                                 # (needs a Python with the bpy wheel, $BLENDER_EXT or --blender)
     python build_addon.py --blender-ext PATH    # ... with that blender_ext.py
@@ -14,10 +15,14 @@ What it does (blender.md section 3.4):
    trailing/double underscores, ``tagline`` at most 64 characters and not ending in punctuation, semver
    ``version``, ``type``, SPDX ``license`` list, ``permissions`` keys.
 2. Collects ``blender_dposer/`` without caches, dotfiles, tests, zips and ``.blend1`` backups, and refuses
-   anything that must not ship: torch, model checkpoints (``.pt``/``.pth``/``.ckpt``/``.safetensors``), pose data
-   (``.npz``/``.pkl``), the ``dposer`` backend package (licensing guard: the add-on is GPL and never bundles the
-   MIT backend, torch, or data whose licences forbid redistribution).
-3. Writes a reproducible zip (sorted entries, fixed timestamps) and prints its size and SHA-256.
+   anything that must not be in the add-on's own folder: torch, model checkpoints, pose data (``.npz``/``.pkl``),
+   a copy of the ``dposer`` package.
+3. Adds the backend under ``backend/dposer/`` in the zip (so the installed extension holds
+   ``<extension>/backend/dposer``, found by the add-on with default preferences): the ``dposer`` package from
+   ``backend/dposer`` (its ``.py`` and ``.json`` files: pure Python, MIT) and the default checkpoint
+   ``weights/default.safetensors`` (non-commercial research licence, docs/model_card.md). Nothing else: no torch
+   (the Install Backend button installs it), no pose data, no other checkpoints.
+4. Writes a reproducible zip (sorted entries, fixed timestamps) and prints its size and SHA-256.
 
 Validating with Blender's tooling (no Blender binary needed): the ``bpy`` wheel from PyPI ships the extension CLI
 at ``site-packages/bpy/<ver>/scripts/addons_core/bl_pkg/cli/blender_ext.py``, which runs under plain Python
@@ -48,6 +53,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / "blender_dposer"
 MANIFEST = SOURCE / "blender_manifest.toml"
+BACKEND = ROOT / "backend" / "dposer"
+BACKEND_ARC = "backend/dposer"  # where the add-on looks for it (preferences.BUNDLED_BACKEND)
+BACKEND_SUFFIXES = (".py", ".json")
+BACKEND_CHECKPOINT = "weights/default.safetensors"
 
 REQUIRED = ("schema_version", "id", "name", "tagline", "version", "type", "maintainer", "license",
             "blender_version_min")
@@ -143,23 +152,55 @@ def collect(source: Path = SOURCE) -> list[Path]:
     return files
 
 
-def build(out_dir: Path, source: Path = SOURCE) -> Path:
+def collect_backend(backend: Path = BACKEND) -> list[Path]:
+    """The ``dposer`` package's files to bundle, relative to ``backend``: its ``.py``/``.json`` files and the
+    default checkpoint. Raises SystemExit when the checkpoint or ``__init__.py`` is missing."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(backend):
+        rel_dir = Path(dirpath).relative_to(backend)
+        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            rel = rel_dir / name
+            if name.endswith(BACKEND_SUFFIXES) and not name.startswith(".") or rel.as_posix() == BACKEND_CHECKPOINT:
+                files.append(rel)
+    for need in ("__init__.py", "server.py", BACKEND_CHECKPOINT):
+        if Path(need) not in files:
+            raise SystemExit(f"the backend to bundle lacks {backend / need}")
+    return files
+
+
+def build(out_dir: Path, source: Path = SOURCE, backend: Path | None = BACKEND) -> Path:
+    """Write the zip (atomically); ``backend=None``: the add-on alone."""
     manifest = read_manifest(source / "blender_manifest.toml")
     problems = check_manifest(manifest)
     if problems:
         raise SystemExit("blender_manifest.toml: " + "; ".join(problems))
-    files = collect(source)
+    entries = [(rel.as_posix(), source / rel) for rel in collect(source)]
+    if backend is not None:
+        entries += [(f"{BACKEND_ARC}/{rel.as_posix()}", backend / rel) for rel in collect_backend(backend)]
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
     tmp = out.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        for rel in sorted(files, key=lambda p: p.as_posix()):
-            info = zipfile.ZipInfo(rel.as_posix(), date_time=ZIP_TIME)
+        for arc, path in sorted(entries):
+            info = zipfile.ZipInfo(arc, date_time=ZIP_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, (source / rel).read_bytes())
+            z.writestr(info, path.read_bytes())
     tmp.replace(out)
     return out
+
+
+def size_summary(zip_path: Path) -> str:
+    """Compressed and unpacked sizes: the add-on, the bundled backend code, the checkpoint."""
+    parts = {"add-on": [0, 0], "backend code": [0, 0], "checkpoint": [0, 0]}
+    with zipfile.ZipFile(zip_path) as z:
+        for i in z.infolist():
+            key = ("checkpoint" if i.filename.endswith(".safetensors") else
+                   "backend code" if i.filename.startswith(BACKEND_ARC + "/") else "add-on")
+            parts[key][0] += i.compress_size
+            parts[key][1] += i.file_size
+    return ", ".join(f"{k} {c / 1e6:.2f} MB ({u / 1e6:.2f} MB unpacked)" for k, (c, u) in parts.items() if u)
 
 
 def find_blender_ext() -> str | None:
@@ -197,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validate", action="store_true", help="validate the zip with Blender's extension CLI")
     p.add_argument("--blender-ext", default=None, help="path to blender_ext.py (implies --validate)")
     p.add_argument("--blender", default=None, help="a Blender binary for 'extension validate' (implies --validate)")
+    p.add_argument("--without-backend", action="store_true",
+                   help="leave out the bundled dposer package and checkpoint (the backend Python must have them)")
     a = p.parse_args(argv)
     validating = a.validate or a.blender_ext or a.blender
     blender_ext = (a.blender_ext or find_blender_ext()) if validating and not a.blender else None
@@ -205,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
               "that has the bpy wheel (e.g. python3.11 -m venv /tmp/bpy42 && /tmp/bpy42/bin/pip install bpy==4.2.0), "
               "set BLENDER_EXT to blender_ext.py, or pass --blender-ext/--blender", file=sys.stderr)
         return 2
-    out = build(Path(a.out))
+    out = build(Path(a.out), backend=None if a.without_backend else BACKEND)
     data = out.read_bytes()
     with zipfile.ZipFile(out) as z:
         names = z.namelist()
     print(f"{out}  {len(data)} bytes  {len(names)} files  sha256 {hashlib.sha256(data).hexdigest()}")
+    print(f"  {size_summary(out)}")
     if validating:
         rc = validate(out, blender_ext, a.blender)
         if rc:

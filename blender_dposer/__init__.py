@@ -4,12 +4,17 @@
 Blender 4.2 LTS to 5.0, extension format (``blender_manifest.toml`` is the single source of the version).
 The add-on is pure Python + NumPy and never imports torch: the DPoser backend runs in a separate Python process
 (``python -m dposer.server``, JSON lines over stdin/stdout) or, as an advanced option, embedded in Blender's Python.
+The extension zip carries the backend (``backend/dposer`` with its default checkpoint); PyTorch comes from the
+Install Backend button (:mod:`.installer`).
 
 This package must stay importable without ``bpy`` so that its pure modules are unit-tested outside Blender:
 
-- :mod:`.rig_math`       rotations, Euler/quaternion continuity, SMPL-X <-> rig retargeting and calibration
+- :mod:`.smplx_skeleton` SMPL-X joint tables (copies of ``dposer.layout``), NumPy FK, hand mirroring, pose dicts
+- :mod:`.rotations`      rotations in Blender's conventions: quaternion/Euler/axis-angle, modes, continuity
+- :mod:`.retarget`       SMPL-X <-> rig retargeting and calibration (:mod:`.rig_math` re-exports all three)
 - :mod:`.bone_maps`      bone-map presets and auto-detection
 - :mod:`.backend_client` backend processes (subprocess and embedded) speaking protocol v1
+- :mod:`.installer`      pip-installs PyTorch with Blender's own Python into the add-on's user folder
 - :mod:`.rig_profile`    the rig profile stored on an armature object (custom properties): bone-map preset
   (detected or chosen) and rest calibration, used by every job (no bpy import; works on the objects it is given)
 
@@ -17,6 +22,7 @@ bpy modules, imported only inside :func:`register`:
 
 - :mod:`.preferences`  AddonPreferences (backend mode, interpreter, device, checkpoint, threads) and the backend
   session (one backend per Blender session, started lazily, shut down in ``unregister()`` and at exit)
+- :mod:`.install_ops`  ``dposer.install_backend`` (the Install Backend button: modal, progress, Esc cancels)
 - :mod:`.keyframes`    keyframe compatibility helper: legacy ``action.fcurves`` (4.2/4.3) vs slotted actions and
   channelbags (4.4+; 5.0 removed ``Action.fcurves``); bulk ``keyframe_points.foreach_set``; rotations in each
   bone's own rotation mode with quaternion/Euler continuity (blender.md section 5)
@@ -34,7 +40,7 @@ from __future__ import annotations
 import importlib
 
 # bpy-dependent submodules, registered in this order.
-_BPY_MODULES: tuple[str, ...] = ("preferences", "operators", "preview", "panel")
+_BPY_MODULES: tuple[str, ...] = ("preferences", "install_ops", "operators", "preview", "panel")
 _registered: list = []
 
 

@@ -32,16 +32,14 @@ import itertools
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-PROTOCOL = 1
-FINAL_TYPES = ("result", "error")
-TASK_OPS = ("complete", "clean", "vary", "refine", "fit", "sample")
-CONTROL_OPS = ("ping", "version", "cancel", "shutdown")
+from .protocol import CONTROL_OPS, FINAL_TYPES, PROTOCOL, TASK_OPS  # noqa: F401 (CONTROL_OPS: re-exported)
 
 
 class BackendError(Exception):
@@ -80,6 +78,19 @@ def encode_request(rid, op: str, args: dict | None = None) -> bytes:
         return json.dumps(msg, allow_nan=False, separators=(",", ":")).encode("utf-8") + b"\n"
     except ValueError as e:
         raise ValueError(f"request {rid!r} ({op}) holds NaN or infinite numbers: {e}") from None
+
+
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt))(: .*)?$")
+
+
+def exception_line(lines: Sequence[str], fallback: bool = True) -> str | None:
+    """The last line that looks like a Python exception (``ModuleNotFoundError: No module named 'torch'``), else
+    (``fallback``) the last non-empty line, else None."""
+    stripped = [ln.strip() for ln in lines if ln.strip()]
+    for ln in reversed(stripped):
+        if _EXCEPTION_LINE.match(ln):
+            return ln
+    return stripped[-1] if stripped and fallback else None
 
 
 def _error(rid, code: str, message: str) -> dict:
@@ -418,9 +429,22 @@ class SubprocessBackend(_Backend):
             return f"the backend process was killed ({name}, exit status {rc})"
         return f"the backend process exited with status {rc}"
 
+    def cause(self) -> str | None:
+        """The backend's own reason from its stderr: the last exception line of a traceback (e.g.
+        ``ModuleNotFoundError: No module named 'torch'``); after an exit with an error status and no traceback, its
+        last non-empty line."""
+        lines = list(self._stderr)
+        line = exception_line(lines, fallback=False)
+        if line is None and self.returncode is not None and self.returncode > 0:
+            line = exception_line(lines)
+        return line
+
     def _death_message(self) -> str:
+        """First line: how it ended and why (for the status bar); then the last stderr lines (for the console)."""
         tail = self.stderr_tail(20)
-        return self._exit_description() + (f"; last stderr lines:\n{tail}" if tail else "")
+        cause = self.cause()
+        return self._exit_description() + (f": {cause}" if cause else "") + \
+            (f"\nlast stderr lines:\n{tail}" if tail else "")
 
     def _check_alive(self) -> list[dict]:
         if self._dead or self._closed or self.proc is None:
@@ -460,7 +484,7 @@ class SubprocessBackend(_Backend):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = 10.0) -> None:
         """Polite stop: ``shutdown`` request, wait, then terminate/kill. Safe to call twice."""
         if self.proc is None or self._closed:
             self._closed = True

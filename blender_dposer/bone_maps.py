@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .rig_math import JOINT_INDEX, JOINT_NAMES, MODELLED_JOINTS
+from .smplx_skeleton import JOINT_INDEX, JOINT_NAMES, MODELLED_JOINTS
 
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")
 

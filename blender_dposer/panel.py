@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The "DPoser" tab of the 3D viewport's sidebar (N panel): add armature; the active rig's preset and calibration;
-complete (with the hypothesis preview), refine, random pose, clean, variations; backend status. Needs bpy."""
+complete (with the hypothesis preview), refine, random pose, clean, variations; backend status; the Install Backend
+button while PyTorch is missing. Needs bpy."""
 from __future__ import annotations
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
 
+from . import install_ops, preview
 from . import params as P
-from . import preview
 from .preferences import prefs, status_text
 from .rig_profile import PRESET_ITEMS, profile_text
 
@@ -63,6 +64,8 @@ class DPOSER_PT_main(bpy.types.Panel):
         layout = self.layout
         scene = context.scene
         settings = scene.dposer_settings
+        if install_ops.backend_missing(context) or install_ops.running() is not None:
+            install_ops.draw_install_state(layout.box(), context)
         layout.operator("dposer.add_armature", icon="ARMATURE_DATA")
         obj = context.active_object
         if obj is not None and obj.type == "ARMATURE":

@@ -1,23 +1,35 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Add-on preferences (backend mode, interpreter, device, checkpoint) and the backend session: one backend per
-Blender session, started lazily, restarted when the preferences change or the process died, shut down in
-``unregister()`` and at exit. Needs bpy. Preferences are never read in ``register()`` (blender.md 6.3)."""
+"""Add-on preferences (backend mode, interpreter, device, checkpoint, PyTorch install options) and the backend
+session: one backend per Blender session, started lazily, restarted when the preferences (or the installed
+PyTorch) change or the process died, shut down in ``unregister()`` and at exit. Needs bpy. Preferences are never
+read in ``register()`` (blender.md 6.3).
+
+Where the backend's code comes from, with default preferences: ``dposer`` from the extension itself
+(``<extension>/backend/dposer``, put there by build_addon.py) and PyTorch from the add-on's user directory
+(:mod:`.installer`, the Install Backend button). The subprocess backend gets both on its PYTHONPATH (bundled
+dposer first); the embedded backend puts the bundled dposer first on Blender's ``sys.path`` and the PyTorch folder
+last (Blender's own packages, NumPy above all, keep precedence). An existing Python set in the preferences gets
+the bundled dposer but not the PyTorch folder (that folder is built for Blender's Python)."""
 from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
 from types import SimpleNamespace
 
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
+from . import installer
 from .backend_client import BackendError, EmbeddedBackend, make_backend
 
 ADDON = __package__  # "blender_dposer", or "bl_ext.<repo>.blender_dposer" when installed as an extension
+BUNDLED_BACKEND = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend")  # build_addon.py puts dposer here
+VENV_PYTHONS = (("bin", "python3"), ("bin", "python"), ("Scripts", "python.exe"), ("python.exe",))
 
 DEFAULTS = SimpleNamespace(backend_mode="SUBPROCESS", python_path="", device="AUTO", checkpoint="", threads=0,
-                           startup_timeout=120)
+                           startup_timeout=120, torch_build="AUTO", torch_spec="", pip_index_url="", pip_args="")
 
 
 def prefs(context=None):
@@ -28,18 +40,71 @@ def prefs(context=None):
     return addon.preferences if addon is not None and addon.preferences is not None else DEFAULTS
 
 
+def user_dir(create: bool = False) -> str:
+    """The add-on's writable folder: ``bpy.utils.extension_path_user`` for the extension (Blender 4.2+); for a
+    legacy install from a scripts folder, ``<Blender config>/dposer``."""
+    try:
+        return bpy.utils.extension_path_user(ADDON, create=create)
+    except (ValueError, AttributeError):  # not an extension ("does not name an extension")
+        d = os.path.join(bpy.utils.user_resource("CONFIG"), "dposer")
+        if create:
+            os.makedirs(d, exist_ok=True)
+        return d
+
+
+def torch_dir() -> str | None:
+    """The PyTorch folder that Install Backend made for this Python, or None."""
+    return installer.installed_dir(user_dir())
+
+
+def bundled_backend() -> str | None:
+    """The folder that holds the extension's own ``dposer`` package, or None (a source checkout)."""
+    return BUNDLED_BACKEND if os.path.isfile(os.path.join(BUNDLED_BACKEND, "dposer", "__init__.py")) else None
+
+
 def resolve_python(path: str) -> str:
-    """Interpreter for the subprocess backend: empty -> this process's ``sys.executable``; a venv/conda folder ->
-    its ``bin/python`` (``Scripts/python.exe`` / ``python.exe`` on Windows); else the path itself."""
-    path = bpy.path.abspath(path.strip()) if path.strip() else ""
+    """Interpreter for the subprocess backend: empty -> this process's ``sys.executable`` (Blender's own Python);
+    ``~`` and Blender's ``//`` expanded; a venv/conda folder -> its ``bin/python`` (``Scripts/python.exe`` /
+    ``python.exe`` on Windows); else the path itself."""
+    path = path.strip()
     if not path:
         return sys.executable
+    path = os.path.expanduser(bpy.path.abspath(path))
     if os.path.isdir(path):
-        for rel in (("bin", "python3"), ("bin", "python"), ("Scripts", "python.exe"), ("python.exe",)):
+        for rel in VENV_PYTHONS:
             cand = os.path.join(path, *rel)
             if os.path.isfile(cand):
                 return cand
     return path
+
+
+def python_problem(path: str) -> str | None:
+    """What is wrong with the interpreter setting ``path`` (None: fine, or empty = Blender's own Python)."""
+    if not path.strip():
+        return None
+    python = resolve_python(path)
+    if os.path.isdir(python):
+        return (f"'{path.strip()}' is a folder without bin/python or Scripts\\python.exe: give a Python "
+                "interpreter or a venv/conda folder")
+    if not os.path.isfile(python):
+        return f"backend Python interpreter not found: {python!r}"
+    if not os.access(python, os.X_OK):
+        return f"{python!r} is not an executable program"
+    return None
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def backend_paths(mode: str, python: str | None) -> tuple:
+    """Folders the backend imports from before its own site-packages: the bundled dposer, and the installed
+    PyTorch when the backend runs in Blender's own Python (embedded, or a subprocess of ``sys.executable``)."""
+    paths = [d for d in (bundled_backend(),) if d]
+    torch = torch_dir()
+    if torch and (mode == "embedded" or _same_file(python or "", sys.executable)):
+        paths.append(torch)
+    return tuple(paths)
 
 
 def backend_config(p) -> tuple:
@@ -48,7 +113,21 @@ def backend_config(p) -> tuple:
     checkpoint = bpy.path.abspath(p.checkpoint) if p.checkpoint.strip() else None
     threads = int(p.threads) or None
     python = resolve_python(p.python_path) if mode == "subprocess" else None
-    return mode, python, device, checkpoint, threads
+    return mode, python, device, checkpoint, threads, backend_paths(mode, python)
+
+
+def _embedded_sys_path(paths: tuple) -> None:
+    """Bundled dposer first on sys.path, the PyTorch folder last (Blender's NumPy etc. keep precedence)."""
+    import importlib
+
+    for d in paths:
+        if d in sys.path:
+            continue
+        if d == bundled_backend():
+            sys.path.insert(0, d)
+        else:
+            sys.path.append(d)
+    importlib.invalidate_caches()
 
 
 class _Session:
@@ -65,17 +144,19 @@ def get_backend(context=None, start: bool = True):
         shutdown_backend()
         b = None
     if b is None and start:
-        mode, python, device, checkpoint, threads = cfg
+        mode, python, device, checkpoint, threads, paths = cfg
         if mode == "subprocess":
-            if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-                raise BackendError("startup_failed", f"backend Python interpreter not found: {python!r} (set it in "
-                                   "Preferences > Add-ons > DPoser: a Python with dposer and torch installed)")
+            problem = python_problem(prefs(context).python_path) or python_problem(python)
+            if problem:
+                raise BackendError("startup_failed", f"{problem} (Preferences > Add-ons > DPoser > Python: a Python "
+                                   "with torch installed, or empty for Blender's own Python with Install Backend)")
             b = make_backend("subprocess", python=python, checkpoint=checkpoint, device=device, threads=threads,
-                             startup_timeout=DEFAULTS.startup_timeout)
+                             startup_timeout=DEFAULTS.startup_timeout, backend_path=os.pathsep.join(paths) or None)
         else:
+            _embedded_sys_path(paths)
             if not EmbeddedBackend.available():
                 raise BackendError("startup_failed", "embedded backend: 'dposer' is not importable in Blender's "
-                                   "Python; install it there or use the subprocess backend")
+                                   "Python (the extension's bundled copy is missing: reinstall the extension zip)")
             b = make_backend("embedded", checkpoint=checkpoint, device=device, threads=threads,
                              startup_timeout=DEFAULTS.startup_timeout)
         b.start()
@@ -110,11 +191,32 @@ def status_text() -> str:
     return f"ready: v{info.get('version', '?')} on {info.get('device', '?')}"
 
 
+INSTALL_HINT = "click Install Backend (Edit > Preferences > Add-ons > DPoser, or the DPoser panel)"
+
+
+def next_step(message: str, p=None) -> str | None:
+    """What to click after a backend error with this message, or None."""
+    m = re.search(r"No module named '([\w.]+)'", message)
+    if not m:
+        return None
+    module = m.group(1).split(".")[0]
+    p = p or prefs()
+    own_python = p.backend_mode == "EMBEDDED" or not p.python_path.strip()
+    if module == "dposer":
+        return ("the extension's bundled backend is missing: reinstall the extension zip" if own_python else
+                "clear Preferences > Python to use Blender's own Python, or install dposer into that Python")
+    if module in ("torch", "safetensors", "roma"):
+        return INSTALL_HINT if own_python else (f"install {module} into that Python, or clear Preferences > Python "
+                                                "and " + INSTALL_HINT)
+    return None
+
+
 def error_summary(e: BaseException) -> str:
-    """One line for self.report (the full text goes to the console)."""
+    """One line for self.report (the full text goes to the console), with what to click next when known."""
     msg = e.message if isinstance(e, BackendError) else str(e)
     first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
-    return first
+    hint = next_step(msg)
+    return f"{first} -> {hint}" if hint else first
 
 
 class DPoserPreferences(bpy.types.AddonPreferences):
@@ -122,15 +224,14 @@ class DPoserPreferences(bpy.types.AddonPreferences):
 
     backend_mode: EnumProperty(
         name="Backend",
-        items=[("SUBPROCESS", "Separate Python process", "Run 'python -m dposer.server' in the interpreter below "
-                "(recommended: any torch/CUDA build, a crash does not take Blender down)"),
-               ("EMBEDDED", "Embedded (advanced)", "Import dposer and torch into Blender's own Python (only when "
-                "they are installed there)")],
+        items=[("SUBPROCESS", "Separate Python process", "Run the backend as a separate process of Blender's own "
+                "Python (or the Python below): a crash does not take Blender down"),
+               ("EMBEDDED", "Embedded (advanced)", "Import dposer and torch into Blender's own process")],
         default="SUBPROCESS")
     python_path: StringProperty(
         name="Python", subtype="FILE_PATH", default="",
-        description="Python interpreter (or a venv/conda folder) with dposer and torch installed; empty = this "
-                    "process's own Python")
+        description="Advanced: an existing Python interpreter (or venv/conda folder) with torch installed; empty = "
+                    "Blender's own Python with the PyTorch that Install Backend puts in the add-on's folder")
     device: EnumProperty(
         name="Device", items=[("AUTO", "Auto", "CUDA when available, else CPU"), ("CPU", "CPU", ""),
                               ("CUDA", "CUDA", "")], default="AUTO")
@@ -138,14 +239,45 @@ class DPoserPreferences(bpy.types.AddonPreferences):
                                description="A dposer .safetensors prior or an official DPoser-X .ckpt; empty = "
                                            "the bundled default")
     threads: IntProperty(name="CPU threads", default=0, min=0, max=64, description="0 = the backend's choice")
+    torch_build: EnumProperty(
+        name="PyTorch build",
+        items=[("AUTO", "Auto", "CUDA build when an NVIDIA driver is found, else the CPU build (macOS: PyPI's)"),
+               ("CPU", "CPU", "PyTorch's CPU-only build (about 200 MB download)"),
+               ("CUDA", "CUDA (NVIDIA)", "PyTorch's CUDA build (several GB download)"),
+               ("PIP", "As pip is configured", "No index option: pip's own configuration (company mirror, "
+                "offline wheel folder)")],
+        default="AUTO")
+    torch_spec: StringProperty(name="PyTorch version", default="",
+                               description=f"pip requirement for torch; empty = {installer.TORCH_SPEC} (or "
+                                           f"${installer.ENV_SPEC})")
+    pip_index_url: StringProperty(name="Index URL", default="",
+                                  description="pip --index-url for torch; empty = chosen by the build above (or "
+                                              f"${installer.ENV_INDEX}; 'config' = pip's configuration)")
+    pip_args: StringProperty(name="pip options", default="",
+                             description="More pip options, e.g. --proxy http://user:password@host:3128")
 
     def draw(self, context):
+        from . import install_ops
+
         layout = self.layout
+        box = layout.box()
+        box.label(text="PyTorch for DPoser", icon="SCRIPTPLUGINS")
+        install_ops.draw_install_state(box, context)
+        col = box.column(align=True)
+        col.prop(self, "torch_build")
+        col.prop(self, "torch_spec")
+        col.prop(self, "pip_index_url")
+        col.prop(self, "pip_args")
+
         layout.prop(self, "backend_mode")
         if self.backend_mode == "SUBPROCESS":
-            layout.prop(self, "python_path")
-        elif not EmbeddedBackend.available():
-            layout.label(text="'dposer' is not importable in Blender's Python", icon="ERROR")
+            layout.prop(self, "python_path", text="Existing Python (advanced)")
+            problem = python_problem(self.python_path)
+            if problem:
+                layout.label(text=problem, icon="ERROR")
+            elif self.python_path.strip():
+                layout.label(text=f"Uses {resolve_python(self.python_path)} (it needs torch; the installed "
+                                  "PyTorch above is not used)", icon="INFO")
         row = layout.row()
         row.prop(self, "device")
         row.prop(self, "threads")

@@ -2,7 +2,7 @@
 """The rig profile stored on an armature object: its bone-map preset (auto-detected, or chosen by the user) and
 its rest calibration (blender.md 1.5c). The operators that set them (``dposer.calibrate_rest``,
 ``dposer.show_zero_pose``) are in :mod:`.operators`. No bpy import (it reads the objects it is given); the math
-is :mod:`.rig_math`.
+is :mod:`.retarget`.
 
 Both live in custom properties of the armature *object*, so they are saved with the .blend file and undone with it:
 
@@ -20,7 +20,7 @@ import json
 import numpy as np
 
 from . import bone_maps
-from . import rig_math as rm
+from . import retarget as rm
 
 PRESET_PROP = "dposer_preset"
 CALIBRATION_PROP = "dposer_calibration"

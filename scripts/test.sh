@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run every test: the backend and add-on suite in .venv, then the add-on in real headless Blender
-# (bpy wheels 5.0.1 and 4.2 LTS, each in its own venv). This is the README's test command; .ci/run calls it.
+# (bpy wheels 5.0.1 and 4.2 LTS, each in its own venv, plus a bare bpy-only venv per version in which
+# tests/blender/test_bpy_install.py installs the extension zip and PyTorch as an artist would). This is the
+# README's test command; .ci/run calls it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 fail=0
@@ -14,7 +16,7 @@ python3 -m venv .venv && . .venv/bin/activate \
   && pip install -q torch==2.13.0 && pip install -q -e '.[dev,smplx,ray]' || exit 1
 run_pytest python -m pytest -q
 deactivate
-bash scripts/setup_blender_venvs.sh 50 42 || exit 1
+bash scripts/setup_blender_venvs.sh 50 42 50-bare 42-bare || exit 1
 for v in 50 42; do
     echo "== Blender add-on tests, bpy venv .venv-bpy$v"
     run_pytest ".venv-bpy$v/bin/python" -m pytest -q tests/blender

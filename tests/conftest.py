@@ -17,6 +17,14 @@ needs_data = pytest.mark.skipif(DATA is None, reason="shared pose data not found
                                 "(the licensed data is not redistributed with the repo)")
 
 
+@pytest.fixture
+def rng():
+    """A seeded NumPy generator (the add-on's rig-math tests)."""
+    import numpy as np
+
+    return np.random.default_rng(1234)
+
+
 @pytest.fixture(scope="session")
 def data_root():
     if DATA is None:

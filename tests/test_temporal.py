@@ -99,3 +99,37 @@ def test_long_takes_run_in_windows_without_seams(prior, take, monkeypatch):
     steps = np.degrees(np.linalg.norm(np.diff(res["left_hand_pose"].reshape(60, 15, 3), axis=0), axis=-1)).mean(1)
     assert steps.max() < 4 * np.median(steps) + 0.5  # no jump where windows meet
     assert np.array_equal(res["right_hand_pose"], pose["right_hand_pose"])
+
+
+def test_server_takes_clip_and_fps_and_allows_long_clips_only_with_clip():
+    from dposer import server
+
+    body = [[0.0] * 63] * 2
+    _, op, args = server.validate({"id": 1, "op": "complete", "args": {"pose": {"body_pose": body}, "clip": True,
+                                                                      "fps": 24}})
+    assert (op, args["clip"], args["fps"]) == ("complete", True, 24.0)
+    _, _, args = server.validate({"id": 2, "op": "complete", "args": {"pose": {"body_pose": body}}})
+    assert args["clip"] is False and args["fps"] is None
+    with pytest.raises(server.RequestError, match="true or false"):
+        server.validate({"id": 3, "op": "complete", "args": {"pose": {"body_pose": body}, "clip": 1}})
+    long = [[0.0] * 63] * (server.MAX_POSES + 1)
+    with pytest.raises(server.RequestError, match="clip=true") as e:
+        server.validate({"id": 4, "op": "complete", "args": {"pose": {"body_pose": long}}})
+    assert e.value.code == "limit_exceeded"
+    assert server.validate({"id": 5, "op": "complete", "args": {"pose": {"body_pose": long}, "clip": True}})[1] == "complete"
+
+
+@needs_data
+def test_cli_complete_clip_reads_the_frame_rate_from_the_file(take, tmp_path, capsys):
+    from dposer import cli
+
+    src = tmp_path / "take.npz"
+    pose = take.subset(np.arange(12)).to_dict()
+    np.savez(src, **{k: v for k, v in pose.items() if k != "right_hand_pose"}, fps=np.float64(30))
+    out = tmp_path / "done.npz"
+    assert cli.main(["complete", "--input", str(src), "--missing", "right_hand", "--clip", "--steps", "5",
+                     "--output", str(out)]) == 0
+    assert "12 frames at 30 fps" in capsys.readouterr().out
+    with np.load(out) as d:
+        assert d["right_hand_pose"].shape == (12, 45)
+        assert np.array_equal(d["left_hand_pose"], pose["left_hand_pose"])

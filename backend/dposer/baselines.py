@@ -38,7 +38,7 @@ from . import data, layout
 from .prior import Normalizer, Prior
 from .sde import alpha_sigma
 
-PART_BLOCKS = {"body": slice(0, 63), "left_hand": slice(63, 108), "right_hand": slice(108, 153), "face": slice(153, 256)}
+PART_BLOCKS = layout.PART_SLICES  # the blocks of the block-diagonal mixtures are the model's parts
 
 
 def cache_dir() -> Path:
@@ -91,9 +91,10 @@ def training_rows(normalizer: Normalizer, split: str = "train", root=None) -> tu
         pres.append(p)
         if name == "hand":
             vl = np.zeros_like(v)
-            vl[:, 63:108] = layout.mirror_hand(v[:, 108:153])
+            left, right = layout.PART_SLICES["left_hand"], layout.PART_SLICES["right_hand"]
+            vl[:, left] = layout.mirror_hand(v[:, right])
             pl = np.zeros_like(p)
-            pl[:, 63:108] = p[:, 108:153]
+            pl[:, left] = p[:, right]
             vecs.append(vl)
             pres.append(pl)
     v = torch.from_numpy(np.concatenate(vecs))
@@ -387,10 +388,11 @@ def smplify_gmm_prior(normalizer: Normalizer, root=None, rest: MixturePrior | No
     SMPL-X share) as the body block, moved into the normalised space. Hands and face come from ``rest`` (our
     per-part GMM) - SMPLify has none."""
     g = np.load(data.data_root(root) / "dposer_x" / "smplify_gmm_8.npz")
-    m = normalizer.mean[:63].double()
-    sd = normalizer.std[:63].double()
-    means = (torch.from_numpy(g["means"][:, :63]).double() - m) / sd
-    covs = torch.from_numpy(g["covars"][:, :63, :63]).double() / sd[:, None] / sd[None, :]
+    body = layout.PART_SLICES["body"]  # SMPL's first 63 dims are the SMPL-X body block
+    m = normalizer.mean[body].double()
+    sd = normalizer.std[body].double()
+    means = (torch.from_numpy(g["means"][:, body]).double() - m) / sd
+    covs = torch.from_numpy(g["covars"][:, body, body]).double() / sd[:, None] / sd[None, :]
     body = Mixture(torch.from_numpy(g["weights"]).double() / g["weights"].sum(), means, covs)
     blocks = [(PART_BLOCKS["body"], body)]
     if rest is not None:

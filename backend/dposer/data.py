@@ -60,11 +60,7 @@ class PoseSet:
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """The six SMPL-X keys (global_orient zeros unless known)."""
-        n = len(self)
-        out = {"global_orient": self.extras.get("global_orient", np.zeros((n, 3), np.float32)).astype(np.float32)}
-        for key, sl in layout.KEY_SLICES.items():
-            out[key] = self.vectors[:, sl].copy()
-        return out
+        return layout.vectors_to_dict(self.vectors, self.extras.get("global_orient"))
 
 
 def mano_mean_hand(root: Path | None = None) -> np.ndarray:
@@ -155,9 +151,9 @@ def from_smplx_dict(d, hands: str = "absolute", mean_hand: np.ndarray | None = N
         if mean_hand is None:
             mean_hand = mano_mean_hand()
         if "right_hand_pose" in arrays:
-            vec[:, 108:153] += mean_hand
+            vec[:, layout.KEY_SLICES["right_hand_pose"]] += mean_hand
         if "left_hand_pose" in arrays:
-            vec[:, 63:108] += layout.mirror_hand(mean_hand)
+            vec[:, layout.KEY_SLICES["left_hand_pose"]] += layout.mirror_hand(mean_hand)
     elif hands != "absolute":
         raise DataError(f"hands must be 'absolute' or 'relative', got {hands!r}")
     extras = _extras(d, n)
@@ -180,14 +176,16 @@ def from_amass(d) -> PoseSet:
     n = len(poses)
     vec = np.zeros((n, layout.DIM), np.float32)
     present = np.zeros((n, layout.DIM), bool)
-    vec[:, 0:63] = poses[:, 3:66]
+    body, jaw = layout.KEY_SLICES["body_pose"], layout.KEY_SLICES["jaw_pose"]
+    hands = slice(layout.KEY_SLICES["left_hand_pose"].start, layout.KEY_SLICES["right_hand_pose"].stop)
+    vec[:, body] = poses[:, 3:66]  # AMASS columns: root 0:3, body 3:66, then (SMPL+H) hands or (SMPL-X) jaw, eyes, hands
     if poses.shape[1] == 156:
-        vec[:, 63:153] = poses[:, 66:156]
-        present[:, 0:153] = True
+        vec[:, hands] = poses[:, 66:156]
+        present[:, :hands.stop] = True
     else:  # SMPL-X: root, body, jaw, leye, reye, lhand, rhand
-        vec[:, 153:156] = poses[:, 66:69]
-        vec[:, 63:153] = poses[:, 75:165]
-        present[:, 0:156] = True
+        vec[:, jaw] = poses[:, 66:69]
+        vec[:, hands] = poses[:, 75:165]
+        present[:, :jaw.stop] = True
     extras = {"global_orient": poses[:, :3].copy(), **_extras(d, n)}
     return PoseSet(vec, present, extras)
 

@@ -10,14 +10,12 @@ import torch
 
 from . import data, layout, metrics
 from .prior import Prior
-from .sampling import sample, to_vectors
+from .sampling import sample
 
 
 def _part_rows(vectors: np.ndarray, part: str) -> np.ndarray:
     """Raw rows of a part: body 63-D; hands 45-D in right-hand convention (both hands pooled when present)."""
-    if part == "body":
-        return vectors[:, :63]
-    return vectors[:, 108:153]
+    return vectors[:, layout.PART_SLICES["body" if part == "body" else "right_hand"]]
 
 
 def _gaussian_samples(train: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -58,8 +56,8 @@ def evaluate_generation(prior: Prior, n: int = 1000, seed: int = 0, sampler: str
     realistic, large = off-manifold); nn_test_mm: each test pose to its nearest sample (mm; small = the samples
     cover the test poses).
     """
-    vec = to_vectors(sample(prior, n, seed=seed, sampler=sampler, steps=steps))
-    hand_prior = to_vectors(sample(prior, n, seed=seed, sampler=sampler, steps=steps, parts="right_hand"))
+    vec = layout.dict_to_vectors(sample(prior, n, seed=seed, sampler=sampler, steps=steps))
+    hand_prior = layout.dict_to_vectors(sample(prior, n, seed=seed, sampler=sampler, steps=steps, parts="right_hand"))
     root = data.data_root(root)
     out = {}
     for part, fid_file in (("body", "body_fid_statistics.npz"), ("hand", "hand_fid_statistics.npz")):
@@ -70,7 +68,7 @@ def evaluate_generation(prior: Prior, n: int = 1000, seed: int = 0, sampler: str
         train_joints = metrics.part_joints(_as_vectors(train, part), "body" if part == "body" else "right_hand")
         ours = _part_rows(vec, part)
         if part == "hand":  # pool the mirrored left hands with the right hands, then take n
-            ours = np.concatenate([ours, layout.mirror_hand(vec[:, 63:108])])[
+            ours = np.concatenate([ours, layout.mirror_hand(vec[:, layout.PART_SLICES["left_hand"]])])[
                 np.random.default_rng(seed).permutation(2 * n)[:n]]
         rows = [_row("dposer (ours)" if part == "body" else "dposer: hands of whole-body samples", ours, part, test,
                      train_joints, fid_stats)]

@@ -25,7 +25,7 @@ TASKS = ("left_leg", "right_arm", "trunk")
 
 def _vec(body: np.ndarray) -> np.ndarray:
     v = np.zeros((len(body), layout.DIM), np.float32)
-    v[:, :63] = body
+    v[:, layout.PART_SLICES["body"]] = body
     return v
 
 
@@ -45,9 +45,10 @@ def body_pools(root=None, bandai2=None, stride: int = 4) -> dict[str, np.ndarray
 def gaussian_conditional(pool: np.ndarray, truth: np.ndarray, missing: str) -> np.ndarray:
     """Conditional mean of a Gaussian fitted to the pool's body dims: least squares of the missing dims on the rest."""
     m = layout.names_to_dims(missing)
-    o = np.setdiff1d(np.arange(63), m)
-    x = pool[:, :63].astype(np.float64)
-    mu, S = x.mean(0), np.cov(x.T) + 1e-6 * np.eye(63)
+    body = layout.PART_SLICES["body"]
+    o = np.setdiff1d(np.arange(body.start, body.stop), m)
+    x = pool[:, body].astype(np.float64)
+    mu, S = x.mean(0), np.cov(x.T) + 1e-6 * np.eye(x.shape[1])
     coef = np.linalg.solve(S[np.ix_(o, o)], S[np.ix_(o, m)])
     out = truth.copy()
     out[:, m] = mu[m] + (truth[:, o] - mu[o]) @ coef
@@ -55,7 +56,7 @@ def gaussian_conditional(pool: np.ndarray, truth: np.ndarray, missing: str) -> n
 
 
 def _case(task: str, truth: np.ndarray, pool: np.ndarray) -> bench.CompletionCase:
-    return bench.CompletionCase(task, {"body_pose": truth[:, :63]}, truth, task, "body", "body", pool, pool.mean(0))
+    return bench.CompletionCase(task, {"body_pose": truth[:, layout.KEY_SLICES["body_pose"]]}, truth, task, "body", "body", pool, pool.mean(0))
 
 
 def _ci(x: np.ndarray, digits: int = 1) -> str:

@@ -165,6 +165,33 @@ def dims_from_part_mask(part_mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def vectors_to_dict(vectors, global_orient=None) -> dict[str, np.ndarray]:
+    """(N, 256) vectors -> the six SMPL-X keys as float32 arrays (copies): ``global_orient`` (N, 3) as given, zeros
+    when None. The inverse of :func:`dict_to_vectors`."""
+    v = np.asarray(vectors, dtype=np.float32)
+    go = np.zeros((len(v), 3), np.float32) if global_orient is None else np.asarray(global_orient).astype(np.float32)
+    out = {"global_orient": go}
+    for key, sl in KEY_SLICES.items():
+        out[key] = v[:, sl].copy()
+    return out
+
+
+def dict_to_vectors(poses, base=None) -> np.ndarray:
+    """A dict of SMPL-X keys -> (N, 256) float32 vectors: the keys present written into a copy of ``base`` (N, 256)
+    or into zeros; ``global_orient`` and other keys are ignored. The inverse of :func:`vectors_to_dict`."""
+    if base is None:
+        rows = [poses[k] for k in KEY_SLICES if k in poses]
+        if not rows:
+            raise ValueError(f"no pose key among {sorted(poses)}; expected some of {list(KEY_SLICES)}")
+        v = np.zeros((len(rows[0]), DIM), np.float32)
+    else:
+        v = np.array(base, copy=True)
+    for key, sl in KEY_SLICES.items():
+        if key in poses:
+            v[:, sl] = poses[key]
+    return v
+
+
 def mirror_hand(hand):
     """Mirror a hand pose between left and right conventions: (x, y, z) -> (x, -y, -z) per joint.
 

@@ -57,7 +57,8 @@ def part_joints(vectors: np.ndarray, part: str) -> torch.Tensor:
     v = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
     full = torch.zeros(len(v), layout.DIM)
     if part == "body":
-        full[:, :63] = v[:, :63]
+        body = layout.PART_SLICES["body"]
+        full[:, body] = v[:, body]
         return skeleton.joints_from_vector(full)[:, :22]
     sl = layout.PART_SLICES[part]
     full[:, sl] = v[:, sl]

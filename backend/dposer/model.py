@@ -147,7 +147,7 @@ class ScoreNet(nn.Module):
             tb = dict(time_biases)
             if not shared_t:
                 tb["hand"] = [torch.cat([b, b]) for b in tb["hand"]]
-        xb, xl, xr, xf = x[:, 0:63], x[:, 63:108], x[:, 108:153], x[:, 153:256]
+        xb, xl, xr, xf = (x[:, layout.PART_SLICES[p]] for p in layout.PARTS)
         xb, xl, xr, xf = xb * m[:, 0:1], xl * m[:, 1:2], xr * m[:, 2:3], xf * m[:, 3:4]
         hb = self.body.features(xb, temb, tb["body"])
         hh = self.hand.features(torch.cat([xl, xr]), temb2, tb["hand"])

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import layout
-from .prior import CheckpointError, Normalizer
+from .checkpoint import CheckpointError, Normalizer, save_prior
 from .sde import alpha_sigma
 
 ARCH_PART = "official-timefc"
@@ -407,8 +407,6 @@ def is_lightning_file(path) -> bool:
 
 def import_official(path, out, kind: str | None = None) -> dict:
     """Convert an official ``.ckpt`` to our safetensors format at ``out``; returns the provenance info."""
-    from .prior import save_prior
-
     net, norm, info = convert(path, kind)
     save_prior(out, net, norm, info)
     return info

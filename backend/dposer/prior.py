@@ -1,73 +1,24 @@
-"""A loaded pose prior: score network + normaliser + SDE, and its safetensors checkpoint format.
+"""A loaded pose prior: score network + normaliser + SDE on a device (:class:`Prior`), and :func:`load_prior`.
 
-Checkpoint = one safetensors file. Tensors ``net.*`` (inference weights, EMA), ``normalizer.mean`` and
-``normalizer.std`` (256,); metadata ``format`` = "dposer-prior/1", ``arch`` (the network class: "dposer-scorenet",
-the default when absent, or an official DPoser-X architecture, see :mod:`dposer.official`), ``net_config`` (JSON)
-and ``info`` (JSON: training command, data, metrics, or provenance). Training checkpoints add ``train.*`` tensors
-(raw weights, optimiser, RNG). :func:`load_prior` also reads the authors' Lightning ``.ckpt`` files directly.
+The checkpoint format and the normaliser are :mod:`dposer.checkpoint` (re-exported here); the official DPoser-X
+networks and their Lightning files are :mod:`dposer.official`. This module imports both; neither imports it.
 """
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from safetensors import safe_open
 
-from . import layout
+from . import layout, official
+from .checkpoint import (ARCH, DEFAULT_CHECKPOINT, FORMAT, CheckpointError, Normalizer,  # noqa: F401 (re-exported)
+                         checkpoint_tensors, read_checkpoint, save_prior)
 from .model import NetConfig, ScoreNet
 from .sde import alpha_sigma
 
-FORMAT = "dposer-prior/1"
-ARCH = "dposer-scorenet"
 # bf16: about 1.6x the fp32 throughput for large batches on a CPU with native bfloat16 (AVX512-BF16/AMX), with a
 # relative error of ~0.4 % in eps; opt-in (docs/benchmarks.md, speed). Without native support it is slower.
 PRECISIONS = ("fp32", "bf16")
-DEFAULT_CHECKPOINT = Path(__file__).with_name("weights") / "default.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt or not a dposer prior."""
-
-
-class Normalizer:
-    """Per-dim z-score in 256-D with the left hand mirrored into right-hand convention first."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.std = torch.as_tensor(std, dtype=torch.float32)
-
-    @staticmethod
-    def fit(vectors: np.ndarray, present: np.ndarray, min_std: float = 1e-2) -> "Normalizer":
-        """Statistics over present dims; both hands pooled in right-hand convention."""
-        v = vectors.astype(np.float64).copy()
-        p = present.copy()
-        v[:, 63:108] = layout.mirror_hand(v[:, 63:108])
-        hands_v = np.concatenate([v[:, 63:108][p[:, 63]], v[:, 108:153][p[:, 108]]])
-        mean = np.zeros(layout.DIM)
-        std = np.ones(layout.DIM)
-        for d in range(layout.DIM):
-            col = v[p[:, d], d]
-            if len(col) > 1:
-                mean[d], std[d] = col.mean(), col.std()
-        mean[63:108] = mean[108:153] = hands_v.mean(0)
-        std[63:108] = std[108:153] = hands_v.std(0)
-        return Normalizer(torch.tensor(mean, dtype=torch.float32), torch.tensor(np.maximum(std, min_std), dtype=torch.float32))
-
-    def to(self, device) -> "Normalizer":
-        return Normalizer(self.mean.to(device), self.std.to(device))
-
-    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
-        raw = torch.cat([raw[:, :63], layout.mirror_hand(raw[:, 63:108]), raw[:, 108:]], dim=1)
-        return (raw - self.mean.to(raw)) / self.std.to(raw)
-
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        raw = x * self.std.to(x) + self.mean.to(x)
-        return torch.cat([raw[:, :63], layout.mirror_hand(raw[:, 63:108]), raw[:, 108:]], dim=1)
 
 
 class Prior:
@@ -136,47 +87,6 @@ class Prior:
         return self.normalizer.denormalize(x)
 
 
-def checkpoint_tensors(net: ScoreNet, normalizer: Normalizer, dtype=torch.float32) -> dict[str, torch.Tensor]:
-    out = {f"net.{k}": v.detach().to(dtype).contiguous().cpu() for k, v in net.state_dict().items()}
-    out["normalizer.mean"] = normalizer.mean.float().cpu()
-    out["normalizer.std"] = normalizer.std.float().cpu()
-    return out
-
-
-def save_prior(path, net: ScoreNet, normalizer: Normalizer, info: dict | None = None, dtype=torch.float32,
-               extra_tensors: dict | None = None, extra_meta: dict | None = None) -> None:
-    tensors = checkpoint_tensors(net, normalizer, dtype)
-    tensors.update(extra_tensors or {})
-    meta = {"format": FORMAT, "arch": getattr(net, "arch", ARCH), "net_config": json.dumps(net.cfg.to_dict()),
-            "info": json.dumps(info or {})}
-    meta.update(extra_meta or {})
-    from safetensors.torch import save
-
-    from .io import atomic_write
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as f:
-        f.write(save(tensors, metadata=meta))
-
-
-def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a dposer safetensors file, with clear errors for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        hint = (" (it looks like a pickle/Lightning .ckpt: official DPoser-X weights load through load_prior or "
-                "'dposer import-official')") if path.suffix in (".ckpt", ".pt", ".pth") else ""
-        raise CheckpointError(f"{path}: not a valid safetensors file{hint}: {e}") from e
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a dposer prior checkpoint (metadata format={meta.get('format')!r}, expected {FORMAT!r})")
-    return tensors, meta
-
-
 def load_prior(path=None, device=None, precision: str = "fp32") -> Prior:
     """Load a prior; ``path=None`` loads the bundled default checkpoint. ``device``: 'cpu', 'cuda', 'auto' or None (cpu).
     ``precision``: 'fp32' (default) or 'bf16' (network products in bfloat16, see ``PRECISIONS``).
@@ -185,8 +95,6 @@ def load_prior(path=None, device=None, precision: str = "fp32") -> Prior:
     """
     if device in (None, "auto"):
         device = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
-    from . import official
-
     if path is not None and official.is_lightning_file(path):
         return Prior(*official.convert(path), device=device, precision=precision)
     tensors, meta = read_checkpoint(path or DEFAULT_CHECKPOINT)

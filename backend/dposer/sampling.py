@@ -101,18 +101,7 @@ def sample(prior: Prior, n: int, seed: int = 0, sampler: str = "ddim", steps: in
         x = fn(prior, m, steps=steps, gen=gen, progress=prog, cancel=cancel, mask=mask)
         raw = prior.denormalize(x).cpu()
         chunks.append(raw * torch.from_numpy(layout.dims_from_part_mask(part_mask)))
-    raw = torch.cat(chunks).numpy().astype(np.float32)
-    out = {"global_orient": np.zeros((n, 3), np.float32)}
-    for key, sl in layout.KEY_SLICES.items():
-        out[key] = raw[:, sl]
-    return out
+    return layout.vectors_to_dict(torch.cat(chunks).numpy())
 
 
-def to_vectors(poses: dict[str, np.ndarray]) -> np.ndarray:
-    """Six-key dict -> (N, 256) vectors."""
-    n = len(poses["body_pose"])
-    v = np.zeros((n, layout.DIM), np.float32)
-    for key, sl in layout.KEY_SLICES.items():
-        if key in poses:
-            v[:, sl] = poses[key]
-    return v
+to_vectors = layout.dict_to_vectors  # six-key dict -> (N, 256) vectors (the name bench and cli import)

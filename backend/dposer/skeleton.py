@@ -81,10 +81,11 @@ def full_pose(vec: torch.Tensor, global_orient: torch.Tensor | None = None) -> t
     out = vec.new_zeros(n, layout.NUM_JOINTS, 3)
     if global_orient is not None:
         out[:, 0] = global_orient
-    out[:, 1:22] = vec[:, 0:63].reshape(n, 21, 3)
-    out[:, 22] = vec[:, 153:156]
-    out[:, 25:40] = vec[:, 63:108].reshape(n, 15, 3)
-    out[:, 40:55] = vec[:, 108:153].reshape(n, 15, 3)
+    key = layout.KEY_SLICES  # joint rows: body 1-21, jaw 22, left fingers 25-39, right fingers 40-54
+    out[:, 1:22] = vec[:, key["body_pose"]].reshape(n, 21, 3)
+    out[:, 22] = vec[:, key["jaw_pose"]]
+    out[:, 25:40] = vec[:, key["left_hand_pose"]].reshape(n, 15, 3)
+    out[:, 40:55] = vec[:, key["right_hand_pose"]].reshape(n, 15, 3)
     return out
 
 
@@ -154,9 +155,9 @@ class SmplxSkeleton:
         zeros3 = vec.new_zeros(n, 3)
         kwargs = dict(
             global_orient=global_orient if global_orient is not None else zeros3,
-            body_pose=vec[:, 0:63], left_hand_pose=vec[:, 63:108], right_hand_pose=vec[:, 108:153],
-            jaw_pose=vec[:, 153:156], leye_pose=zeros3, reye_pose=zeros3,
-            expression=vec[:, 156:156 + m.num_expression_coeffs],
+            **{k: vec[:, layout.KEY_SLICES[k]] for k in ("body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")},
+            leye_pose=zeros3, reye_pose=zeros3,
+            expression=vec[:, layout.KEY_SLICES["expression"]][:, :m.num_expression_coeffs],
             betas=betas if betas is not None else vec.new_zeros(n, m.num_betas),
         )
         out = m(**kwargs)

@@ -63,4 +63,5 @@ def test_undo_preview_step(posed):
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=2, preview=True) == {"FINISHED"}
     _, changed = undo_round_trip(lambda: bpy.ops.dposer.preview_next())
     assert '"index": 1' in changed["objects"]["DPoser"]["props"]["dposer_preview"]
-    assert preview.status(bpy.data.objects["DPoser"]).startswith("Hypothesis 1/2")
+    # undone: back on entry 0, the best estimate (the mean of the hypotheses)
+    assert preview.status(bpy.data.objects["DPoser"]) == "Best estimate: mean of 2 hypotheses"

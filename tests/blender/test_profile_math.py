@@ -16,7 +16,7 @@ if str(REPO / "tests") not in sys.path:
 
 from blender_dposer import bone_maps as bm  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
-from test_rig_math import apose_rig  # noqa: E402
+from rig_helpers import apose_rig  # noqa: E402
 
 
 def test_zero_pose_basis_round_trips_through_calibration():

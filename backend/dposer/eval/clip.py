@@ -85,7 +85,7 @@ class Trivial:
 
     def _split(self, missing: str):
         m = layout.names_to_dims(missing)
-        o = np.setdiff1d(np.r_[np.arange(63), np.arange(63, 153)], m)  # body and any observed hand
+        o = np.setdiff1d(np.arange(layout.PART_SLICES["right_hand"].stop), m)  # body and any observed hand
         return o, m
 
     def nearest(self, v: np.ndarray, missing: str) -> np.ndarray:
@@ -111,12 +111,9 @@ class Trivial:
 
 def _ours(prior, v: np.ndarray, missing: str, k: int, clip: bool, fps: float | None, cfg: SolverConfig,
           combine: str = "mean") -> np.ndarray:
-    pose = {key: v[:, sl] for key, sl in layout.KEY_SLICES.items()}
+    pose = {key: x for key, x in layout.vectors_to_dict(v).items() if key in layout.KEY_SLICES}
     res = complete(prior, pose, missing, hypotheses=k, seed=0, cfg=cfg, clip=clip, fps=fps, combine=combine)
-    out = v.copy()
-    for key, sl in layout.KEY_SLICES.items():
-        out[:, sl] = res[key]
-    return out
+    return layout.dict_to_vectors(res, base=v)
 
 
 def clip_rows(prior, root=None, quick: bool = False, bootstrap: int = 1000) -> tuple[list[dict], dict]:
@@ -205,9 +202,24 @@ def plot(series: dict, path, joint: str = "right_index2", seconds: float | None 
     plt.close(fig)
 
 
+def predictability(root=None) -> str:
+    """What the finger take's observed joints say about the hidden hand's motion: the correlation of each hand's
+    deviations from its mean over the take with the mirrored other hand's (per dim, averaged), and how much the
+    body moves compared with the fingers."""
+    v = data.load_finger_take(root).vectors.astype(np.float64)
+    left = layout.mirror_hand(v[:, layout.PART_SLICES["left_hand"]])
+    right = v[:, layout.PART_SLICES["right_hand"]]
+    dl, dr = left - left.mean(0), right - right.mean(0)
+    corr = np.nanmean([np.corrcoef(dl[:, i], dr[:, i])[0, 1] for i in range(dl.shape[1])])
+    body = v[:, layout.PART_SLICES["body"]]
+    return (f"finger take: correlation of the right hand's motion with the mirrored left hand's r = {corr:.2f}; "
+            f"per-dim std over the take: body {np.degrees(body.std(0).mean()):.1f} deg, left fingers "
+            f"{np.degrees(left.std(0).mean()):.1f} deg, right fingers {np.degrees(right.std(0).mean()):.1f} deg")
+
+
 def bench_clip(ctx) -> str:
     rows, series = clip_rows(ctx.prior, ctx.root, ctx.quick, ctx.sizes.bootstrap)
-    body = table(rows)
+    body = table(rows) + "\n\n" + predictability(ctx.root) + "."
     if ctx.images is not None and not ctx.quick:
         path = ctx.images / "clip_complete_finger.png"
         plot(series, path)
