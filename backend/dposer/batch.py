@@ -92,10 +92,8 @@ def _load(path: Path, hands: str):
         ps = data.from_smplx_dict({k: conv[k] for k in ("global_orient", "body_pose", "trans")})
         pose = {"global_orient": conv["global_orient"], "body_pose": conv["body_pose"]}
         return pose, ps, float(conv["mocap_framerate"]), conv
-    from .cli import _file_fps, _load_input
-
-    ps, pose = _load_input(path, hands)
-    return pose, ps, _file_fps(path, ps), None
+    ps, pose = data.load_task_input(path, hands)
+    return pose, ps, data.file_fps(path, ps), None
 
 
 def _change_deg(before: np.ndarray, after: np.ndarray) -> dict:

@@ -112,32 +112,15 @@ def cmd_evaluate(a):
 
 
 def _load_input(path, hands="absolute"):
-    from .data import load_pose_file
+    from .data import load_task_input
 
-    ps = load_pose_file(path, hands=hands)
-    pose = ps.to_dict()
-    for key in list(pose):  # keys absent from the input stay absent, so the solver fills them in
-        if key != "global_orient" and not ps.present[:, _key_dims(key)].all():
-            pose.pop(key)
-    return ps, pose
+    return load_task_input(path, hands)
 
 
 def _file_fps(path, ps):
-    """The take's frame rate: AMASS ``mocap_framerate`` (read by the loader) or a six-key file's ``fps`` /
-    ``mocap_framerate``; None when the file has none."""
-    if "framerate" in ps.extras:
-        return float(ps.extras["framerate"])
-    with np.load(path, allow_pickle=False) as d:
-        for key in ("fps", "mocap_framerate", "mocap_frame_rate"):
-            if key in d.files and np.asarray(d[key]).size == 1:
-                return float(np.asarray(d[key]).reshape(()))
-    return None
+    from .data import file_fps
 
-
-def _key_dims(key):
-    from .layout import KEY_SLICES
-
-    return KEY_SLICES[key]
+    return file_fps(path, ps)
 
 
 def _save(a, result: dict, ps=None):

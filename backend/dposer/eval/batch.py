@@ -23,11 +23,10 @@ TAKES = 100  # takes by default; `dposer bench batch --n N` runs N (quick: 2)
 
 
 def n_takes(ctx) -> int:
-    from ..bench import FULL
-
+    """2 in the quick run, else ``--n`` when given (it sets ``n_test`` away from its default), else TAKES."""
     if ctx.quick:
         return 2
-    return TAKES if ctx.sizes.n_test == FULL.n_test else ctx.sizes.n_test
+    return TAKES if ctx.sizes.n_test == type(ctx.sizes)().n_test else ctx.sizes.n_test
 
 
 def extract_takes(n: int, folder: Path, root=None) -> int:
