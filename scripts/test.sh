@@ -13,7 +13,7 @@ run_pytest() {  # pytest exit code 5 means no test ran: that is a failure too
     [ "$rc" -eq 0 ] || fail=1
 }
 python3 -m venv .venv && . .venv/bin/activate \
-  && pip install -q torch==2.13.0 && pip install -q -e '.[dev,smplx]' || exit 1
+  && pip install -q torch==2.13.0 && pip install -q -e '.[dev,smplx,ray]' || exit 1
 run_pytest python -m pytest -q
 deactivate
 bash scripts/setup_blender_venvs.sh 50 42 50-bare 42-bare || exit 1

@@ -1050,8 +1050,15 @@ def bench_clip(ctx: Context) -> str:
     return run(ctx)
 
 
+def bench_batch(ctx: Context) -> str:
+    from .eval.batch import bench_batch as run
+
+    return run(ctx)
+
+
 BENCHES = {"completion": bench_completion, "clip": bench_clip, "generation": bench_generation, "clean": bench_clean,
-           "schedule": bench_schedule, "steps": bench_steps, "ranking": bench_ranking, "speed": bench_speed}
+           "schedule": bench_schedule, "steps": bench_steps, "ranking": bench_ranking, "speed": bench_speed,
+           "batch": bench_batch}
 
 
 def run_quick(prior: Prior, root=None) -> dict[str, str]:

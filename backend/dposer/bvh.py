@@ -259,6 +259,35 @@ def _is_number(s: str) -> bool:
         return False
 
 
+def dumps(take: Bvh) -> str:
+    """BVH text of a take: its hierarchy as parsed (joint names as :func:`parse` gives them) and its motion. Each
+    number is written in its shortest exact form, so ``parse(dumps(b))`` gives ``b`` back bit for bit (values
+    parsed from a file are written with the digits they were read from)."""
+    def vec(v) -> str:
+        return " ".join(map(repr, np.asarray(v, dtype=np.float64).tolist()))
+
+    children: dict[int, list[int]] = {k: [] for k in range(-1, len(take.joints))}
+    for k, j in enumerate(take.joints):
+        children[j.parent].append(k)
+    lines = ["HIERARCHY"]
+
+    def emit(k: int, depth: int) -> None:
+        j, ind = take.joints[k], "\t" * depth
+        lines.extend([f"{ind}{'ROOT' if j.parent < 0 else 'JOINT'} {j.name}", f"{ind}{{",
+                      f"{ind}\tOFFSET {vec(j.offset)}", f"{ind}\tCHANNELS {len(j.channels)} {' '.join(j.channels)}"])
+        for c in children[k]:
+            emit(c, depth + 1)
+        if j.end_site is not None:
+            lines.extend([f"{ind}\tEnd Site", f"{ind}\t{{", f"{ind}\t\tOFFSET {vec(j.end_site)}", f"{ind}\t}}"])
+        lines.append(f"{ind}}}")
+
+    for root in children[-1]:
+        emit(root, 0)
+    lines += ["MOTION", f"Frames: {take.num_frames}", f"Frame Time: {take.frame_time!r}"]
+    lines += [vec(row) for row in take.motion]
+    return "\n".join(lines) + "\n"
+
+
 def read(source: str | os.PathLike) -> Bvh:
     """Parse a BVH file (path) or BVH text (a string that starts with HIERARCHY)."""
     if isinstance(source, str) and source.lstrip()[:9].upper() == "HIERARCHY":

@@ -112,32 +112,15 @@ def cmd_evaluate(a):
 
 
 def _load_input(path, hands="absolute"):
-    from .data import load_pose_file
+    from .data import load_task_input
 
-    ps = load_pose_file(path, hands=hands)
-    pose = ps.to_dict()
-    for key in list(pose):  # keys absent from the input stay absent, so the solver fills them in
-        if key != "global_orient" and not ps.present[:, _key_dims(key)].all():
-            pose.pop(key)
-    return ps, pose
+    return load_task_input(path, hands)
 
 
 def _file_fps(path, ps):
-    """The take's frame rate: AMASS ``mocap_framerate`` (read by the loader) or a six-key file's ``fps`` /
-    ``mocap_framerate``; None when the file has none."""
-    if "framerate" in ps.extras:
-        return float(ps.extras["framerate"])
-    with np.load(path, allow_pickle=False) as d:
-        for key in ("fps", "mocap_framerate", "mocap_frame_rate"):
-            if key in d.files and np.asarray(d[key]).size == 1:
-                return float(np.asarray(d[key]).reshape(()))
-    return None
+    from .data import file_fps
 
-
-def _key_dims(key):
-    from .layout import KEY_SLICES
-
-    return KEY_SLICES[key]
+    return file_fps(path, ps)
 
 
 def _save(a, result: dict, ps=None):
@@ -351,6 +334,29 @@ def cmd_convert(a):
         raise ValueError(f"{failed} of {len(jobs)} takes failed to convert")
 
 
+def cmd_batch(a):
+    from . import batch
+
+    if a.engine == "ray":
+        _need("ray", "ray", "--engine ray")
+    options = {k: getattr(a, k) for k in batch.OPTIONS[a.task] if getattr(a, k, None) is not None}
+    try:
+        report = batch.run(a.task, a.input, a.output, engine=a.engine, workers=a.workers, threads=a.threads,
+                           ray_address=a.ray_address, gpus_per_take=a.gpus_per_take, shard=a.shard, **options)
+    except KeyboardInterrupt:
+        print(f"dposer batch: interrupted; finished takes are recorded in {Path(a.output) / batch.report_name(a.shard)}"
+              ": run the same command again to go on", file=sys.stderr)
+        return 130
+    s = report["summary"]
+    for rel, rec in report["takes"].items():
+        if rec["status"] == "failed":
+            print(f"{rel}: failed: {rec['error']}", file=sys.stderr)
+    print(f"dposer batch {a.task}: {s['done']} done, {s['failed']} failed, {s['skipped']} skipped (done before) of "
+          f"{s['takes']} takes, {s['frames_done']} frames in {s['seconds']:.1f} s; report: "
+          f"{Path(a.output) / batch.report_name(a.shard)}")
+    return 1 if s["failed"] else 0
+
+
 def cmd_corpus(a):
     from .corpus import build
 
@@ -452,6 +458,18 @@ def _number(lo: float, hi: float, lo_open: bool = False):
             raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {text}")
         return v
     return parse
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """argparse type: 'I/N' with 0 <= I < N."""
+    i, sep, n = text.partition("/")
+    try:
+        i, n = int(i), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
+    if not sep or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return i, n
 
 
 def _names(text: str) -> list[str]:
@@ -608,10 +626,50 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=POSITIVE, default=None)
     f.set_defaults(func=cmd_fit)
 
+    ba = sub.add_parser("batch", help="clean or complete a folder of takes (npz, AMASS npz, BVH) with a report, "
+                        "in local worker processes or on a Ray cluster")
+    bsub = ba.add_subparsers(dest="task", required=True)
+    for name, help_ in (("clean", "clean every take (as dposer clean)"),
+                        ("complete", "complete every take as a clip (as dposer complete --clip)")):
+        bt = bsub.add_parser(name, help=help_)
+        common(bt)
+        bt.add_argument("--input", required=True, help="a folder (searched recursively for .npz and .bvh) or a "
+                        "glob such as 'day1/**/*.bvh' (quote it)")
+        bt.add_argument("--output", required=True, help="output folder: mirrors the input names, plus "
+                        "batch_report.json; a re-run into it skips the takes already done")
+        bt.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: worker processes here; ray: Ray tasks (pip install 'blender-dposer[ray]')")
+        bt.add_argument("--workers", type=POSITIVE, default=None, help="local worker processes (default: one per core)")
+        bt.add_argument("--threads", type=POSITIVE, default=None,
+                        help="torch threads per take (default: cores // workers); a Ray task asks for that many CPUs")
+        bt.add_argument("--ray-address", default=None,
+                        help="Ray cluster to join (e.g. auto, or ray://head:10001); default: start a local one")
+        bt.add_argument("--gpus-per-take", type=_number(0.0, 64.0), default=None,
+                        help="GPUs a Ray task asks for (default: 1 when the cluster has GPUs, else 0)")
+        bt.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                        help="only every N-th take from the I-th (0-based), with its own report: one shard per task "
+                             "of a Slurm array (--shard $SLURM_ARRAY_TASK_ID/N)")
+        bt.add_argument("--hands", choices=["absolute", "relative"], default="absolute",
+                        help="hand convention of six-key inputs")
+        bt.add_argument("--seed", type=SEED, default=0, help="batch seed; each take's comes from it and its path")
+        bt.add_argument("--steps", type=POSITIVE, default=None, help="solver steps (default: the task's)")
+        bt.set_defaults(func=cmd_batch)
+        if name == "clean":
+            bt.add_argument("--strength", type=_number(0.0, 1.0), default=0.5,
+                            help="0 = stay on the data, 1 = prior and smoothing dominate")
+            bt.add_argument("--parts", default="body", help="what may change (default: body)")
+            bt.add_argument("--lock", type=_names, default=None, help="joints kept exactly")
+        else:
+            bt.add_argument("--missing", required=True, help="part/group/joint names, e.g. left_hand,right_hand")
+            bt.add_argument("--hypotheses", type=POSITIVE, default=1)
+            bt.add_argument("--combine", choices=["best", "mean"], default="mean")
+            bt.add_argument("--fps", type=_number(0.0, 10000.0, lo_open=True), default=None,
+                            help="frame rate (default: each take's own, else 30)")
+
     b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
-    b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
-                                    "quick", "heldout"],
+    b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed",
+                                    "batch", "all", "quick", "heldout"],
                    help="heldout (not in 'all'): body completion on the AMASS test split and converted Bandai "
                         "dataset-1 against baselines fitted to AMASS and to AMASS + Bandai dataset-2 (needs the "
                         "`dposer corpus` caches)")
@@ -637,11 +695,11 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        rc = args.func(args)
     except (DataError, CheckpointError, FileNotFoundError, ValueError, MissingExtra) as e:
         print(f"dposer {args.cmd}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -194,7 +194,9 @@ def _detect_unit(bvh: bvh_io.Bvh, idx: dict[str, int]) -> tuple[str, float]:
     return name, UNITS[name]
 
 
-def _take(bvh: bvh_io.Bvh, bone_map: dict[str, str]) -> tuple[_Take, dict]:
+def mapped_take(bvh: bvh_io.Bvh, bone_map: dict[str, str]) -> tuple[_Take, dict]:
+    """The take's mapped joints in the body's Y-up frame, metres; info: ``unit``, ``metres_per_unit``, ``up_axis``
+    and ``up_rotation`` (3, 3), the world rotation from the file's axes to the Y-up frame."""
     idx = {j: bvh.index(b) for j, b in bone_map.items()}
     glob, pos = bvh.global_transforms()
     F = bvh.num_frames
@@ -213,7 +215,8 @@ def _take(bvh: bvh_io.Bvh, bone_map: dict[str, str]) -> tuple[_Take, dict]:
     unit, scale = _detect_unit(bvh, idx)
     P = np.einsum("ij,fkj->fki", A, P) * scale
     Q = A @ Q
-    return _Take(P, Q, mapped), {"unit": unit, "metres_per_unit": scale, "up_axis": "xyz"[int(np.argmax(np.abs(up)))]}
+    return _Take(P, Q, mapped), {"unit": unit, "metres_per_unit": scale, "up_axis": "xyz"[int(np.argmax(np.abs(up)))],
+                                 "up_rotation": A}
 
 
 def _mapped_descendant(j: int, mapped: np.ndarray) -> tuple[int | None, list[int]]:
@@ -390,7 +393,7 @@ def convert_bvh(source, skeleton: str | None = None) -> dict:
 
     take_bvh = bvh_io.read(source)
     preset, bone_map = body_map(take_bvh.names, skeleton)
-    take, info = _take(take_bvh, bone_map)
+    take, info = mapped_take(take_bvh, bone_map)
     G = solve(take)
     orient, body = local_rotations(G)
     err = fit_error(G, take)

@@ -215,6 +215,27 @@ def load_pose_file(path: str | os.PathLike, hands: str = "absolute") -> PoseSet:
                     "'pose_body' or a (N, 63) / (N, 45) 'pose_samples'/'hand_pose' array")
 
 
+def load_task_input(path: str | os.PathLike, hands: str = "absolute") -> tuple[PoseSet, dict]:
+    """(PoseSet, pose dict for a task) of a pose file: the dict holds ``global_orient`` and only the keys the file
+    gives in full, so a task fills in the absent ones."""
+    ps = load_pose_file(path, hands=hands)
+    pose = {k: v for k, v in ps.to_dict().items()
+            if k == "global_orient" or ps.present[:, layout.KEY_SLICES[k]].all()}
+    return ps, pose
+
+
+def file_fps(path: str | os.PathLike, ps: PoseSet) -> float | None:
+    """A take's frame rate: AMASS ``mocap_framerate`` (read by the loader) or a six-key file's ``fps`` /
+    ``mocap_framerate``; None when the file has none."""
+    if "framerate" in ps.extras:
+        return float(ps.extras["framerate"])
+    with np.load(path, allow_pickle=False) as d:
+        for key in ("fps", "mocap_framerate", "mocap_frame_rate"):
+            if key in d.files and np.asarray(d[key]).size == 1:
+                return float(np.asarray(d[key]).reshape(()))
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The shared DPoser-X files and their fixed splits.
 
