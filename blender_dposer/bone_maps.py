@@ -1,4 +1,5 @@
-# SPDX-License-Identifier: GPL-3.0-or-later
+# SPDX-License-Identifier: MIT OR GPL-3.0-or-later
+# (dual-licensed: the MIT backend's BVH converter, dposer.convert, reads the bone-name table through this module)
 """Bone-map presets (SMPL-X joint -> rig bone name) and their auto-detection. No bpy.
 
 Presets: the official SMPL-X add-on rig (``left_eye_smplhf``), the Meshcapade SMPL-X rig (``left_eye``), Mixamo

@@ -1,4 +1,5 @@
-# SPDX-License-Identifier: GPL-3.0-or-later
+# SPDX-License-Identifier: MIT OR GPL-3.0-or-later
+# (dual-licensed: the MIT backend's BVH converter, dposer.convert, reads the bone-name table through this module)
 """SMPL-X tables and NumPy skeleton math of the add-on (no ``bpy``, no torch): joint names, parents, the rest
 offsets, forward kinematics, hand mirroring, and per-joint axis-angle <-> protocol pose dict.
 
