@@ -142,9 +142,17 @@ def cmd_clean(a):
 
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
-    cfg = _solver_cfg(a, CLEAN.with_(prior_weight=0.1 + a.strength))
+    from .cleaning import summary
+
+    cfg = _solver_cfg(a, CLEAN)
     res = clean(prior, pose, strength=a.strength, parts=a.parts, lock=a.lock or (), seed=a.seed, cfg=cfg,
                 progress=_bar(cfg.steps, "clean"))
+    repaired = res.pop("repaired")
+    print(f"clean: {summary(repaired, res['cuts'])}; jitter {float(res['jitter_deg']):.2f} deg")
+    for r in repaired:
+        print(f"  {r['kind']:8s} {r['joint']:15s} frames {r['first']}-{r['last']}")
+    for key in ("joint", "first", "last", "kind"):  # plain arrays (no pickled objects in the .npz)
+        res[f"repaired_{key}"] = np.asarray([r[key] for r in repaired])
     _save(a.output, res, ps)
 
 
@@ -368,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-count", type=int, default=3)
     c.set_defaults(func=cmd_complete)
 
-    cl = task("clean", "clean a noisy/jittery clip (all frames in one batch)")
+    cl = task("clean", "find and repair the faults of a mocap clip (spikes, pops, held limbs, limit breaks, jitter)")
     cl.add_argument("--strength", type=float, default=0.5)
     cl.add_argument("--parts", default="body", help="what may change (default: body)")
     cl.add_argument("--lock", type=lambda s: [x for x in s.split(",") if x], default=None, help="joints kept exactly")
