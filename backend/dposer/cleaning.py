@@ -33,6 +33,8 @@ from .faults import LIMBS
 # never on the Bandai Namco clips the benchmark reports.
 MAX_INTERVAL = 10  # longest pop looked for (frames)
 OUTLIER_K = 7.0  # x the joint's MAD residual scale (strength 0.5)
+OUTLIER_K90 = 2.5  # ... and this many times its 90th-percentile residual
+OUTLIER_EVERY = 60  # more outliers on one joint than one per this many frames (and than 2) are its motion
 OUTLIER_FLOOR_DEG = 9.0  # an outlier is at least this far off (strength 0.5; grows with the interval length)
 JITTER_FLOOR_DEG = 1.0  # estimated per-axis noise (median over the joints) above which the clip is smoothed
 CUT_DEG = 90.0  # summed joint jump that can be a cut ...
@@ -121,7 +123,11 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
     scales = {}
     for L in range(1, min(MAX_INTERVAL, F - 4) + 1):
         _, _, r = _interval_residuals(q, L)
-        scales[L] = 1.4826 * np.median(r.min(1), axis=0) + 1e-6  # (J,)
+        m = r.min(1)
+        # the MAD scale, and the 90th percentile for joints whose real motion is bursty (a toe is still most of
+        # the time and flexes fast at every toe-off: 10-20% of the frames, far fewer than a fault holds)
+        scales[L] = np.maximum(1.4826 * np.median(m, axis=0), OUTLIER_K90 / k * np.percentile(m, 90, axis=0)) + 1e-6
+    count = np.zeros(J, int)
     for _ in range(4 * F):
         best = np.zeros(J)
         choice = [None] * J
@@ -138,12 +144,16 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
                 choice[j] = (int(first[i[j]]), L, pred[i[j], :, j])
         if not any(c is not None for c in choice):
             break
+        count += np.array([c is not None for c in choice])
         for j, c in enumerate(choice):
             if c is not None:
                 a, L, p = c
                 q[a:a + L, j] = p
                 flags[a:a + L, j] = True
                 taken[a:a + L, j] = True
+    # a joint with many 'outliers' is one whose real motion is bursty (a toe at every step): not faults
+    often = count > max(2, F / OUTLIER_EVERY)
+    flags[:, often] = False
     return flags, q
 
 
