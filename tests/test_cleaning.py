@@ -96,4 +96,4 @@ def test_strength_is_monotonic_and_zero_changes_nothing(take):
         res = clean(prior, {"body_pose": f.body_pose}, strength=s)
         moved.append(_mm(res["body_pose"], f.body_pose).mean())
     assert moved[0] == 0.0
-    assert moved[1] < moved[2] < moved[3] and moved[3] > 1.15 * moved[1], moved
+    assert moved[1] < moved[2] < moved[3] and moved[3] > 1.1 * moved[1], moved

@@ -32,7 +32,7 @@ from .faults import LIMBS
 # Thresholds, chosen on the tuning takes (the two AMASS takes and the gestures clip, also resampled to 30 fps),
 # never on the Bandai Namco clips the benchmark reports.
 MAX_INTERVAL = 10  # longest pop looked for (frames)
-OUTLIER_K = 7.0  # x the joint's MAD residual scale (strength 0.5)
+OUTLIER_K = 4.5  # x the joint's MAD residual scale (strength 0.5)
 OUTLIER_K90 = 2.5  # ... and this many times its 90th-percentile residual
 OUTLIER_EVERY = 60  # more outliers on one joint than one per this many frames (and than 2) are its motion
 OUTLIER_FLOOR_DEG = 9.0  # an outlier is at least this far off (strength 0.5; grows with the interval length)
