@@ -128,29 +128,30 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
         # the time and flexes fast at every toe-off: 10-20% of the frames, far fewer than a fault holds)
         scales[L] = np.maximum(1.4826 * np.median(m, axis=0), OUTLIER_K90 / k * np.percentile(m, 90, axis=0)) + 1e-6
     count = np.zeros(J, int)
-    for _ in range(4 * F):
-        best = np.zeros(J)
-        choice = [None] * J
+    for _ in range(F):
+        # every interval above its threshold, strongest first; per round one interval per stretch of a joint (an
+        # accepted interval and its two context frames either side block overlapping candidates until the next
+        # round, which sees the accepted ones replaced by their predictions)
+        cands = []
         for L, scale in scales.items():
             first, pred, r = _interval_residuals(q, L)
             thr = np.maximum(np.radians(floor_deg) * (1 + 0.05 * (L - 1)), k * scale)
             score = r.min(1) / thr  # (nA, J)
             inside = first[:, None] + np.arange(L)
             score[taken[inside].any(1)] = 0
-            i = score.argmax(0)
-            s = score[i, np.arange(J)]
-            for j in np.nonzero(s > np.maximum(best, 1.0))[0]:
-                best[j] = s[j]
-                choice[j] = (int(first[i[j]]), L, pred[i[j], :, j])
-        if not any(c is not None for c in choice):
+            for i, j in zip(*np.nonzero(score > 1)):
+                cands.append((score[i, j], int(first[i]), L, int(j), pred[i, :, j]))
+        if not cands:
             break
-        count += np.array([c is not None for c in choice])
-        for j, c in enumerate(choice):
-            if c is not None:
-                a, L, p = c
-                q[a:a + L, j] = p
-                flags[a:a + L, j] = True
-                taken[a:a + L, j] = True
+        blocked = np.zeros((F, J), bool)
+        for _, a, L, j, p in sorted(cands, key=lambda c: -c[0]):
+            if blocked[max(0, a - 2):a + L + 2, j].any():
+                continue
+            blocked[max(0, a - 2):a + L + 2, j] = True
+            q[a:a + L, j] = p
+            flags[a:a + L, j] = True
+            taken[a:a + L, j] = True
+            count[j] += 1
     # a joint with many 'outliers' is one whose real motion is bursty (a toe at every step): not faults
     often = count > max(2, F / OUTLIER_EVERY)
     flags[:, often] = False
