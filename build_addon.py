@@ -3,6 +3,7 @@
 
     python build_addon.py                       # build (stdlib only: zipfile + tomllib)
     python build_addon.py --validate            # build, then validate with Blender's own extension tooling
+                                                # (needs a Python with the bpy wheel, $BLENDER_EXT or --blender)
     python build_addon.py --blender-ext PATH    # ... with that blender_ext.py
     python build_addon.py --blender BLENDER     # ... with ``BLENDER --command extension validate``
 
@@ -197,13 +198,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blender-ext", default=None, help="path to blender_ext.py (implies --validate)")
     p.add_argument("--blender", default=None, help="a Blender binary for 'extension validate' (implies --validate)")
     a = p.parse_args(argv)
+    validating = a.validate or a.blender_ext or a.blender
+    blender_ext = (a.blender_ext or find_blender_ext()) if validating and not a.blender else None
+    if validating and not a.blender and blender_ext is None:  # say so before building anything
+        print("--validate needs Blender's extension tool, which this Python does not have: run it with a Python "
+              "that has the bpy wheel (e.g. python3.11 -m venv /tmp/bpy42 && /tmp/bpy42/bin/pip install bpy==4.2.0), "
+              "set BLENDER_EXT to blender_ext.py, or pass --blender-ext/--blender", file=sys.stderr)
+        return 2
     out = build(Path(a.out))
     data = out.read_bytes()
     with zipfile.ZipFile(out) as z:
         names = z.namelist()
     print(f"{out}  {len(data)} bytes  {len(names)} files  sha256 {hashlib.sha256(data).hexdigest()}")
-    if a.validate or a.blender_ext or a.blender:
-        rc = validate(out, a.blender_ext or find_blender_ext(), a.blender)
+    if validating:
+        rc = validate(out, blender_ext, a.blender)
         if rc:
             print(f"validation failed (exit status {rc})", file=sys.stderr)
             return rc

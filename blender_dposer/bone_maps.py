@@ -39,6 +39,9 @@ class Preset:
     euler: bool = False
     # the rig's rest pose is far from the SMPL-X zero pose: jobs refuse to run until the rig is calibrated
     needs_calibration: bool = False
+    # the rest pose is close to the zero pose but not equal (bone rolls, A/T-pose details): jobs run uncalibrated
+    # with a warning that calibration improves the result
+    calibration_advised: bool = False
 
     @property
     def lacks(self) -> tuple[str, ...]:
@@ -111,6 +114,7 @@ MIXAMO = Preset(
                 "fingers straight. The armature object usually carries rot X 90 deg and scale 0.01 (cm): include the "
                 "object matrix in C.",
     extra_bones=("mixamorig:HeadTop_End", "mixamorig:LeftToe_End", "mixamorig:RightToe_End"),
+    calibration_advised=True,
 )
 
 # -- Rigify (FK controls) ------------------------------------------------------------------------------------
@@ -179,6 +183,41 @@ CMU_BVH = Preset(
     euler=True,
 )
 
+CMU_ASF_BVH = Preset(
+    id="cmu_asf_bvh",
+    label="CMU BVH (ASF-style names)",
+    bones={
+        **_side_map({
+            "pelvis": "Hips",
+            "spine1": "Chest", "spine2": "Chest2", "spine3": "Chest3", "neck": "Neck", "head": "Head",
+            "left_hip": "{s}Hip", "left_knee": "{s}Knee", "left_ankle": "{s}Ankle", "left_foot": "{s}Toe",
+            "left_collar": "{s}Collar", "left_shoulder": "{s}Shoulder", "left_elbow": "{s}Elbow",
+            "left_wrist": "{s}Wrist",
+        }, "Left", "Right"),
+    },
+    description="CMU mocap BVH converted with ASF-style joint names (LeftHip, LeftKnee, LeftCollar, LeftShoulder = "
+                "the upper arm, LeftElbow, LeftWrist); Euler rotation modes; no fingers.",
+    warnings=("This CMU BVH has no fingers: 'Complete hands' fills them in, but there are no bones to write to.",),
+    extra_bones=("LeftFingerBase", "RightFingerBase", "Neck1"),
+    euler=True,
+    calibration_advised=True,
+)
+
+ASF_BVH = Preset(
+    id="asf_bvh",
+    label="ASF-style BVH (LeftHip / LeftCollar)",
+    bones=_side_map({
+        "pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head",
+        "left_hip": "{s}Hip", "left_knee": "{s}Knee", "left_ankle": "{s}Ankle", "left_foot": "{s}Toe",
+        "left_collar": "{s}Collar", "left_shoulder": "{s}Shoulder", "left_elbow": "{s}Elbow", "left_wrist": "{s}Wrist",
+    }, "Left", "Right"),
+    description="BVH skeletons named after the ASF/AMC joints (e.g. the m21 / Xia style takes): LeftHip, LeftKnee, "
+                "LeftAnkle, LeftCollar, and LeftShoulder = the upper arm (in CMU / Mixamo naming 'LeftShoulder' "
+                "is the collar: the preset with more matching names wins).",
+    extra_bones=("LHipJoint", "RHipJoint"),
+    euler=True,
+)
+
 BANDAI_BVH = Preset(
     id="bandai_bvh",
     label="Bandai Namco BVH",
@@ -219,7 +258,7 @@ SMPL_FBX = Preset(
 )
 
 PRESETS: dict[str, Preset] = {p.id: p for p in (SMPLX_OFFICIAL, SMPLX_MESHCAPADE, MIXAMO, RIGIFY, CMU_BVH,
-                                                BANDAI_BVH, SMPL_FBX)}
+                                                CMU_ASF_BVH, ASF_BVH, BANDAI_BVH, SMPL_FBX)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -267,6 +306,27 @@ def resolve(bones: Mapping[str, str], rig_bones: Iterable[str]) -> dict[str, str
     return out
 
 
+# Limb chains, proximal to distal: each bone's parent in the rig must be the bone of the joint before it.
+LIMB_CHAINS = tuple((f"{s}_collar", f"{s}_shoulder", f"{s}_elbow", f"{s}_wrist") for s in ("left", "right")) + \
+    tuple((f"{s}_hip", f"{s}_knee", f"{s}_ankle", f"{s}_foot") for s in ("left", "right"))
+
+
+def fix_limb_chains(bone_map: Mapping[str, str], parents: Mapping[str, str | None]) -> dict[str, str]:
+    """Correct a name-based map with the rig's hierarchy: when a limb joint has no bone but the joint above it got
+    the direct parent of the joint below it, the names put that bone one level too high. E.g. an arm whose
+    'LeftShoulder' bone is the direct parent of the elbow bone is the upper arm, not the collar (CMU BVH with
+    ASF-style names: LeftCollar / LeftShoulder / LeftElbow), whatever the preset's names say. The bone moves down
+    to the joint it drives; the joint it leaves has no bone (a partial map, which the Detection reports). Bones
+    are never guessed for joints the names did not map."""
+    out = dict(bone_map)
+    for chain in LIMB_CHAINS:
+        for i in range(len(chain) - 1, 1, -1):
+            below, joint, above = chain[i], chain[i - 1], chain[i - 2]
+            if below in out and joint not in out and above in out and parents.get(out[below]) == out[above]:
+                out[joint] = out.pop(above)
+    return out
+
+
 @dataclass(frozen=True)
 class Detection:
     preset: Preset
@@ -280,14 +340,35 @@ class Detection:
         """Modelled SMPL-X joints without a bone on this rig (the preset lacks them or the rig misses them)."""
         return undriven_joints(self.bone_map)
 
+    @property
+    def missing_joints(self) -> tuple[str, ...]:
+        """Joints the preset maps but this rig has no bone for: the map is partial, these are not driven."""
+        return tuple(j for j in JOINT_NAMES if j in self.preset.bones and j not in self.bone_map)
 
-def rank_presets(rig_bones: Iterable[str], presets: Iterable[Preset] | None = None) -> list[Detection]:
-    """Every preset scored against a rig's bone names, best first (most bones found, then coverage)."""
+    def warnings(self, calibrated: bool) -> list[str]:
+        """What the artist must know before a job runs on this rig: a partial map (and which joints it misses),
+        and a rig used uncalibrated where calibration matters."""
+        out = []
+        if self.missing_joints:
+            out.append(f"partial bone map ({self.preset.label}): no bone for "
+                       f"{summarize_joints(self.missing_joints)}; those joints are not read or written")
+        if not calibrated and self.preset.calibration_advised:
+            out.append(f"{self.preset.label} rig used uncalibrated: its rest pose is taken as the SMPL-X zero pose; "
+                       "pose it in a T-pose (palms down, flat hands) and click Calibrate Rest for exact results")
+        return out
+
+
+def rank_presets(rig_bones: Iterable[str], presets: Iterable[Preset] | None = None,
+                 parents: Mapping[str, str | None] | None = None) -> list[Detection]:
+    """Every preset scored against a rig's bone names, best first (most bones found, then coverage). With the rig's
+    ``parents`` ({bone: parent bone or None}), each map's limbs are corrected by :func:`fix_limb_chains`."""
     rig_bones = list(rig_bones)
     norm_rig = {normalize_name(b) for b in rig_bones}
     out = []
     for p in (PRESETS.values() if presets is None else presets):
         bone_map = resolve(p.bones, rig_bones)
+        if parents is not None:
+            bone_map = fix_limb_chains(bone_map, parents)
         missing = tuple(b for j, b in p.bones.items() if j not in bone_map)
         extra = sum(normalize_name(b) in norm_rig for b in p.extra_bones)
         det = Detection(p, bone_map, len(bone_map), len(bone_map) / len(p.bones), missing)
@@ -296,13 +377,14 @@ def rank_presets(rig_bones: Iterable[str], presets: Iterable[Preset] | None = No
     return [t[3] for t in out]
 
 
-def detect_preset(rig_bones: Iterable[str], min_matched: int = 5, min_coverage: float = 0.3) -> Detection | None:
+def detect_preset(rig_bones: Iterable[str], min_matched: int = 5, min_coverage: float = 0.3,
+                  parents: Mapping[str, str | None] | None = None) -> Detection | None:
     """Best preset for a rig from its bone names, or None when nothing matches well enough.
 
     Scoring: the number of preset bones found (case-insensitive, prefixes stripped), then the coverage (fraction of
     the preset found), then how many of the preset's typical unmapped bones are present (e.g. 'root', 'LHipJoint').
     """
-    ranked = rank_presets(rig_bones)
+    ranked = rank_presets(rig_bones, parents=parents)
     if not ranked:
         return None
     best = ranked[0]
@@ -312,13 +394,13 @@ def detect_preset(rig_bones: Iterable[str], min_matched: int = 5, min_coverage: 
 
 
 def detection_for(preset_id: str, rig_bones: Iterable[str], min_matched: int = 5,
-                  min_coverage: float = 0.3) -> Detection:
+                  min_coverage: float = 0.3, parents: Mapping[str, str | None] | None = None) -> Detection:
     """The :class:`Detection` of one named preset on a rig (a preset the user chose instead of auto-detection).
     Raises ValueError for an unknown preset id, or a preset the rig matches less than :func:`detect_preset` needs."""
     if preset_id not in PRESETS:
         raise ValueError(f"unknown bone-map preset {preset_id!r}; known: {', '.join(PRESETS)}")
     preset = PRESETS[preset_id]
-    det = rank_presets(rig_bones, [preset])[0]
+    det = rank_presets(rig_bones, [preset], parents)[0]
     if det.matched < min(min_matched, len(preset.bones)) or det.coverage < min_coverage:
         raise ValueError(f"the rig has only {det.matched} of the {len(preset.bones)} bones of the preset "
                          f"'{preset.label}'")

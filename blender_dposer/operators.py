@@ -16,11 +16,12 @@ import traceback
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from mathutils import Vector
 
 from . import bone_maps
 from . import keyframes as kf
+from . import params as P
 from . import preview
 from . import rig_profile as rp
 from . import rig_math as rm
@@ -31,6 +32,13 @@ from .preferences import error_summary, get_backend, status_text
 MAX_FRAMES = 1000  # poses per `complete` request (docs/protocol.md 5)
 MAX_CLEAN_FRAMES = 20000  # frames per `clean` clip
 REPAIRED_KEY_TYPE = "EXTREME"  # keyframe type Clean gives the keys it repaired (its own colour in the Dope Sheet)
+
+
+def _check(param: P.Param, value) -> None:
+    try:
+        param.check(value)
+    except ValueError as e:
+        raise JobError(str(e)) from None
 
 
 def active_armature(context):
@@ -62,6 +70,7 @@ class PoseJob:
         self.rig = rig
         self.bone_map = det.bone_map
         self.retarget = retarget_for(obj, rig, det)
+        self.warnings = det.warnings(calibrated=rp.load_calibration(obj) is not None)  # reported with the result
         scene = context.scene
         if frame_start is None:
             self.frames = np.array([scene.frame_current], dtype=np.float64)
@@ -137,6 +146,7 @@ class CompleteJob(PoseJob):
 
     op = "complete"
     verb = "completed"
+    max_frames = MAX_CLEAN_FRAMES  # a range is solved as a clip (the server's clip limit)
 
     def __init__(self, context, parts: str, frame_start: int | None, frame_end: int | None, hypotheses: int,
                  seed: int, with_preview: bool = False):
@@ -161,22 +171,28 @@ class CompleteJob(PoseJob):
         undriven = bone_maps.undriven_joints(self.bone_map)
         missing = list(dict.fromkeys(names + [j for j in undriven]))
         self.args = {"pose": pose, "missing": missing, "hypotheses": int(hypotheses), "seed": int(seed)}
+        if len(self.frames) > 1:  # a range is a take: solve it as one motion (smooth, coherent hypotheses)
+            render = context.scene.render
+            self.args.update(clip=True, fps=float(render.fps) / float(render.fps_base or 1.0))
         self._seed_previous(obj)
 
     def keys_from_result(self, result: dict):
-        """Rank-1 keys; with ``preview``, the keys of every hypothesis (best first) and their scores."""
+        """The best estimate's keys (the mean of the hypotheses); with ``preview``, those first, then the keys of
+        every hypothesis (best first, each one coherent motion over the range), and their scores (the best
+        estimate gets the lowest score of the hypotheses)."""
         if not self.preview:
             return super().keys_from_result(result)
-        hyps = rm.joints_from_pose_dict({k: result[k] for k in rm.KEY_JOINTS if k in result})[None]
+        best = rm.joints_from_pose_dict({k: result[k] for k in rm.KEY_JOINTS if k in result})
         stacks = {k: np.asarray(result[f"{k}_hypotheses"]) for k in rm.KEY_JOINTS if f"{k}_hypotheses" in result}
+        hyps = [best]
         if stacks:
             count = min(len(v) for v in stacks.values())
-            hyps = np.stack([rm.joints_from_pose_dict({**{k: v[i] for k, v in stacks.items()},
-                                                       "global_orient": result.get("global_orient",
-                                                                                   np.zeros((len(self.frames), 3)))})
-                             for i in range(count)])
+            orient = result.get("global_orient", np.zeros((len(self.frames), 3)))
+            hyps += [rm.joints_from_pose_dict({**{k: v[i] for k, v in stacks.items()}, "global_orient": orient})
+                     for i in range(count)]
         keys = [self._keys_for(aa) for aa in hyps]
-        scores = np.asarray(result.get("scores", np.zeros((len(keys), len(self.frames)))), dtype=np.float64)
+        scores = np.asarray(result.get("scores", np.zeros((len(keys) - 1, len(self.frames)))), dtype=np.float64)
+        scores = np.concatenate([scores.min(0, keepdims=True), scores]) if scores.size else np.zeros((len(keys), len(self.frames)))
         return keys, scores
 
     def apply(self, context, keys) -> int:
@@ -184,13 +200,13 @@ class CompleteJob(PoseJob):
             return super().apply(context, keys)
         hypotheses, scores = keys
         self.n_hypotheses = len(hypotheses)
-        return preview.start(self._armature(), hypotheses, scores, context.scene.frame_current)
+        return preview.start(self._armature(), hypotheses, scores, context.scene.frame_current, mean_first=True)
 
     def summary(self, n_keys: int) -> str:
         text = super().summary(n_keys)
         if self.preview:
-            text += (f"; previewing hypothesis 1/{self.n_hypotheses}: Next/Previous to compare, then Accept or "
-                     "Cancel")
+            text += (f"; previewing the best estimate (mean of {self.n_hypotheses - 1} hypotheses): Next/Previous "
+                     "to compare the hypotheses, then Accept or Cancel")
         return text
 
 
@@ -225,8 +241,7 @@ class RefineJob(_KeepUnwrittenJob):
 
     def __init__(self, context, strength: float, frame_start: int | None, frame_end: int | None, seed: int):
         obj = self._setup(context, frame_start, frame_end)
-        if not 0.0 < float(strength) <= 1.0:
-            raise JobError(f"strength must be in (0, 1], got {strength:g}")
+        _check(P.REFINE_STRENGTH, strength)
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         sent = _keyed_joints([k for k in _POSE_KEYS if k in pose])
         self.fill = [(j, self.bone_map[j]) for j in rm.JOINT_NAMES if j in sent and j in self.bone_map]
@@ -299,8 +314,7 @@ class CleanJob(_KeepUnwrittenJob):
             raise JobError(f"frame_end ({frame_end}) is before frame_start ({frame_start})")
         if frame_end - frame_start + 1 < 3:
             raise JobError(f"Clean needs at least 3 frames, got {frame_start}-{frame_end}")
-        if not 0.0 <= float(strength) <= 1.0:
-            raise JobError(f"strength must be in [0, 1], got {strength:g}")
+        _check(P.CLEAN_STRENGTH, strength)
         try:
             part_joints = bone_maps.names_to_joints(parts)
         except ValueError as e:
@@ -364,10 +378,8 @@ class VaryJob(_KeepUnwrittenJob):
 
     def __init__(self, context, count: int, strength: float, lock: str, lock_selected: bool, seed: int,
                  mode: str = "RIGS", spacing: float = 0.0):
-        if not 1 <= int(count) <= 1000:
-            raise JobError(f"count must be in 1-1000, got {count}")
-        if not 0.0 <= float(strength) <= 1.0:
-            raise JobError(f"strength must be in [0, 1], got {strength:g}")
+        _check(P.VARY_COUNT, count)
+        _check(P.VARY_STRENGTH, strength)
         if mode not in ("RIGS", "ACTIONS"):
             raise JobError(f"mode must be 'RIGS' or 'ACTIONS', got {mode!r}")
         obj = self._setup(context, None, None)
@@ -562,15 +574,24 @@ class _JobOperator(_ArmaturePoll):
     """execute() (synchronous) and invoke()/modal() (timer, progress, Esc) around a :class:`PoseJob` built by
     ``_job_from_props``; one undo step, and the scene is unchanged on any error or a cancel."""
 
+    _params: dict = {}  # property name -> params.Param, checked before any work (out of range: refused)
     _job = None
     _rid = None
     _timer = None
     _backend = None
     _cancel_requested = False
 
+    def _checked_job(self, context) -> PoseJob:
+        """The job, after refusing any property out of its declared range (a script's values are not clamped)."""
+        for name, param in self._params.items():
+            _check(param, getattr(self, name))
+        return self._job_from_props(context)
+
     def _finish(self, context, job: PoseJob, result: dict) -> set:
         keys = job.keys_from_result(result)  # all new key data first ...
         n = job.apply(context, keys)  # ... then one write
+        for warning in getattr(job, "warnings", ()):
+            self.report({"WARNING"}, f"DPoser: {warning}")
         self.report({"INFO"}, job.summary(n))
         return {"FINISHED"}
 
@@ -578,7 +599,7 @@ class _JobOperator(_ArmaturePoll):
     def execute(self, context):
         wm = context.window_manager
         try:
-            job = self._job_from_props(context)
+            job = self._checked_job(context)
             backend = get_backend(context)
             backend.wait_ready()
             last_request.clear()
@@ -599,7 +620,7 @@ class _JobOperator(_ArmaturePoll):
             _Running.op._cancel_requested = True
             return {"CANCELLED"}
         try:
-            job = self._job_from_props(context)
+            job = self._checked_job(context)
             backend = get_backend(context)
             rid = backend.submit(job.op, job.args)
         except Exception as e:  # noqa: BLE001
@@ -656,13 +677,10 @@ class DPOSER_OT_complete(_JobOperator, bpy.types.Operator):
     frame_start: IntProperty(name="Start", description="First frame (unset: the current frame only)",
                              options={"SKIP_SAVE"})
     frame_end: IntProperty(name="End", description="Last frame (unset: frame_start)", options={"SKIP_SAVE"})
-    hypotheses: IntProperty(name="Hypotheses", default=1, min=1, max=32,
-                            description="Solutions tried per frame; the most plausible is kept (or shown first, "
-                                        "with Preview)")
-    seed: IntProperty(name="Seed", default=0, min=0)
-    preview: BoolProperty(name="Preview", default=False,
-                          description="With more than one hypothesis: show the best one and keep the others to "
-                                      "cycle through (Next/Previous), then Accept or Cancel (original keys back)")
+    hypotheses: P.bpy_prop(P.HYPOTHESES, "Hypotheses")
+    seed: P.bpy_prop(P.SEED, "Seed")
+    preview: P.bpy_prop(P.COMPLETE_PREVIEW, "Preview")
+    _params = {"hypotheses": P.HYPOTHESES, "seed": P.SEED}
 
     def _job_from_props(self, context) -> CompleteJob:
         start, end = _frame_args(self)
@@ -677,12 +695,12 @@ class DPOSER_OT_refine(_JobOperator, bpy.types.Operator):
     bl_label = "Refine Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
-                            description="How far the pose may move towards the prior (0 = unchanged)")
+    strength: P.bpy_prop(P.REFINE_STRENGTH, "Strength")
     frame_start: IntProperty(name="Start", description="First frame (unset: the current frame only)",
                              options={"SKIP_SAVE"})
     frame_end: IntProperty(name="End", description="Last frame (unset: frame_start)", options={"SKIP_SAVE"})
-    seed: IntProperty(name="Seed", default=0, min=0)
+    seed: P.bpy_prop(P.SEED, "Seed")
+    _params = {"strength": P.REFINE_STRENGTH, "seed": P.SEED}
 
     def _job_from_props(self, context) -> RefineJob:
         start, end = _frame_args(self)
@@ -697,7 +715,8 @@ class DPOSER_OT_random_pose(_JobOperator, bpy.types.Operator):
     bl_label = "Random Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    seed: IntProperty(name="Seed", default=0, min=0)
+    seed: P.bpy_prop(P.SEED, "Seed")
+    _params = {"seed": P.SEED}
 
     def _job_from_props(self, context) -> RandomPoseJob:
         return RandomPoseJob(context, self.seed)
@@ -721,9 +740,7 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
                              options={"SKIP_SAVE"})
     frame_end: IntProperty(name="End", description="Last frame (unset: the end of the armature's action)",
                            options={"SKIP_SAVE"})
-    strength: FloatProperty(name="Strength", default=0.5, min=0.0, max=1.0,
-                            description="0 = change nothing; higher finds more faults, smooths jitter more and leans "
-                                        "more on the prior")
+    strength: P.bpy_prop(P.CLEAN_STRENGTH, "Strength")
     tag_repaired: BoolProperty(name="Tag repaired keys", default=True,
                                description="Give the repaired keys the keyframe type 'Extreme' so they stand out in "
                                            "the Dope Sheet and Graph Editor")
@@ -732,7 +749,8 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
                                       "left_arm, spine, ...)")
     lock: StringProperty(name="Lock", default="", description=_LOCK_DESCRIPTION)
     lock_selected: BoolProperty(name="Lock selected bones", default=True, description=_LOCK_SELECTED_DESCRIPTION)
-    seed: IntProperty(name="Seed", default=0, min=0)
+    seed: P.bpy_prop(P.SEED, "Seed")
+    _params = {"strength": P.CLEAN_STRENGTH, "seed": P.SEED}
 
     def _job_from_props(self, context) -> CleanJob:
         scene = context.scene
@@ -754,18 +772,18 @@ class DPOSER_OT_vary(_JobOperator, bpy.types.Operator):
     bl_label = "Variations"
     bl_options = {"REGISTER", "UNDO"}
 
-    count: IntProperty(name="Count", default=8, min=1, max=1000)
-    strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
-                            description="0 = identical, 1 = unrelated poses")
+    count: P.bpy_prop(P.VARY_COUNT, "Count")
+    strength: P.bpy_prop(P.VARY_STRENGTH, "Strength")
     mode: EnumProperty(name="As", default="RIGS",
                        items=[("RIGS", "Armatures", "Copies of the armature (and its child meshes) in a grid, each "
                                "keyed with its variation on the current frame"),
                               ("ACTIONS", "Actions", "New actions on this armature (copies of its action with the "
                                "variation keyed on the current frame); the armature keeps its own action")])
-    spacing: FloatProperty(name="Spacing", default=0.0, min=0.0, description="Grid spacing (0 = from the rig's size)")
+    spacing: P.bpy_prop(P.VARY_SPACING, "Spacing")
     lock: StringProperty(name="Lock", default="", description=_LOCK_DESCRIPTION)
     lock_selected: BoolProperty(name="Lock selected bones", default=True, description=_LOCK_SELECTED_DESCRIPTION)
-    seed: IntProperty(name="Seed", default=0, min=0)
+    seed: P.bpy_prop(P.SEED, "Seed")
+    _params = {"count": P.VARY_COUNT, "strength": P.VARY_STRENGTH, "spacing": P.VARY_SPACING, "seed": P.SEED}
 
     def _job_from_props(self, context) -> VaryJob:
         return VaryJob(context, self.count, self.strength, self.lock, self.lock_selected, self.seed, self.mode,
@@ -875,12 +893,12 @@ class DPOSER_OT_calibrate_rest(_ArmaturePoll, bpy.types.Operator):
             obj = active_armature(context)
             rig = rig_from_object(obj)
             if self.preset == "AUTO":
-                det = bone_maps.detect_preset(rig.names)
+                det = bone_maps.detect_preset(rig.names, parents=rp.bone_parents(obj))
                 if det is None:
                     raise JobError(f"Unknown rig '{obj.name}': no bone-map preset matches its bone names; choose one")
             else:
                 try:
-                    det = bone_maps.detection_for(self.preset, rig.names)
+                    det = bone_maps.detection_for(self.preset, rig.names, parents=rp.bone_parents(obj))
                 except ValueError as e:
                     raise JobError(str(e)) from None
             C = rm.armature_up_axes(np.array(obj.matrix_world))

@@ -4,8 +4,9 @@ complete (with the hypothesis preview), refine, random pose, clean, variations; 
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
 
+from . import params as P
 from . import preview
 from .preferences import prefs, status_text
 from .rig_profile import PRESET_ITEMS, profile_text
@@ -18,23 +19,19 @@ class DPoserSettings(bpy.types.PropertyGroup):
                           description="Comma-separated parts, groups or SMPL-X joints to fill in")
     use_range: BoolProperty(name="Scene frame range", default=False,
                             description="Complete every frame of the scene's range instead of the current frame")
-    hypotheses: IntProperty(name="Hypotheses", default=1, min=1, max=32)
-    seed: IntProperty(name="Seed", default=0, min=0)
-    refine_strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
-                                   description="How far Refine may move the pose towards the prior")
-    preview: BoolProperty(name="Preview hypotheses", default=True,
-                          description="With more than one hypothesis, cycle through them before accepting one")
+    hypotheses: P.bpy_prop(P.HYPOTHESES, "Hypotheses", hard=True)
+    seed: P.bpy_prop(P.SEED, "Seed", hard=True)
+    refine_strength: P.bpy_prop(P.REFINE_STRENGTH, "Strength", hard=True)
+    preview: P.bpy_prop(P.COMPLETE_PREVIEW, "Preview hypotheses")
     preset: EnumProperty(name="Bone map", items=PRESET_ITEMS, description="Bone-map preset used by Calibrate Rest")
-    clean_strength: FloatProperty(name="Strength", default=0.5, min=0.0, max=1.0,
-                                  description="0 = stay on the keys, 1 = the prior and smoothing dominate")
+    clean_strength: P.bpy_prop(P.CLEAN_STRENGTH, "Strength", hard=True)
     clean_parts: StringProperty(name="Parts", default="body", description="Parts that Clean may change")
     lock: StringProperty(name="Lock", default="",
                          description="Bones or SMPL-X parts/joints that Clean and Variations keep exactly")
     lock_selected: BoolProperty(name="Lock selected bones", default=True,
                                 description="In Pose Mode, Clean and Variations keep the selected bones exactly")
-    vary_count: IntProperty(name="Count", default=8, min=1, max=1000)
-    vary_strength: FloatProperty(name="Strength", default=0.3, min=0.0, max=1.0,
-                                 description="0 = identical, 1 = unrelated poses")
+    vary_count: P.bpy_prop(P.VARY_COUNT, "Count", hard=True)
+    vary_strength: P.bpy_prop(P.VARY_STRENGTH, "Strength", hard=True)
     vary_mode: EnumProperty(name="As", items=[("RIGS", "Armatures", "A crowd of copies in a grid"),
                                                ("ACTIONS", "Actions", "New actions on this armature")],
                             default="RIGS")

@@ -37,9 +37,10 @@ def load(obj) -> dict:
     return json.loads(str(obj[PREVIEW_PROP]))
 
 
-def start(obj, hypotheses: list[list[kf.BoneKeys]], scores, frame: float) -> int:
+def start(obj, hypotheses: list[list[kf.BoneKeys]], scores, frame: float, mean_first: bool = False) -> int:
     """Back up the action, write hypothesis 0, store the preview; returns the keys written. On an error the backup
-    is removed again (the caller leaves the keys as they were: nothing is written before the backup exists)."""
+    is removed again (the caller leaves the keys as they were: nothing is written before the backup exists).
+    ``mean_first``: entry 0 is the best estimate (the mean of the others), labelled so in the panel."""
     bones = [k.bone for k in hypotheses[0]]
     ad = obj.animation_data
     action = ad.action if ad is not None else None
@@ -54,6 +55,7 @@ def start(obj, hypotheses: list[list[kf.BoneKeys]], scores, frame: float) -> int
         "bones": bones,
         "current": kf.rotation_values_now(obj, bones),
         "index": 0,
+        "mean_first": bool(mean_first),
         "frame": float(frame),
         "scores": np.asarray(scores, dtype=np.float64).tolist(),
         "hypotheses": [[{"bone": k.bone, "mode": k.mode, "frames": np.asarray(k.frames).tolist(),
@@ -130,12 +132,17 @@ def cancel(obj) -> None:
 
 
 def status(obj) -> str | None:
-    """Panel line: 'Hypothesis 2/8 (score 0.0123)', or None without a preview."""
+    """Panel line: 'Hypothesis 2/8 (score 0.0123)' or, for a best-estimate entry, 'Best estimate: mean of 8
+    hypotheses'; None without a preview."""
     if not has_preview(obj):
         return None
     state = load(obj)
     i, count = state["index"], len(state["hypotheses"])
-    scores = np.asarray(state["scores"])
+    if state.get("mean_first"):
+        if i == 0:
+            return f"Best estimate: mean of {count - 1} hypotheses"
+        i, count = i - 1, count - 1
+    scores = np.asarray(state["scores"])[1:] if state.get("mean_first") else np.asarray(state["scores"])
     score = f" (score {scores[i].mean():.4g})" if scores.ndim >= 1 and len(scores) > i else ""
     return f"Hypothesis {i + 1}/{count}{score}"
 

@@ -38,17 +38,24 @@ def rig_from_object(obj) -> rm.Rig:
     return rm.Rig(names, parents, rest)
 
 
+def bone_parents(obj) -> dict[str, str | None]:
+    """{bone name: parent bone name or None} of an armature object."""
+    return {b.name: (b.parent.name if b.parent else None) for b in obj.data.bones}
+
+
 def detect_bone_map(obj, names=None):
     """The bone-map Detection of an armature: its stored preset when the user chose one, else the auto-detected
-    one; JobError when no preset matches its bone names. Needs only the bone names (cheap enough for the panel)."""
+    one; JobError when no preset matches its bone names. Needs only the bone names and parents (cheap enough for
+    the panel); the hierarchy corrects limbs the names alone would map a level off (bone_maps.fix_limb_chains)."""
     names = [b.name for b in obj.data.bones] if names is None else list(names)
+    parents = bone_parents(obj)
     chosen = obj.get(PRESET_PROP)
     if chosen:
         try:
-            return bone_maps.detection_for(str(chosen), names)
+            return bone_maps.detection_for(str(chosen), names, parents=parents)
         except ValueError as e:
             raise JobError(f"'{obj.name}': {e} (choose another preset in Calibrate Rest)") from None
-    det = bone_maps.detect_preset(names)
+    det = bone_maps.detect_preset(names, parents=parents)
     if det is None:
         sample = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise JobError(f"Unknown rig '{obj.name}': its bone names ({sample}) match no DPoser bone map (SMPL-X, "
@@ -97,7 +104,8 @@ def profile_text(obj) -> tuple[str, str]:
     except JobError:
         return "Rig: unknown bone names", "Not usable: rename bones or choose a preset"
     how = "chosen" if obj.get(PRESET_PROP) else "detected"
-    line1 = f"Rig: {det.preset.label} ({how}, {len(det.bone_map)} bones)"
+    line1 = f"Rig: {det.preset.label} ({how}, {len(det.bone_map)} bones"
+    line1 += f"; partial: no {bone_maps.summarize_joints(det.missing_joints)})" if det.missing_joints else ")"
     try:
         cal = load_calibration(obj)
     except JobError:

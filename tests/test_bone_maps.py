@@ -231,3 +231,66 @@ def test_bandai_bvh_names_from_the_real_file(bandai_bvh):
             ancestors.append(b)
             b = parent[b]
         assert det.bone_map[rm.JOINT_NAMES[a]] in ancestors, (joint, bone)
+
+
+# ---- CMU BVH with ASF-style names; partial maps; uncalibrated rigs (issue 15, item 6)
+
+# A CMU take converted with ASF-style names: LeftCollar is the clavicle, LeftShoulder the upper arm.
+ASF_PARENTS = {"Hips": None, "LeftHip": "Hips", "LeftKnee": "LeftHip", "LeftAnkle": "LeftKnee", "LeftToe": "LeftAnkle",
+               "RightHip": "Hips", "RightKnee": "RightHip", "RightAnkle": "RightKnee", "RightToe": "RightAnkle",
+               "Chest": "Hips", "Chest2": "Chest", "Chest3": "Chest2", "Neck": "Chest3", "Head": "Neck",
+               "LeftCollar": "Chest3", "LeftShoulder": "LeftCollar", "LeftElbow": "LeftShoulder",
+               "LeftWrist": "LeftElbow", "RightCollar": "Chest3", "RightShoulder": "RightCollar",
+               "RightElbow": "RightShoulder", "RightWrist": "RightElbow"}
+
+
+def test_cmu_asf_names_map_the_upper_arm_and_legs():
+    det = bm.detect_preset(list(ASF_PARENTS), parents=ASF_PARENTS)
+    assert det.preset.id == "cmu_asf_bvh"
+    m = det.bone_map
+    assert (m["left_collar"], m["left_shoulder"], m["left_elbow"], m["left_wrist"]) == \
+        ("LeftCollar", "LeftShoulder", "LeftElbow", "LeftWrist")
+    assert (m["right_hip"], m["right_knee"], m["right_ankle"]) == ("RightHip", "RightKnee", "RightAnkle")
+    assert det.missing_joints == () and not det.warnings(calibrated=True)
+
+
+def test_cgspeed_names_still_map_collar_and_upper_arm():
+    parents = {"Hips": None, "LowerBack": "Hips", "Spine": "LowerBack", "Spine1": "Spine",
+               "LeftShoulder": "Spine1", "LeftArm": "LeftShoulder", "LeftForeArm": "LeftArm", "LeftHand": "LeftForeArm",
+               "LHipJoint": "Hips", "LeftUpLeg": "LHipJoint", "LeftLeg": "LeftUpLeg", "LeftFoot": "LeftLeg"}
+    det = bm.detect_preset(list(parents), parents=parents)
+    assert det.preset.id == "cmu_bvh"
+    assert (det.bone_map["left_collar"], det.bone_map["left_shoulder"]) == ("LeftShoulder", "LeftArm")
+
+
+def test_hierarchy_moves_an_upper_arm_named_shoulder_off_the_collar():
+    """Names alone would make 'LeftShoulder' the collar (cgspeed); the hierarchy shows it is the elbow's parent,
+    i.e. the upper arm. The collar then has no bone and the detection says so."""
+    parents = {"Hips": None, "LowerBack": "Hips", "Spine": "LowerBack", "Spine1": "Spine", "Neck": "Spine1",
+               "Head": "Neck", "LeftShoulder": "Spine1", "LeftForeArm": "LeftShoulder", "LeftHand": "LeftForeArm",
+               "LeftUpLeg": "Hips", "LeftLeg": "LeftUpLeg", "LeftFoot": "LeftLeg"}
+    names = list(parents)
+    assert bm.detection_for("cmu_bvh", names).bone_map["left_collar"] == "LeftShoulder"  # names only: wrong
+    det = bm.detection_for("cmu_bvh", names, parents=parents)
+    assert det.bone_map["left_shoulder"] == "LeftShoulder" and "left_collar" not in det.bone_map
+    assert "left_collar" in det.missing_joints
+    text = " ".join(det.warnings(calibrated=True))
+    assert "partial bone map" in text and "left_collar" in text
+
+
+def test_partial_map_lists_missing_joints():
+    names = [n for n in ASF_PARENTS if n not in ("Chest2", "LeftToe", "RightToe")]
+    det = bm.detect_preset(names, parents={n: ASF_PARENTS[n] for n in names})
+    assert det.preset.id == "cmu_asf_bvh"
+    assert set(det.missing_joints) == {"spine2", "left_foot", "right_foot"}
+    assert "spine2" in det.warnings(calibrated=True)[0]
+
+
+def test_mixamo_uncalibrated_warns():
+    names = [b for b in bm.MIXAMO.bones.values()]
+    det = bm.detect_preset(names)
+    assert det.preset.id == "mixamo"
+    assert any("uncalibrated" in w and "Calibrate Rest" in w for w in det.warnings(calibrated=False))
+    assert not det.warnings(calibrated=True)
+    smplx = bm.detect_preset(list(bm.SMPLX_OFFICIAL.bones.values()))
+    assert not smplx.warnings(calibrated=False)  # an SMPL-X rig's rest pose is the zero pose

@@ -288,11 +288,17 @@ def test_server_complete_with_official_wholebody():
     requests = [{"id": "c1", "op": "complete", "args": {"pose": pose, "missing": ["right_hand"], "seed": 0}},
                 {"id": "v", "op": "version"}]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", "dposer.server", "--threads", "1", "--checkpoint", ckpt("wholebody")],
-                          input="".join(json.dumps(r) + "\n" for r in requests).encode(), capture_output=True,
-                          env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    replies = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    proc = subprocess.Popen([sys.executable, "-m", "dposer.server", "--threads", "1", "--checkpoint", ckpt("wholebody")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc.stdin.write("".join(json.dumps(r) + "\n" for r in requests).encode())
+    proc.stdin.flush()
+    replies = []
+    while not any(r.get("id") == "c1" and r["type"] in ("result", "error") for r in replies):
+        line = proc.stdout.readline()  # stdin stays open until the answer is in: EOF would cancel the work
+        assert line, "server exited early"
+        replies.append(json.loads(line))
+    proc.stdin.close()
+    assert proc.wait(60) == 0
     assert replies[0]["type"] == "ready"
     final = {r["id"]: r for r in replies if r["type"] in ("result", "error")}
     assert final["v"]["type"] == "result"

@@ -52,7 +52,7 @@ def test_body_completion_beats_trivial_baselines(prior, cases, name):
 def test_completion_fills_absent_keys_and_ranks_hypotheses(prior, cases):
     case = cases["pinky_ring_given_hand"]
     pose = {"right_hand_pose": case.pose["right_hand_pose"][:6]}
-    res = complete(prior, pose, "right_pinky,right_ring", hypotheses=3, seed=1)
+    res = complete(prior, pose, "right_pinky,right_ring", hypotheses=3, seed=1, combine="best")
     assert res["right_hand_pose_hypotheses"].shape == (3, 6, 45)
     assert res["body_pose"].shape == (6, 63) and np.abs(res["body_pose"]).sum() > 0  # absent body filled in
     keep = np.setdiff1d(np.arange(45), layout.names_to_dims("right_pinky,right_ring") - 108)

@@ -48,6 +48,27 @@ def cache_dir() -> Path:
     return p
 
 
+def load_cache(path: Path) -> dict | None:
+    """A cached fit, read through torch's weights-only unpickler (tensors and plain containers; nothing in the
+    file runs). None when absent or refused (a stale or foreign file): the baseline is then fitted again."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError...: refit
+        import warnings
+
+        warnings.warn(f"ignoring baseline cache {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        return None
+
+
+def _save_cache(obj, path: Path) -> None:
+    from .io import atomic_write
+
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+
+
 def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -341,8 +362,8 @@ def part_gmm_prior(normalizer: Normalizer, root=None, ks=GMM_KS, iters: int = 10
     """One GMM per part (body, hand - shared by both hands -, face), K picked per part on the validation split."""
     key = _key("part_gmm", ks, iters, normalizer.mean.tolist()[:5], normalizer.std.tolist()[:5])
     path = cache_dir() / f"part_gmm_{key}.pt"
-    if use_cache and path.exists():
-        saved = torch.load(path)
+    saved = load_cache(path) if use_cache else None
+    if saved is not None:
         mixes = {p: Mixture(*saved[p]) for p in ("body", "hand", "face")}
         chosen = saved["chosen"]
     else:
@@ -353,7 +374,7 @@ def part_gmm_prior(normalizer: Normalizer, root=None, ks=GMM_KS, iters: int = 10
             mixes[part], scores = select_gmm(part_rows(x, p, part), part_rows(xv, pv, part), ks, iters)
             chosen[part] = {"k": len(mixes[part].weights), "val_loglik": scores}
         if use_cache:
-            torch.save({**{q: (m.weights, m.means, m.covs) for q, m in mixes.items()}, "chosen": chosen}, path)
+            _save_cache({**{q: (m.weights, m.means, m.covs) for q, m in mixes.items()}, "chosen": chosen}, path)
     prior = MixturePrior([(PART_BLOCKS["body"], mixes["body"]), (PART_BLOCKS["left_hand"], mixes["hand"]),
                           (PART_BLOCKS["right_hand"], mixes["hand"]), (PART_BLOCKS["face"], mixes["face"])],
                          normalizer, "gmm_parts")
@@ -528,8 +549,8 @@ def vae_prior(normalizer: Normalizer, root=None, steps: int = 3000, latent: int 
     key = _key("vae", steps, latent, kl_max, normalizer.mean.tolist()[:5], normalizer.std.tolist()[:5])
     path = cache_dir() / f"vae_{key}.pt"
     vaes, info = {}, {"steps": steps, "latent": latent, "kl_max": kl_max}
-    if use_cache and path.exists():
-        saved = torch.load(path)
+    saved = load_cache(path) if use_cache else None
+    if saved is not None:
         for part in ("body", "hand"):
             vaes[part] = PartVAE(saved[part]["dim"], latent)
             vaes[part].load_state_dict(saved[part]["state"])
@@ -543,8 +564,8 @@ def vae_prior(normalizer: Normalizer, root=None, steps: int = 3000, latent: int 
             xs = part_rows(x, p, part)
             vaes[part], info[part] = train_vae(xs, steps, latent, kl_max)
         if use_cache:
-            torch.save({**{q: {"dim": m.dec[-1].out_features, "state": m.state_dict()} for q, m in vaes.items()},
-                        "info": info}, path)
+            _save_cache({**{q: {"dim": m.dec[-1].out_features, "state": m.state_dict()} for q, m in vaes.items()},
+                         "info": info}, path)
     return VAEPrior(vaes, normalizer, latent_weight, info=info)
 
 

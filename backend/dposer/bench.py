@@ -174,6 +174,7 @@ class Sizes:
     gen_steps: int = 100  # DDIM steps
     clean_frames: int | None = None  # truncate takes to this many frames (Bandai: twice that; None: whole takes)
     clean_takes: int | None = None  # Bandai dataset-1 clips in the clean bench (None: all 174)
+    clean_every: int = 1  # every n-th Bandai dataset-1 clip (sorted by name) in the clean bench
     gmm_ks: tuple = (1, 2, 4, 8, 16)
     gmm_iters: int = 100
     vae_steps: int = 3000
@@ -349,7 +350,10 @@ def _savefig(fig, ctx: Context, name: str) -> str:
         plt.close(fig)
         return ""
     ctx.images.mkdir(parents=True, exist_ok=True)
-    fig.savefig(ctx.images / name, dpi=90, bbox_inches="tight")
+    from .io import atomic_write
+
+    with atomic_write(ctx.images / name) as f:
+        fig.savefig(f, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return f"\n\n![{name}](images/{name})"
 
@@ -660,42 +664,28 @@ def tuning_takes(root=None) -> list[Take]:
     return takes
 
 
-BANDAI = "bvh/bandai_namco_motion_1.tar.xz"
-
-
-def bandai_takes(root=None, limit: int | None = None) -> list[Take]:
+def bandai_takes(root=None, limit: int | None = None, every: int = 1) -> list[Take]:
     """Bandai Namco dataset-1 clips (held out: never used to train or tune) as SMPL-X body poses on the built-in
-    skeleton: through ``dposer.convert.convert_bvh`` when present, else the prior-free IK fit of ``bvh_clip``."""
+    skeleton, converted by :func:`dposer.convert.convert_bvh` (the one BVH path; ``dposer corpus`` caches the same
+    conversion but without the root translation that foot skating needs). Clips in sorted name order, every
+    ``every``-th of them, at most ``limit``; the archive is read in one pass (nothing is extracted)."""
     import tarfile
 
-    out = []
-    with tarfile.open(data.data_root(root) / BANDAI, "r:xz") as tar:
-        members = sorted((m for m in tar if m.name.endswith(".bvh")), key=lambda m: m.name)[:limit]
-        for m in members:
-            text = tar.extractfile(m).read().decode()
-            name = Path(m.name).stem.replace("dataset-1_", "")
-            try:
-                from .convert import convert_bvh  # noqa: F401
-                res = _convert_text(text)
-                vec = np.zeros((len(res["body_pose"]), layout.DIM), np.float32)
-                vec[:, :63] = res["body_pose"]
-                out.append(Take(name, vec, res["global_orient"].astype(np.float32), res["trans"].astype(np.float32),
-                                float(res.get("fps", 30.0))))
-            except ImportError:
-                _, vec, orient, trans = bvh_clip(text=text, frames=None)
-                out.append(Take(name, vec, orient, trans, 30.0))
-    return out
-
-
-def _convert_text(text: str) -> dict:
-    import tempfile
-
     from .convert import convert_bvh
+    from .corpus import archive
 
-    with tempfile.NamedTemporaryFile("w", suffix=".bvh") as f:
-        f.write(text)
-        f.flush()
-        return convert_bvh(f.name)
+    texts = {}
+    with tarfile.open(archive(1, root), "r|xz") as tar:  # one pass (seeking back in an .xz re-decompresses)
+        for m in tar:
+            if m.isfile() and m.name.endswith(".bvh"):
+                texts[Path(m.name).stem.replace("dataset-1_", "")] = tar.extractfile(m).read().decode()
+    out = []
+    for name in sorted(texts)[::every][:limit]:
+        r = convert_bvh(texts[name])
+        vec = np.zeros((len(r["body_pose"]), layout.DIM), np.float32)
+        vec[:, :63] = r["body_pose"]
+        out.append(Take(name, vec, r["global_orient"], r["trans"], float(r["mocap_framerate"])))
+    return out
 
 
 def median_gauss(body: np.ndarray, sigma: float) -> np.ndarray:
@@ -873,7 +863,7 @@ def bench_clean(ctx: Context, strength: float = 0.5) -> str:
            "(about 1.75 m), body joints, root at rest; rotation error over the 21 body joints; foot skating in "
            "world space (root orientation and translation of the take) on the truth's contact frames.", "",
            note, ""]
-    bandai = bandai_takes(ctx.root, limit=sz.clean_takes)
+    bandai = bandai_takes(ctx.root, limit=sz.clean_takes, every=sz.clean_every)
     if sz.clean_frames:
         bandai = [Take(t.name, t.vectors[:sz.clean_frames * 2], t.orient[:sz.clean_frames * 2],
                        t.trans[:sz.clean_frames * 2], t.fps) for t in bandai]
@@ -894,110 +884,6 @@ def bench_clean(ctx: Context, strength: float = 0.5) -> str:
     return "\n".join(out).rstrip()
 
 
-BVH_FILE = "dataset-1_walk_normal_001.bvh"
-
-
-def bvh_clip(root=None, member: str = BVH_FILE, frames: int | None = 300, steps: int = 300, text: str | None = None):
-    """A Bandai Namco BVH clip as SMPL-X body rotations, by prior-free inverse kinematics on bone directions.
-
-    The Bandai rest pose has every bone along +X, so rotations cannot be copied; instead the BVH joint positions
-    (its own FK) give, per frame, the direction of every bone, and the SMPL-X body pose (plus a free root
-    orientation) whose built-in-skeleton bones point the same way is found by Adam (1 - cosine per bone, plus
-    1e-3 x the squared rotation angles to settle the twists that directions cannot see). No pose prior is involved,
-    so the result is a fair 'clean' reference for every prior. ``text``: the BVH itself (else ``member`` of the
-    archive). Returns (label, vectors (F, 256), root orientation (F, 3), root translation (F, 3) in metres)."""
-    import tarfile
-
-    from .rotations import axis_angle_to_matrix
-    from .skeleton import joints_from_vector
-
-    if text is None:
-        with tarfile.open(data.data_root(root) / BANDAI, "r:xz") as tar:
-            m = next(x for x in tar if x.name.endswith(member))
-            text = tar.extractfile(m).read().decode()
-    lines = text.splitlines()
-    mi = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "motion")
-    ft = next(i for i in range(mi, len(lines)) if lines[i].strip().lower().startswith("frame time"))
-    values = torch.tensor([[float(x) for x in ln.split()] for ln in lines[ft + 1:] if ln.strip()],
-                          dtype=torch.float64)[:frames]
-    # hierarchy: name, parent, offset, channels (io_anim_bvh naming)
-    joints, stack = [], []
-    for ln in lines[:mi]:
-        t = ln.split()
-        if not t:
-            continue
-        h = t[0].lower()
-        if h in ("root", "joint"):
-            joints.append({"name": t[1], "parent": stack[-1] if stack else -1, "offset": None, "ch": []})
-            stack.append(len(joints) - 1)
-        elif h == "end":
-            stack.append(None)
-        elif h == "offset" and stack and stack[-1] is not None and joints[stack[-1]]["offset"] is None:
-            joints[stack[-1]]["offset"] = [float(x) for x in t[1:4]]
-        elif h == "channels":
-            joints[stack[-1]]["ch"] = t[2:]
-        elif h == "}":
-            stack.pop()
-    F = len(values)
-    col = 0
-    glob, pos = [], []
-    axes = {"x": torch.tensor([1.0, 0, 0], dtype=torch.float64), "y": torch.tensor([0, 1.0, 0], dtype=torch.float64),
-            "z": torch.tensor([0, 0, 1.0], dtype=torch.float64)}
-    for j in joints:
-        R = torch.eye(3, dtype=torch.float64).expand(F, 3, 3)
-        off = torch.tensor(j["offset"], dtype=torch.float64).expand(F, 3).clone()
-        for c in j["ch"]:
-            if c.lower().endswith("rotation"):  # BVH: channels compose left to right (intrinsic)
-                R = R @ axis_angle_to_matrix(axes[c[0].lower()] * torch.deg2rad(values[:, col])[:, None])
-            else:  # position channels move the joint from its offset
-                off[:, "xyz".index(c[0].lower())] += values[:, col]
-            col += 1
-        if j["parent"] < 0:
-            glob.append(R)
-            pos.append(off)
-        else:
-            glob.append(glob[j["parent"]] @ R)
-            pos.append(pos[j["parent"]] + (glob[j["parent"]] @ off[..., None])[..., 0])
-    index = {j["name"]: i for i, j in enumerate(joints)}
-    pos = torch.stack(pos, 1)  # (F, B, 3)
-    bones = {"pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head"}
-    for side, s in (("left", "_L"), ("right", "_R")):
-        bones.update({f"{side}_hip": f"UpperLeg{s}", f"{side}_knee": f"LowerLeg{s}", f"{side}_ankle": f"Foot{s}",
-                      f"{side}_foot": f"Toes{s}", f"{side}_collar": f"Shoulder{s}", f"{side}_shoulder": f"UpperArm{s}",
-                      f"{side}_elbow": f"LowerArm{s}", f"{side}_wrist": f"Hand{s}"})
-    J = layout.JOINT_INDEX
-    pairs = [("pelvis", "left_hip"), ("pelvis", "right_hip"), ("pelvis", "spine1"), ("spine1", "spine3"),
-             ("spine3", "neck"), ("neck", "head")]
-    for side in ("left", "right"):
-        pairs += [(f"spine3", f"{side}_collar"), (f"{side}_collar", f"{side}_shoulder"),
-                  (f"{side}_shoulder", f"{side}_elbow"), (f"{side}_elbow", f"{side}_wrist"),
-                  (f"{side}_hip", f"{side}_knee"), (f"{side}_knee", f"{side}_ankle"), (f"{side}_ankle", f"{side}_foot")]
-    a_idx = [index[bones[p]] for p, _ in pairs]
-    b_idx = [index[bones[c]] for _, c in pairs]
-    target = (pos[:, b_idx] - pos[:, a_idx]).float()
-    target = target / target.norm(dim=-1, keepdim=True)
-    sa = torch.tensor([J[p] for p, _ in pairs])
-    sb = torch.tensor([J[c] for _, c in pairs])
-    body = torch.zeros(F, 63, requires_grad=True)
-    orient = torch.zeros(F, 3, requires_grad=True)
-    with torch.no_grad():
-        orient += 1e-3  # off the axis-angle singularity at zero
-    opt = torch.optim.Adam([body, orient], lr=0.05)
-    for k in range(steps):
-        vec = torch.cat([body, torch.zeros(F, layout.DIM - 63)], 1)
-        jt = joints_from_vector(vec, orient)
-        d = jt[:, sb] - jt[:, sa]
-        d = d / d.norm(dim=-1, keepdim=True)
-        loss = (1 - (d * target).sum(-1)).sum(1) + 1e-3 * (body.reshape(F, 21, 3) ** 2).sum((1, 2))
-        opt.zero_grad()
-        loss.sum().backward()
-        opt.step()
-    fit_deg = torch.rad2deg(torch.arccos((d * target).sum(-1).clamp(-1, 1))).mean().item()
-    vec = np.zeros((F, layout.DIM), np.float32)
-    vec[:, :63] = body.detach().numpy()
-    trans = (pos[:, index["Hips"]] / 100).float().numpy()  # the pelvis, centimetres -> metres
-    return (f"BVH Bandai Namco walk (30 fps, IK bone-direction fit {fit_deg:.1f} deg)", vec,
-            orient.detach().numpy().astype(np.float32), trans)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1208,6 +1094,7 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
         lines.append(f"| {tag}: one-frame hands completion, {steps} steps (median of {reps}) | {1000 * t:.0f} ms | "
                      f"{evals} network evals (hand path, {hand_flops / 1e6:.1f} MFLOP per pose) | "
                      f"{work / t / 1e9:.2f} GFLOP/s |")
+    lines += _clip_speed_rows(prior, ctx, tag, dev)
     clip = data.load_amass_take(ctx.root).vectors
     frames = 1000 if not ctx.quick else 32
     clip = np.concatenate([clip, clip])[:frames]
@@ -1232,6 +1119,23 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
     return lines
 
 
+def _clip_speed_rows(prior: Prior, ctx: Context, tag: str, dev) -> list[str]:
+    """Two-hand clip completion of a 1000-frame take (the AMASS take's body, twice over), 1 and 5 hypotheses."""
+    body = data.load_amass_take(ctx.root).vectors[:, :63]
+    frames = 1000 if not ctx.quick else 32
+    pose = {"body_pose": np.concatenate([body, body])[:frames]}
+    cfg = COMPLETE if not ctx.quick else COMPLETE.with_(steps=ctx.sizes.steps)
+    out = []
+    for k in (1, 5):
+        t0 = time.perf_counter()
+        complete(prior, pose, "left_hand,right_hand", hypotheses=k, cfg=cfg, clip=True, fps=30)
+        _sync(dev)
+        t = time.perf_counter() - t0
+        out.append(f"| {tag}: {frames}-frame two-hand clip completion, {k} hypothes{'is' if k == 1 else 'es'}, "
+                   f"{cfg.steps} steps | {t:.1f} s | {cfg.steps} x {k * frames} evals (hand path) | |")
+    return out
+
+
 def bench_speed(ctx: Context) -> str:
     from .prior import load_prior
 
@@ -1254,7 +1158,13 @@ def bench_speed(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-BENCHES = {"completion": bench_completion, "generation": bench_generation, "clean": bench_clean,
+def bench_clip(ctx: Context) -> str:
+    from .eval.clip import bench_clip as run
+
+    return run(ctx)
+
+
+BENCHES = {"completion": bench_completion, "clip": bench_clip, "generation": bench_generation, "clean": bench_clean,
            "schedule": bench_schedule, "steps": bench_steps, "ranking": bench_ranking, "speed": bench_speed}
 
 
@@ -1293,4 +1203,6 @@ def write_section(path, name: str, body: str, command: str) -> None:
     block = (f"<!-- bench:{name} -->\n*`{command}` — {stamp}, {machine()}*\n\n{body}\n<!-- /bench:{name} -->")
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     text = pattern.sub(lambda m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    from .io import write_text
+
+    write_text(path, text)

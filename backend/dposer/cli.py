@@ -2,13 +2,41 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import math
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+
+class MissingExtra(Exception):
+    """A command needs an optional dependency that is not installed."""
+
+
+def _need(module: str, extra: str, what: str) -> None:
+    """Fail before any work when ``what`` needs ``module`` from the package extra ``extra``."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{what} needs {module}, which is not installed: pip install 'blender-dposer[{extra}]'") \
+            from None
+
+
+def _outputs(a, npz: str | None = "output", extra: tuple = ()) -> None:
+    """Check every output path of a command before any work (folder exists, not an input); a.output becomes the
+    exact file numpy will write (``.npz`` appended like numpy does)."""
+    from .io import check_output
+
+    inputs = [getattr(a, k, None) for k in ("input", "targets", "checkpoint")]
+    if npz:
+        setattr(a, npz, check_output(getattr(a, npz), inputs, npz=True))
+    for k in extra:
+        if getattr(a, k, None):
+            check_output(getattr(a, k), inputs + [getattr(a, npz, None) if npz else None])
 
 
 def _bar(total: int, desc: str):
@@ -40,14 +68,18 @@ def cmd_sample(a):
     from .prior import load_prior
     from .sampling import sample
 
+    _outputs(a, extra=("image",))
+    if a.image:
+        _need("matplotlib", "plot", "--image")
     prior = load_prior(a.checkpoint, a.device, a.precision)
-    steps = a.steps or (1000 if a.sampler == "em" else 100)
+    steps = a.steps if a.steps is not None else (1000 if a.sampler == "em" else 100)
     batch = min(a.n, 4096)
     chunks = (a.n + batch - 1) // batch
     poses = sample(prior, a.n, seed=a.seed, sampler=a.sampler, steps=steps, batch=batch, parts=a.parts,
                    progress=_bar(steps * chunks, f"sampling ({a.sampler}, {steps} steps)"))
-    np.savez(a.output, **poses)
-    print(f"wrote {a.n} poses to {a.output} (keys: {', '.join(poses)})")
+    from .io import save_npz
+
+    print(f"wrote {a.n} poses to {save_npz(a.output, poses)} (keys: {', '.join(poses)})")
     if a.image:
         from .render import pose_grid
         from .sampling import to_vectors
@@ -60,6 +92,7 @@ def cmd_evaluate(a):
     from .evaluation import evaluate_generation, markdown_table
     from .prior import load_prior
 
+    _outputs(a, npz=None, extra=("json",))
     prior = load_prior(a.checkpoint, a.device, a.precision)
     t0 = time.time()
     res = evaluate_generation(prior, n=a.n, seed=a.seed, sampler=a.sampler, steps=a.steps, root=a.data)
@@ -67,7 +100,9 @@ def cmd_evaluate(a):
     print(table)
     print(f"({time.time() - t0:.0f} s)")
     if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1))
+        from .io import write_text
+
+        print(f"wrote {write_text(a.json, json.dumps(res, indent=1))}")
     if a.repeat_seeds > 1:  # precision / coverage move by ~0.01 between seeds at n = 1000: show the spread
         from .evaluation import seed_spread_table
 
@@ -87,27 +122,41 @@ def _load_input(path, hands="absolute"):
     return ps, pose
 
 
+def _file_fps(path, ps):
+    """The take's frame rate: AMASS ``mocap_framerate`` (read by the loader) or a six-key file's ``fps`` /
+    ``mocap_framerate``; None when the file has none."""
+    if "framerate" in ps.extras:
+        return float(ps.extras["framerate"])
+    with np.load(path, allow_pickle=False) as d:
+        for key in ("fps", "mocap_framerate", "mocap_frame_rate"):
+            if key in d.files and np.asarray(d[key]).size == 1:
+                return float(np.asarray(d[key]).reshape(()))
+    return None
+
+
 def _key_dims(key):
     from .layout import KEY_SLICES
 
     return KEY_SLICES[key]
 
 
-def _save(path, result: dict, ps=None):
+def _save(a, result: dict, ps=None):
+    from .io import save_npz
+
     out = {k: v for k, v in result.items()}
     if ps is not None:
         for k in ("trans", "betas"):
             if k in ps.extras:
                 out[k] = ps.extras[k]
-    np.savez(path, **out)
-    print(f"wrote {path} (keys: {', '.join(out)})")
+    inputs = [getattr(a, k, None) for k in ("input", "targets")]
+    print(f"wrote {save_npz(a.output, out, inputs)} (keys: {', '.join(out)})")
 
 
 def _solver_cfg(a, base):
     cfg = base
     if getattr(a, "schedule", None):
         cfg = cfg.with_(schedule=a.schedule)
-    if getattr(a, "steps", None):
+    if getattr(a, "steps", None) is not None:
         cfg = cfg.with_(steps=a.steps)
     return cfg
 
@@ -119,12 +168,19 @@ def cmd_complete(a):
     from .layout import names_to_dims
 
     names_to_dims(a.missing)  # report unknown names before loading anything
+    _outputs(a, extra=("image",))
+    if a.image:
+        _need("matplotlib", "plot", "--image")
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
     cfg = _solver_cfg(a, COMPLETE)
+    fps = a.fps or _file_fps(a.input, ps) if a.clip else None
+    if a.clip:
+        print(f"clip completion: {len(ps)} frames at {fps or 30:g} fps"
+              f"{'' if a.fps or fps else ' (no frame rate in the file; --fps sets it)'}")
     res = complete(prior, pose, a.missing, hypotheses=a.hypotheses, seed=a.seed, cfg=cfg, combine=a.combine,
-                   progress=_bar(cfg.steps, "complete"))
-    _save(a.output, res, ps)
+                   progress=_bar(cfg.steps, "complete"), clip=a.clip, fps=fps)
+    _save(a, res, ps)
     if a.image:
         from .render import pose_grid
         from .sampling import to_vectors
@@ -140,6 +196,7 @@ def cmd_clean(a):
     from .prior import load_prior
     from .tasks import CLEAN, clean
 
+    _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
     from .cleaning import summary
@@ -153,43 +210,53 @@ def cmd_clean(a):
         print(f"  {r['kind']:8s} {r['joint']:15s} frames {r['first']}-{r['last']}")
     for key in ("joint", "first", "last", "kind"):  # plain arrays (no pickled objects in the .npz)
         res[f"repaired_{key}"] = np.asarray([r[key] for r in repaired])
-    _save(a.output, res, ps)
+    _save(a, res, ps)
 
 
 def cmd_vary(a):
     from .prior import load_prior
     from .tasks import vary
 
+    _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
     if not 0 <= a.index < len(ps):
         raise ValueError(f"--index {a.index} is out of range: the input holds {len(ps)} poses")
     one = {k: v[a.index : a.index + 1] for k, v in pose.items()}
     res = vary(prior, one, a.n, strength=a.strength, seed=a.seed, lock=a.lock or ())
-    _save(a.output, res)
+    _save(a, res)
 
 
 def cmd_refine(a):
     from .prior import load_prior
     from .tasks import REFINE, refine
 
+    _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
     res = refine(prior, pose, strength=a.strength, lock=a.lock or (), seed=a.seed,
                  progress=_bar(REFINE.steps, "refine"))
-    _save(a.output, res, ps)
+    _save(a, res, ps)
 
 
 def cmd_fit(a):
     from .prior import load_prior
+    from .io import Npz
     from .tasks import FIT, fit
 
-    prior = load_prior(a.checkpoint, a.device, a.precision)
+    _outputs(a)
     path = Path(a.targets)
     if path.suffix == ".json":
-        targets = json.loads(path.read_text())
+        try:
+            targets = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a JSON file of targets ({e})") from None
+        if not isinstance(targets, dict):
+            raise ValueError(f"{path}: targets must be a JSON object {{joint: [x, y, z] or rows}}")
     else:
-        targets = dict(np.load(path, allow_pickle=False))
+        npz = Npz(path)
+        targets = {k: npz[k] for k in npz}
+    prior = load_prior(a.checkpoint, a.device, a.precision)
     pose = None
     ps = None
     if a.input:
@@ -204,17 +271,36 @@ def cmd_fit(a):
               progress=_bar(cfg.steps, "fit"))
     err = res["target_error"]
     print(f"target error: mean {1000 * err.mean():.1f} mm, max {1000 * err.max():.1f} mm")
-    _save(a.output, res, ps)
+    _save(a, res, ps)
 
 
 def cmd_bench(a):
     import dataclasses
     from pathlib import Path
 
+    _need("matplotlib", "plot", "dposer bench")
+    if a.write:
+        _outputs(a, npz=None, extra=("write",))
     from . import bench
     from .prior import load_prior
 
     prior = load_prior(a.checkpoint, a.device, a.precision)
+    if a.name == "heldout":
+        from . import heldout
+
+        priors = {f"DPoser {a.label}": prior}
+        if a.against:
+            priors = {f"DPoser {a.against_label}": load_prior(a.against, a.device, a.precision), **priors}
+        t0 = time.time()
+        body, _ = heldout.run(priors, a.data, n=a.n or 300)
+        body += "\n\nHand tasks (test split):\n\n" + heldout.hand_tasks(priors, a.data)
+        print(f"## heldout ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
+        if a.write:
+            cmd = "dposer bench heldout" + " ".join(f" --{k} {v}" for k, v in (
+                ("checkpoint", a.checkpoint), ("label", a.label), ("against", a.against),
+                ("against-label", a.against_label if a.against else None), ("n", a.n), ("write", a.write)) if v)
+            bench.write_section(a.write, "heldout", body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
+        return
     if a.name == "quick":
         t0 = time.time()
         for name, body in bench.run_quick(prior, a.data).items():
@@ -222,6 +308,7 @@ def cmd_bench(a):
         print(f"bench quick: every table produced, all values finite ({time.time() - t0:.0f} s)")
         return
     sizes = bench.FULL if a.n is None else dataclasses.replace(bench.FULL, n_test=a.n)
+    sizes = dataclasses.replace(sizes, clean_every=a.every)
     images = Path(a.write).parent / "images" if a.write else None
     ctx = bench.Context(prior, a.data, sizes, images)
     names = list(bench.BENCHES) if a.name == "all" else [a.name]
@@ -230,8 +317,57 @@ def cmd_bench(a):
         body = bench.BENCHES[name](ctx)
         print(f"## {name} ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
         if a.write:
-            cmd = f"dposer bench {a.name}" + (f" --n {a.n}" if a.n else "") + f" --write {a.write}"
+            cmd = (f"dposer bench {a.name}" + (f" --n {a.n}" if a.n else "") +
+                   (f" --every {a.every}" if a.every > 1 else "") + f" --write {a.write}")
             bench.write_section(a.write, name, body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
+
+
+def cmd_convert(a):
+    from .convert import convert_bvh, save_npz
+
+    src, dst = Path(a.input), Path(a.output)
+    if not src.exists():
+        raise FileNotFoundError(f"input not found: {src}")
+    if src.is_dir():
+        takes = sorted(src.rglob("*.bvh"), key=str) + sorted(src.rglob("*.BVH"), key=str)
+        if not takes:
+            raise ValueError(f"no .bvh files under {src}")
+        if dst.suffix.lower() == ".npz" or (dst.exists() and not dst.is_dir()):
+            raise ValueError(f"a folder of takes needs an output folder, got {dst}")
+        if dst.resolve() == src.resolve():
+            raise ValueError("the output folder must differ from the input folder (never overwrite the takes)")
+        jobs = [(t, dst / t.relative_to(src).with_suffix(".npz")) for t in takes]
+    else:
+        if dst.is_dir() or dst.suffix.lower() != ".npz":
+            dst = (dst if dst.is_dir() or not dst.suffix else dst.parent) / (src.stem + ".npz")
+        if dst.resolve() == src.resolve():
+            raise ValueError("the output must differ from the input")
+        jobs = [(src, dst)]
+    failed = 0
+    for take, out in jobs:
+        try:
+            r = convert_bvh(take, skeleton=a.skeleton)
+        except ValueError as e:  # BvhError: report, go on with the other takes of a folder
+            if len(jobs) == 1:
+                raise
+            print(f"{take}: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        save_npz(out, r)
+        print(f"{take} -> {out}: {len(r['body_pose'])} frames at {float(r['mocap_framerate']):g} fps, "
+              f"skeleton {r['skeleton']}, unit {r['unit']}, fit error {r['fit_error_deg_mean']:.1f} deg mean "
+              f"/ {r['fit_error_deg_max']:.1f} max")
+    if failed:
+        raise ValueError(f"{failed} of {len(jobs)} takes failed to convert")
+
+
+def cmd_corpus(a):
+    from .corpus import build
+
+    if a.out and len(a.dataset) > 1:
+        raise ValueError("--out names one file: give one --dataset with it")
+    for ds in a.dataset:
+        build(ds, a.out, root=a.data, limit=a.limit)
 
 
 def cmd_export(a):
@@ -239,6 +375,7 @@ def cmd_export(a):
 
     from .prior import load_prior, save_prior
 
+    _outputs(a, npz=None, extra=("out",))
     prior = load_prior(a.checkpoint)
     save_prior(a.out, prior.net, prior.normalizer, prior.info, dtype=torch.float16 if a.fp16 else torch.float32)
     print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB)")
@@ -261,6 +398,7 @@ def cmd_info(a):
 def cmd_import_official(a):
     from .official import import_official
 
+    _outputs(a, npz=None, extra=("out",))
     info = import_official(a.checkpoint, a.out, a.kind)
     print(f"wrote {a.out}: official DPoser-X {info['kind']} model ({info['dim']}-D), EMA weights, "
           f"from {info['file']} (sha256 {info['sha256'][:16]}...)")
@@ -295,14 +433,65 @@ def add_official_commands(sub) -> None:
     d.add_argument("--out", default="dposer-x", help="folder for the downloads (hub paths kept) and conversions")
     d.add_argument("--kind", type=kinds, default=list(HUB_FILES), help="comma-separated subset of "
                    f"{','.join(HUB_FILES)} (default: all)")
-    d.add_argument("--timeout", type=float, default=10.0, help="network timeout in seconds (default 10)")
+    d.add_argument("--timeout", type=_number(0.0, 3600.0, lo_open=True), default=10.0, help="network timeout in seconds (default 10)")
     d.add_argument("--no-convert", action="store_true", help="only download the .ckpt files")
     d.set_defaults(func=cmd_download_official)
 
 
+def _at_least(lo: int):
+    """argparse type: an integer >= lo."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def _number(lo: float, hi: float, lo_open: bool = False):
+    """argparse type: a finite number in [lo, hi] (or (lo, hi])."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(v) or v > hi or (v <= lo if lo_open else v < lo):
+            raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {text}")
+        return v
+    return parse
+
+
+def _names(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, unless it is None/False or the help text already names it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+POSITIVE, SEED = _at_least(1), _at_least(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dposer", description="DPoser-X whole-body pose prior")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    from . import __version__
+
+    p = _Parser(prog="dposer", description="DPoser-X whole-body pose prior")
+    p.add_argument("--version", action="version", version=f"dposer {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)  # subcommands are _Parser too (argparse uses type(p))
 
     def common(sp, checkpoint=True):
         if checkpoint:
@@ -314,39 +503,54 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a prior (masked mixed training)")
     t.add_argument("--config", required=True, help="JSON config, e.g. backend/dposer/configs/default.json")
     t.add_argument("--out", required=True, help="output folder (last.safetensors, prior.safetensors, log.jsonl)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--steps", type=int, default=None, help="override the config's step count")
+    t.add_argument("--seed", type=SEED, default=0)
+    t.add_argument("--steps", type=POSITIVE, default=None, help="override the config's step count")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
-    t.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later with --resume)")
+    t.add_argument("--stop-at", type=POSITIVE, default=None, help="stop after this step (resume later with --resume)")
     t.add_argument("--init", default=None, help="start from this prior checkpoint's weights (fine-tuning)")
     t.add_argument("--data", default=None, help="data folder (default: $DPOSER_DATA or ../shared/data)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="generate whole-body poses to an npz with the six SMPL-X keys")
     common(s)
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=POSITIVE, default=16)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--sampler", choices=["ddim", "em"], default="ddim",
                    help="ddim: deterministic, 100 steps; em: the paper's Euler-Maruyama, 1000 steps")
-    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--steps", type=POSITIVE, default=None)
     s.add_argument("--parts", default=None,
                    help="sample only these parts from their marginal, e.g. right_hand or body,face (default: all)")
     s.add_argument("--output", required=True)
     s.add_argument("--image", default=None, help="also save a PNG grid of the first poses")
-    s.add_argument("--image-count", type=int, default=12)
+    s.add_argument("--image-count", type=POSITIVE, default=12)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="held-out generation metrics (FID, precision/coverage, APD, NN distance)")
     common(e)
-    e.add_argument("--n", type=int, default=1000)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n", type=POSITIVE, default=1000)
+    e.add_argument("--seed", type=SEED, default=0)
     e.add_argument("--sampler", choices=["ddim", "em"], default="ddim")
-    e.add_argument("--steps", type=int, default=None)
+    e.add_argument("--steps", type=POSITIVE, default=None)
     e.add_argument("--data", default=None)
     e.add_argument("--json", default=None, help="also write the results as JSON")
-    e.add_argument("--repeat-seeds", type=int, default=1,
+    e.add_argument("--repeat-seeds", type=POSITIVE, default=1,
                    help="also rerun with the next seeds and print mean +- std of precision, density and coverage")
     e.set_defaults(func=cmd_evaluate)
+
+    cv = sub.add_parser("convert", help="BVH take(s) -> SMPL-X body poses (npz) on the built-in skeleton")
+    cv.add_argument("--input", required=True, help="a .bvh file or a folder (searched recursively)")
+    cv.add_argument("--output", required=True, help="an .npz file, or a folder (mirrors the input folder)")
+    cv.add_argument("--skeleton", default=None,
+                    help="name preset (e.g. bandai_bvh, cmu_bvh, mixamo; default: detected from the joint names)")
+    cv.set_defaults(func=cmd_convert)
+
+    co = sub.add_parser("corpus", help="convert the shared Bandai Namco BVH sets into caches outside the repo")
+    co.add_argument("--dataset", type=int, nargs="+", choices=[1, 2], default=[2, 1],
+                    help="2: training source (2,902 takes); 1: held out for benchmarks (174 takes)")
+    co.add_argument("--out", default=None, help="cache file (default ~/.cache/dposer/bandai<N>.npz; $DPOSER_CACHE)")
+    co.add_argument("--data", default=None)
+    co.add_argument("--limit", type=int, default=None, help="only the first N takes (quick checks)")
+    co.set_defaults(func=cmd_corpus)
 
     x = sub.add_parser("export", help="write an inference-only checkpoint (optionally fp16)")
     x.add_argument("--checkpoint", required=True)
@@ -362,38 +566,45 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--hands", choices=["absolute", "relative"], default="absolute",
                         help="hand convention of a six-key input ('relative' = relative to the MANO mean hand)")
         sp.add_argument("--output", required=True)
-        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--seed", type=SEED, default=0)
         return sp
 
     c = task("complete", "fill in missing joints (observed joints kept exactly), K ranked hypotheses")
     c.add_argument("--missing", required=True, help="comma-separated part/group/joint names, e.g. right_hand,left_leg")
-    c.add_argument("--hypotheses", type=int, default=1)
-    c.add_argument("--combine", choices=["best", "mean"], default="best",
-                   help="standard keys hold the rank-1 hypothesis (best) or the mean of the hypotheses")
+    c.add_argument("--hypotheses", type=POSITIVE, default=1)
+    c.add_argument("--combine", choices=["best", "mean"], default="mean",
+                   help="standard keys hold the mean of the hypotheses (the best estimate) or the rank-1 hypothesis")
+    c.add_argument("--clip", action="store_true",
+                   help="the rows are the frames of one take: solve them together as a motion (smooth, coherent "
+                        "hypotheses) instead of frame by frame")
+    c.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the take for --clip (default: from the file, else 30)")
     c.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
-    c.add_argument("--steps", type=int, default=None)
+    c.add_argument("--steps", type=POSITIVE, default=None)
     c.add_argument("--image", default=None, help="also save a PNG of the first inputs next to their completions")
-    c.add_argument("--image-count", type=int, default=3)
+    c.add_argument("--image-count", type=POSITIVE, default=3)
     c.set_defaults(func=cmd_complete)
 
     cl = task("clean", "find and repair the faults of a mocap clip (spikes, pops, held limbs, limit breaks, jitter)")
-    cl.add_argument("--strength", type=float, default=0.5)
+    cl.add_argument("--strength", type=_number(0.0, 1.0), default=0.5,
+                    help="0 = change nothing; higher finds more faults, smooths jitter more and leans more on the prior")
     cl.add_argument("--parts", default="body", help="what may change (default: body)")
-    cl.add_argument("--lock", type=lambda s: [x for x in s.split(",") if x], default=None, help="joints kept exactly")
+    cl.add_argument("--lock", type=_names, default=None, help="joints kept exactly")
     cl.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
-    cl.add_argument("--steps", type=int, default=None)
+    cl.add_argument("--steps", type=POSITIVE, default=None)
     cl.set_defaults(func=cmd_clean)
 
     v = task("vary", "N variations of one pose (strength 0 = identical, 1 = unrelated)")
-    v.add_argument("--index", type=int, default=0, help="which pose of the input file")
-    v.add_argument("--n", type=int, default=8)
-    v.add_argument("--strength", type=float, default=0.3)
-    v.add_argument("--lock", type=lambda s: [x for x in s.split(",") if x], default=None)
+    v.add_argument("--index", type=SEED, default=0, help="which pose of the input file")
+    v.add_argument("--n", type=POSITIVE, default=8)
+    v.add_argument("--strength", type=_number(0.0, 1.0), default=0.3, help="0 = identical, 1 = unrelated")
+    v.add_argument("--lock", type=_names, default=None)
     v.set_defaults(func=cmd_vary)
 
     r = task("refine", "make implausible poses plausible with a small change")
-    r.add_argument("--strength", type=float, default=0.3)
-    r.add_argument("--lock", type=lambda s: [x for x in s.split(",") if x], default=None)
+    r.add_argument("--strength", type=_number(0.0, 1.0, lo_open=True), default=0.3,
+                   help="how far poses may move, in (0, 1]")
+    r.add_argument("--lock", type=_names, default=None)
     r.set_defaults(func=cmd_refine)
 
     f = task("fit", "pose that puts chosen joints at 3D targets (built-in skeleton frame), rest from the prior",
@@ -404,14 +615,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="solve on your own SMPL-X model (folder holding smplx/SMPLX_*.npz; needs the smplx extra)")
     f.add_argument("--gender", default="neutral", choices=["neutral", "female", "male"])
     f.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
-    f.add_argument("--steps", type=int, default=None)
+    f.add_argument("--steps", type=POSITIVE, default=None)
     f.set_defaults(func=cmd_fit)
 
     b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
-    b.add_argument("name", choices=["completion", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
-                                    "quick"])
-    b.add_argument("--n", type=int, default=None, help="test poses per completion task (default 150)")
+    b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed", "all",
+                                    "quick", "heldout"],
+                   help="heldout (not in 'all'): body completion on the AMASS test split and converted Bandai "
+                        "dataset-1 against baselines fitted to AMASS and to AMASS + Bandai dataset-2 (needs the "
+                        "`dposer corpus` caches)")
+    b.add_argument("--label", default="(checkpoint)", help="heldout: row label of --checkpoint")
+    b.add_argument("--against", default=None, help="heldout: a second checkpoint to compare with (paired)")
+    b.add_argument("--against-label", default="(against)", help="heldout: row label of --against")
+    b.add_argument("--n", type=POSITIVE, default=None, help="test poses per completion task (default 150)")
+    b.add_argument("--every", type=POSITIVE, default=1,
+                   help="clean: every n-th Bandai dataset-1 clip, sorted by name (default 1: all 174)")
     b.add_argument("--data", default=None)
     b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
     b.set_defaults(func=cmd_bench)
@@ -431,7 +650,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (DataError, CheckpointError, FileNotFoundError, ValueError, MissingExtra) as e:
         print(f"dposer {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from . import layout
+from .io import DataError, Npz  # noqa: F401 - DataError is re-exported: dposer.data.DataError
 
 SPLITS_FILE = Path(__file__).with_name("splits.json")
 
 
-class DataError(ValueError):
-    """Input pose data is malformed (wrong shape, NaN, missing keys...)."""
 
 
 def data_root(path: str | os.PathLike | None = None) -> Path:
@@ -73,18 +72,54 @@ def mano_mean_hand(root: Path | None = None) -> np.ndarray:
     return np.load(data_root(root) / "dposer_x" / "mano_right_hands_mean.npz")["hands_mean"].astype(np.float32)
 
 
-def _check(arr, name: str, width: int) -> np.ndarray:
+def _check(arr, name: str, width: int, max_abs: float | None = None) -> np.ndarray:
+    """Every input array passes here: real numbers, shape (N, width) with N >= 1 (a single row may be 1-D),
+    finite, and (for rotations, ``max_abs``) within a sane range. Returns float32 (N, width)."""
     arr = np.asarray(arr)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise DataError(f"'{name}' must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise DataError(f"'{name}' must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim == 1:
         arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] < width:
+    if arr.ndim != 2 or arr.shape[1] != width:
         raise DataError(f"'{name}' must have shape (N, {width}), got {tuple(np.shape(arr))}")
-    if not np.isfinite(arr).all():
-        raise DataError(f"'{name}' contains NaN or infinite values")
-    return arr[:, :width]
+    if len(arr) == 0:
+        raise DataError(f"'{name}' has 0 rows: nothing to work on")
+    with np.errstate(over="ignore"):
+        out = arr.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise DataError(f"'{name}' contains NaN or infinite values (or numbers too large for float32)")
+    if max_abs is not None and np.abs(out).max() > max_abs:
+        raise DataError(f"'{name}' holds a rotation of {np.abs(out).max():.4g}: axis-angle values must be radians "
+                        f"within +-{max_abs:.4g} (4 pi); degrees? multiply by pi/180")
+    return out
+
+
+def _limit(key: str) -> float | None:
+    """The value range checked for a pose key: rotations (all but expression) are bounded."""
+    return None if key == "expression" else layout.MAX_ROTATION
+
+
+def _extras(d, n: int) -> dict:
+    """Optional per-take arrays passed through with a result: ``trans`` (N, 3) and ``betas``, checked."""
+    out = {}
+    if "trans" in d:
+        out["trans"] = _check(d["trans"], "trans", 3)
+        if len(out["trans"]) != n:
+            raise DataError(f"'trans' has {len(out['trans'])} rows but the poses have {n}")
+    if "betas" in d:
+        b = np.asarray(d["betas"])
+        out["betas"] = _check(b, "betas", b.shape[-1] if b.ndim else 0)
+        if b.ndim == 1:
+            out["betas"] = out["betas"][0]
+    for key in ("mocap_framerate", "mocap_frame_rate"):
+        if key in d:
+            f = np.asarray(d[key])
+            if f.size != 1 or not (np.issubdtype(f.dtype, np.floating) or np.issubdtype(f.dtype, np.integer)) \
+                    or not np.isfinite(f).all() or float(f.reshape(-1)[0]) <= 0:
+                raise DataError(f"'{key}' must be one positive number (frames per second), got "
+                                f"{f.dtype} array of shape {f.shape}")
+            out["framerate"] = float(f.reshape(-1)[0])
+    return out
 
 
 def from_smplx_dict(d, hands: str = "absolute", mean_hand: np.ndarray | None = None) -> PoseSet:
@@ -102,9 +137,11 @@ def from_smplx_dict(d, hands: str = "absolute", mean_hand: np.ndarray | None = N
         sl = layout.KEY_SLICES[k]
         width = sl.stop - sl.start
         raw = np.asarray(d[k])
-        if k == "expression" and raw.ndim >= 1 and raw.shape[-1] < width:
-            raw = np.concatenate([np.asarray(raw, np.float32), np.zeros(raw.shape[:-1] + (width - raw.shape[-1],), np.float32)], -1)
-        a = _check(raw, k, width)
+        if k == "expression" and raw.ndim in (1, 2) and 0 < raw.shape[-1] < width:  # zero-pad to 100
+            a = _check(raw, k, raw.shape[-1])
+            a = np.concatenate([a, np.zeros((len(a), width - a.shape[1]), np.float32)], 1)
+        else:
+            a = _check(raw, k, width, _limit(k))
         if n is not None and len(a) != n:
             raise DataError(f"'{k}' has {len(a)} rows but other keys have {n}")
         n = len(a)
@@ -123,9 +160,11 @@ def from_smplx_dict(d, hands: str = "absolute", mean_hand: np.ndarray | None = N
             vec[:, 63:108] += layout.mirror_hand(mean_hand)
     elif hands != "absolute":
         raise DataError(f"hands must be 'absolute' or 'relative', got {hands!r}")
-    extras = {}
+    extras = _extras(d, n)
     if "global_orient" in d:
-        extras["global_orient"] = _check(d["global_orient"], "global_orient", 3)
+        extras["global_orient"] = _check(d["global_orient"], "global_orient", 3, layout.MAX_ROTATION)
+        if len(extras["global_orient"]) != n:
+            raise DataError(f"'global_orient' has {len(extras['global_orient'])} rows but the poses have {n}")
     return PoseSet(vec, present, extras)
 
 
@@ -137,7 +176,7 @@ def from_amass(d) -> PoseSet:
     poses = np.asarray(d["poses"])
     if poses.ndim != 2 or poses.shape[1] not in (156, 165):
         raise DataError(f"AMASS 'poses' must be (F, 156) SMPL+H or (F, 165) SMPL-X, got {poses.shape}")
-    poses = _check(poses, "poses", poses.shape[1])
+    poses = _check(poses, "poses", poses.shape[1], layout.MAX_ROTATION)
     n = len(poses)
     vec = np.zeros((n, layout.DIM), np.float32)
     present = np.zeros((n, layout.DIM), bool)
@@ -149,26 +188,14 @@ def from_amass(d) -> PoseSet:
         vec[:, 153:156] = poses[:, 66:69]
         vec[:, 63:153] = poses[:, 75:165]
         present[:, 0:156] = True
-    extras = {"global_orient": poses[:, :3].copy()}
-    for key in ("trans", "betas"):
-        if key in d:
-            extras[key] = np.asarray(d[key], np.float32)
-    for key in ("mocap_framerate", "mocap_frame_rate"):
-        if key in d:
-            extras["framerate"] = float(d[key])
+    extras = {"global_orient": poses[:, :3].copy(), **_extras(d, n)}
     return PoseSet(vec, present, extras)
 
 
 def load_pose_file(path: str | os.PathLike, hands: str = "absolute") -> PoseSet:
     """Load any supported npz: six-key SMPL-X, AMASS ``poses``, a body-only (``pose_body``/``pose_samples``
     of width 63) or hand-only (``hand_pose``/``pose_samples`` of width 45, right hand) file."""
-    path = Path(path)
-    try:
-        d = dict(np.load(path, allow_pickle=False))
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise DataError(f"{path}: not a readable npz file ({e})") from e
+    d = Npz(path)  # lazy: only the members used below are read
     if "poses" in d:
         return from_amass(d)
     if any(k in d for k in layout.POSE_KEYS[1:]):
@@ -176,10 +203,12 @@ def load_pose_file(path: str | os.PathLike, hands: str = "absolute") -> PoseSet:
     if "pose_body" in d:
         ps = from_smplx_dict({"body_pose": d["pose_body"]})
         if "root_orient" in d:
-            ps.extras["global_orient"] = _check(d["root_orient"], "root_orient", 3)
+            ps.extras["global_orient"] = _check(d["root_orient"], "root_orient", 3, layout.MAX_ROTATION)
+            if len(ps.extras["global_orient"]) != len(ps):
+                raise DataError(f"'root_orient' has {len(ps.extras['global_orient'])} rows but 'pose_body' has {len(ps)}")
         return ps
     if "hand_pose" in d or "pose_samples" in d:
-        a = np.asarray(d.get("hand_pose", d.get("pose_samples")))
+        a = np.asarray(d["hand_pose"] if "hand_pose" in d else d["pose_samples"])
         if a.ndim == 2 and a.shape[1] == 45:
             return from_smplx_dict({"right_hand_pose": a})
         if a.ndim == 2 and a.shape[1] == 63:
@@ -271,3 +300,9 @@ def load_gestures_clip(root=None) -> PoseSet:
 
 def load_amass_take(root=None) -> PoseSet:
     return load_pose_file(data_root(root) / "amass" / "amass_sample_smplh_500f.npz")
+
+
+def load_finger_take(root=None) -> PoseSet:
+    """The 601-frame AMASS SMPL+H take with real finger motion (120 fps): for measuring hand completion over a
+    take, never for fitting or tuning."""
+    return load_pose_file(data_root(root) / "amass" / "amass_sample_smplh_601f_fingers.npz")

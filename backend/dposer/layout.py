@@ -32,6 +32,10 @@ PARENTS = (
 )
 JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
 
+# The largest axis-angle component accepted in input poses (radians). A joint rotation needs at most pi; poses
+# beyond 4 pi are degrees, or garbage, not radians.
+MAX_ROTATION = 4 * np.pi
+
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")
 
 # Parts of the whole-body vector: name -> (start, stop). The order is the model's part order.
@@ -98,6 +102,11 @@ def names_to_dims(names: Iterable[str] | str) -> np.ndarray:
     """
     if isinstance(names, str):
         names = [n for n in (s.strip() for s in names.split(",")) if n]
+    elif isinstance(names, (list, tuple, set, frozenset)) and all(isinstance(n, str) for n in names):
+        names = list(names)
+    else:
+        raise ValueError(f"names must be a comma-separated string or a list of strings (e.g. 'right_hand' or "
+                         f"['left_leg']; [] for none), got {type(names).__name__}")
     dims: list[int] = []
     unknown = []
     for name in names:
@@ -115,7 +124,9 @@ def names_to_dims(names: Iterable[str] | str) -> np.ndarray:
         else:
             unknown.append(name)
     if unknown:
-        raise ValueError(f"unknown part/group/joint name(s): {', '.join(map(repr, unknown))}; "
+        shown = ", ".join(repr(u[:40] + "..." if len(u) > 40 else u) for u in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ValueError(f"unknown part/group/joint name(s): {shown}{more}; "
                          f"parts: {', '.join(PARTS)}, groups: {', '.join(sorted(GROUPS))}, "
                          f"or an SMPL-X joint name such as 'right_pinky1'")
     return np.unique(np.asarray(dims, dtype=np.int64))

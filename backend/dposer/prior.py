@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from safetensors import safe_open
 
 from . import layout
@@ -150,10 +150,13 @@ def save_prior(path, net: ScoreNet, normalizer: Normalizer, info: dict | None = 
     meta = {"format": FORMAT, "arch": getattr(net, "arch", ARCH), "net_config": json.dumps(net.cfg.to_dict()),
             "info": json.dumps(info or {})}
     meta.update(extra_meta or {})
+    from safetensors.torch import save
+
+    from .io import atomic_write
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        f.write(save(tensors, metadata=meta))
 
 
 def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

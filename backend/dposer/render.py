@@ -42,7 +42,7 @@ def _draw_hand(ax, vec: torch.Tensor, side: str):
         if jj >= 25 and name.startswith(side):
             q = p if p >= 25 else layout.JOINT_INDEX[f"{side}_wrist"]
             ax.plot([-j[q, 0], -j[jj, 0]], [j[q, 1] + 0.4 * j[q, 2], j[jj, 1] + 0.4 * j[jj, 2]],
-                    color=_BONE_COLOURS[side], lw=1.2)
+                    color=_BONE_COLOURS[side], lw=2.0, solid_capstyle="round")
     ax.set_aspect("equal")
     ax.axis("off")
 
@@ -62,8 +62,9 @@ def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None =
     j = skeleton.joints_from_vector(v).numpy()
     n = len(v)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols * 4, figsize=(cols * 4 * 1.25, rows * 2.2), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.0, 1.0, 0.8, 0.8] * cols})
+    # hands get as much room as the body views: drawn alone and zoomed, their fingers stay readable
+    fig, axes = plt.subplots(rows, cols * 4, figsize=(cols * 4 * 1.6, rows * 2.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.0, 1.0, 1.0, 1.0] * cols})
     for i in range(rows * cols):
         r, c = divmod(i, cols)
         group = axes[r, c * 4 : (c + 1) * 4]
@@ -78,8 +79,15 @@ def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None =
         name = labels[i] if labels else f"#{i}"
         for ax, label in zip(group, (f"{name} front", "side", "right hand", "left hand")):
             ax.set_title(label, fontsize=7)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=_BONE_COLOURS[s], lw=2.5, label=f"{s} side of the body") for s in ("left", "right")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    from .io import atomic_write
+
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)

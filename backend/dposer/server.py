@@ -23,16 +23,26 @@ from . import __version__, layout
 
 PROTOCOL = 1
 
-# Limits (documented in docs/protocol.md).
+# Limits: written once here, reported by the 'version' op (Server.info) and documented in docs/protocol.md, §5.
 MAX_LINE_BYTES = 32 * 1024 * 1024  # one request line, without its newline
 MAX_FRAMES = 20000  # rows of a clip (clean)
 MAX_POSES = 1000  # rows of a pose (complete, refine, fit) and n (vary, sample)
 MAX_HYPOTHESES = 32
 MAX_N = 1000
 MAX_STEPS = 2000
+# Work of one task: poses x hypotheses x solver iterations (or sampler steps). The largest clean (20,000 frames x
+# 120 iterations) is the bound; e.g. complete with 1,000 poses x 32 hypotheses x 100 iterations (3.2 M) is refused.
+MAX_WORK = 2_400_000
+MAX_QUEUE = 16  # tasks waiting behind the running one
 MAX_ID_CHARS = 256
+MAX_ECHO_CHARS = 200  # a value from the request quoted in an error message
+MAX_MESSAGE_CHARS = 1000  # an error message as a whole
 MAX_SEED = 2**63 - 1
 PROGRESS_MESSAGES = 20  # at most this many progress messages per request
+LIMITS = {"max_line_bytes": MAX_LINE_BYTES, "max_frames": MAX_FRAMES, "max_poses": MAX_POSES,
+          "max_hypotheses": MAX_HYPOTHESES, "max_n": MAX_N, "max_steps": MAX_STEPS, "max_work": MAX_WORK,
+          "max_queue": MAX_QUEUE, "max_id_chars": MAX_ID_CHARS, "max_echo_chars": MAX_ECHO_CHARS,
+          "max_message_chars": MAX_MESSAGE_CHARS}
 
 WIDTHS = {"global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45, "jaw_pose": 3,
           "expression": 100, "trans": 3}
@@ -92,14 +102,27 @@ def parse_line(raw: bytes) -> tuple[Any, str | None]:
     return value, (problems[0] if problems else None)
 
 
+def clip_text(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _keys(keys: list) -> str:
+    """Unknown keys/names from a request, quoted within MAX_ECHO_CHARS."""
+    return clip_text(repr([clip_text(str(k), 40) for k in keys[:10]]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else ""))
+
+
 def _desc(v: Any) -> str:
     """Short JSON-ish description of a value for error messages."""
     if v is None:
         return "null"
     if isinstance(v, bool):
         return f"boolean {'true' if v else 'false'}"
-    if isinstance(v, (int, float)):
-        return f"number {v!r}"[:60]
+    if isinstance(v, int):
+        digits = len(str(abs(v))) if abs(v) < 10 ** 60 else 61
+        return f"number {v!r}" if digits <= 60 else f"an integer of more than 60 digits"
+    if isinstance(v, float):
+        return f"number {v!r}"
     if isinstance(v, str):
         return f"string {json.dumps(v[:40])}{'...' if len(v) > 40 else ''}"
     if isinstance(v, list):
@@ -130,9 +153,9 @@ def _int(lo: int, hi: int, limit: bool = False) -> Callable:
         if type(v) is not int:
             raise RequestError("invalid_args", f"'{name}' must be an integer, got {_desc(v)}")
         if v > hi and limit:
-            raise RequestError("limit_exceeded", f"'{name}' is {v}, the limit is {hi}")
+            raise RequestError("limit_exceeded", f"'{name}' is {_desc(v)}, the limit is {hi}")
         if not lo <= v <= hi:
-            raise RequestError("invalid_args", f"'{name}' must be in [{lo}, {hi}], got {v}")
+            raise RequestError("invalid_args", f"'{name}' must be in [{lo}, {hi}], got {_desc(v)}")
         return v
     return check
 
@@ -141,11 +164,20 @@ def _float(lo: float, hi: float, lo_open: bool = False) -> Callable:
     def check(name, v):
         if not _is_number(v):
             raise RequestError("invalid_args", f"'{name}' must be a number, got {_desc(v)}")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # an integer too large for a double
+            raise RequestError("invalid_args", f"'{name}' must be in [{lo}, {hi}], got {_desc(v)}") from None
         if not ((lo < v) if lo_open else (lo <= v)) or v > hi:
             raise RequestError("invalid_args", f"'{name}' must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
         return v
     return check
+
+
+def _bool(name, v):
+    if type(v) is not bool:
+        raise RequestError("invalid_args", f"'{name}' must be true or false, got {_desc(v)}")
+    return v
 
 
 def _choice(*options) -> Callable:
@@ -220,7 +252,7 @@ def to_pose(v, name: str, max_rows: int, extra_keys: tuple = ()) -> dict[str, np
     allowed = POSE_KEYS + extra_keys
     unknown = [k for k in v if k not in allowed]
     if unknown:
-        raise RequestError("invalid_args", f"'{name}' has unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+        raise RequestError("invalid_args", f"'{name}' has unknown key(s) {_keys(unknown)}; allowed: {', '.join(allowed)}")
     if not any(k in v for k in POSE_KEYS[1:]):
         raise RequestError("invalid_args", f"'{name}' needs at least one of {', '.join(POSE_KEYS[1:])}")
     out, rows = {}, None
@@ -252,7 +284,8 @@ def _targets(name, v):
         raise RequestError("invalid_args", f"'{name}' needs at least one joint")
     unknown = [j for j in v if j not in layout.JOINT_INDEX]
     if unknown:
-        raise RequestError("unknown_name", f"unknown target joint(s) {unknown}; use SMPL-X joint names such as 'left_wrist'")
+        raise RequestError("unknown_name", f"unknown target joint(s) {_keys(unknown)}; use SMPL-X joint names such as "
+                           "'left_wrist'")
     return {j: to_matrix(p, f"{name}.{j}", 3, MAX_POSES) for j, p in v.items()}
 
 
@@ -265,8 +298,9 @@ ARGS: dict[str, dict[str, tuple]] = {
     "version": {},
     "shutdown": {},
     "cancel": {"target": (_target_id, REQUIRED)},
-    "complete": {"pose": (_pose_arg(MAX_POSES), REQUIRED), "missing": (_names, []),
-                 "hypotheses": (_int(1, MAX_HYPOTHESES, limit=True), 1), "seed": (_seed, 0)},
+    "complete": {"pose": (_pose_arg(MAX_FRAMES), REQUIRED), "missing": (_names, []),
+                 "hypotheses": (_int(1, MAX_HYPOTHESES, limit=True), 1), "seed": (_seed, 0),
+                 "clip": (_bool, False), "fps": (_float(1.0, 1000.0), None)},
     "clean": {"clip": (_pose_arg(MAX_FRAMES, ("trans",)), REQUIRED), "strength": (_float(0.0, 1.0), 0.5),
               "parts": (_names, "body"), "lock": (_names, []), "seed": (_seed, 0)},
     "vary": {"pose": (_pose_arg(MAX_POSES), REQUIRED), "n": (_int(1, MAX_N, limit=True), REQUIRED),
@@ -284,6 +318,9 @@ ARGS: dict[str, dict[str, tuple]] = {
 def _cross_checks(op: str, a: dict) -> None:
     if op == "vary" and _rows(a["pose"]) != 1:
         raise RequestError("invalid_args", f"vary takes one pose (1 row), got {_rows(a['pose'])}; use n for more")
+    if op == "complete" and not a["clip"] and _rows(a["pose"]) > MAX_POSES:
+        raise RequestError("limit_exceeded", f"'pose' has {_rows(a['pose'])} rows, the limit is {MAX_POSES} "
+                           f"(with clip=true, {MAX_FRAMES} frames)")
     if op == "clean" and _rows(a["clip"]) < 3:
         raise RequestError("invalid_args", f"'clip' needs at least 3 frames, got {_rows(a['clip'])}")
     if op == "fit":
@@ -293,7 +330,33 @@ def _cross_checks(op: str, a: dict) -> None:
         n = max(counts.values())
         bad = {k: c for k, c in counts.items() if c not in (1, n)}
         if bad:
-            raise RequestError("invalid_args", f"fit rows must be 1 or {n}; got {bad}")
+            raise RequestError("invalid_args", f"fit rows must be 1 or {n}; got {clip_text(str(bad))}")
+    if op in TASK_OPS:
+        units = work(op, a)
+        if units > MAX_WORK:
+            raise RequestError("limit_exceeded", f"{op} asks for {units:,} units of work (poses x hypotheses x "
+                               f"iterations), the limit is {MAX_WORK:,}: split it into smaller requests")
+
+
+def work(op: str, a: dict) -> int:
+    """Work of a validated task request: poses x hypotheses x solver iterations (or sampler steps)."""
+    from .tasks import CLEAN, COMPLETE, FIT, REFINE
+
+    if op == "complete":
+        return _rows(a["pose"]) * a["hypotheses"] * COMPLETE.steps
+    if op == "clean":
+        return _rows(a["clip"]) * CLEAN.steps
+    if op == "vary":
+        return a["n"] * max(2, round(a["steps"] * a["strength"])) + COMPLETE.steps
+    if op == "refine":
+        return _rows(a["pose"]) * REFINE.steps
+    if op == "fit":
+        rows = [len(t) for t in a["targets"].values()] + ([_rows(a["pose"])] if a["pose"] is not None else [])
+        return max(rows) * FIT.steps
+    if op == "sample":
+        steps = a["steps"] if a["steps"] is not None else (1000 if a["sampler"] == "em" else 100)
+        return a["n"] * steps
+    return 0
 
 
 def validate(msg: Any) -> tuple[str | int, str, dict]:
@@ -308,14 +371,14 @@ def validate(msg: Any) -> tuple[str | int, str, dict]:
     rid = check_id(msg["id"])
     unknown = [k for k in msg if k not in ("id", "op", "args")]
     if unknown:
-        raise RequestError("invalid_request", f"unknown request field(s) {unknown}; a request has id, op, args")
+        raise RequestError("invalid_request", f"unknown request field(s) {_keys(unknown)}; a request has id, op, args")
     if "op" not in msg:
         raise RequestError("invalid_request", "request has no 'op'")
     op = msg["op"]
     if type(op) is not str:
         raise RequestError("invalid_request", f"'op' must be a string, got {_desc(op)}")
     if op not in ARGS:
-        raise RequestError("unknown_op", f"unknown op {json.dumps(op[:60])}; ops: {', '.join(OPS)}")
+        raise RequestError("unknown_op", f"unknown op {json.dumps(clip_text(op, 60))}; ops: {', '.join(OPS)}")
     args = msg.get("args", {})
     if args is None:
         args = {}
@@ -325,7 +388,7 @@ def validate(msg: Any) -> tuple[str | int, str, dict]:
     unknown = [k for k in args if k not in spec]
     if unknown:
         hint = f"; {op} takes {', '.join(spec)}" if spec else f"; {op} takes no arguments"
-        raise RequestError("invalid_args", f"unknown argument(s) {unknown} for {op}{hint}")
+        raise RequestError("invalid_args", f"unknown argument(s) {_keys(unknown)} for {op}{hint}")
     out = {}
     for name, (check, default) in spec.items():
         if name in args and not (args[name] is None and default is None):
@@ -364,6 +427,11 @@ def jsonable(v):
 # ---------------------------------------------------------------------------------------------------------
 # The server.
 
+def error_reply(rid, code: str, message: str) -> dict:
+    """An error reply; the message is cut to MAX_MESSAGE_CHARS (it may quote the request)."""
+    return {"id": rid, "type": "error", "error": {"code": code, "message": clip_text(message, MAX_MESSAGE_CHARS)}}
+
+
 class Job:
     def __init__(self, rid, op: str, args: dict):
         self.id, self.op, self.args = rid, op, args
@@ -399,8 +467,8 @@ class Server:
             except (BrokenPipeError, OSError, ValueError):  # the client is gone
                 os._exit(0)
 
-    def error(self, rid, code: str, message: str, **extra) -> None:
-        self.send({"id": rid, "type": "error", "error": {"code": code, "message": message, **extra}})
+    def error(self, rid, code: str, message: str) -> None:
+        self.send(error_reply(rid, code, message))
 
     def result(self, rid, result: dict) -> None:
         self.send({"id": rid, "type": "result", "result": result})
@@ -414,9 +482,7 @@ class Server:
 
         return {"version": __version__, "protocol": PROTOCOL, "device": self.device, "torch": torch.__version__,
                 "cuda": torch.cuda.is_available(), "checkpoint": self.checkpoint or "default",
-                "checkpoint_info": jsonable(self.prior.info), "ops": list(OPS),
-                "limits": {"max_line_bytes": MAX_LINE_BYTES, "max_frames": MAX_FRAMES, "max_poses": MAX_POSES,
-                           "max_hypotheses": MAX_HYPOTHESES, "max_n": MAX_N, "max_steps": MAX_STEPS}}
+                "checkpoint_info": jsonable(self.prior.info), "ops": list(OPS), "limits": dict(LIMITS)}
 
     # -- input -------------------------------------------------------------------------------------------------
     def read_line(self) -> bytes | None:
@@ -443,8 +509,8 @@ class Server:
             except RequestError as e:
                 self.error(None, e.code, e.message)
                 continue
-            if raw is None:  # EOF: finish the queued work, then exit
-                self.stop(cancel=False)
+            if raw is None:  # EOF: the client is gone (or done): cancel the work and exit
+                self.stop(cancel=True)
                 return 0
             if self.handle(raw) == "shutdown":
                 return 0
@@ -485,6 +551,9 @@ class Server:
         with self.cond:
             if self._active(job.id) is not None:
                 raise RequestError("duplicate_id", f"a request with id {json.dumps(job.id)} is still queued or running")
+            if len(self.queue) >= MAX_QUEUE:
+                raise RequestError("limit_exceeded", f"{len(self.queue)} tasks are already queued (the limit is "
+                                   f"{MAX_QUEUE}): wait for results or cancel some")
             self.queue.append(job)
             self.cond.notify()
 
@@ -552,8 +621,8 @@ class Server:
         from .prior import CheckpointError
         from .solver import Cancelled
 
-        def error(code, message, **extra):
-            return {"id": job.id, "type": "error", "error": {"code": code, "message": message, **extra}}
+        def error(code, message):
+            return error_reply(job.id, code, message)
 
         try:
             if job.cancel.is_set():
@@ -573,12 +642,11 @@ class Server:
         except Exception as e:  # noqa: BLE001 - the server keeps serving
             import torch
 
-            tb = traceback.format_exc()
-            print(tb, file=sys.stderr, flush=True)
+            traceback.print_exc(file=sys.stderr)  # the traceback goes to stderr only
             if isinstance(e, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
                 return error("out_of_memory", str(e))
-            return error("internal", f"{type(e).__name__}: {e}", traceback=tb)
+            return error("internal", f"{type(e).__name__}: {e}")
 
 
 def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> dict:
@@ -588,7 +656,8 @@ def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> d
 
     kw = {"progress": progress, "cancel": cancel}
     if op == "complete":
-        return tasks.complete(prior, a["pose"], a["missing"], hypotheses=a["hypotheses"], seed=a["seed"], **kw)
+        return tasks.complete(prior, a["pose"], a["missing"], hypotheses=a["hypotheses"], seed=a["seed"],
+                              clip=a["clip"], fps=a["fps"], **kw)
     if op == "clean":
         return tasks.clean(prior, a["clip"], strength=a["strength"], parts=a["parts"], lock=a["lock"], seed=a["seed"], **kw)
     if op == "vary":

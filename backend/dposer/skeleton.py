@@ -7,6 +7,8 @@ With a user's own SMPL-X model files, ``SmplxSkeleton`` gives the same joints fr
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -121,18 +123,29 @@ def joints_from_vector(vec: torch.Tensor, global_orient: torch.Tensor | None = N
 class SmplxSkeleton:
     """Forward kinematics (and mesh) from the user's own SMPL-X model file through the `smplx` package.
 
-    Hands are absolute (``flat_hand_mean=True``), matching the pose vector's convention.
+    Hands are absolute (``flat_hand_mean=True``), matching the pose vector's convention. ``model_path`` is a folder
+    holding ``smplx/SMPLX_<GENDER>.npz`` (or ``.pkl``), or the model file itself. The `smplx` package would load it
+    with pickle enabled (code in the file would run), so the file is read here without pickle
+    (:func:`dposer.io.read_smplx_model`: numeric arrays only) and `smplx` is given a clean copy of those arrays.
     """
 
     def __init__(self, model_path: str, gender: str = "neutral", num_expression_coeffs: int = 100,
                  num_betas: int = 10):
+        import tempfile
+
+        from .io import read_smplx_model, smplx_model_file
+
         try:
             import smplx
         except ImportError as e:  # pragma: no cover - depends on the optional extra
             raise ImportError("SmplxSkeleton needs the optional 'smplx' package: pip install 'blender-dposer[smplx]'") from e
-        self.model = smplx.create(model_path, model_type="smplx", gender=gender, use_pca=False,
-                                  flat_hand_mean=True, num_expression_coeffs=num_expression_coeffs,
-                                  num_betas=num_betas, ext="npz")
+        arrays = read_smplx_model(smplx_model_file(model_path, gender))
+        with tempfile.TemporaryDirectory(prefix="dposer-smplx-") as tmp:
+            clean = Path(tmp) / f"SMPLX_{gender.upper()}.npz"
+            np.savez(clean, **arrays)  # numeric arrays only: nothing for smplx's pickle-enabled load to run
+            self.model = smplx.create(str(clean), model_type="smplx", gender=gender, use_pca=False,
+                                      flat_hand_mean=True, num_expression_coeffs=num_expression_coeffs,
+                                      num_betas=num_betas, ext="npz")
 
     def __call__(self, vec: torch.Tensor, global_orient: torch.Tensor | None = None,
                  betas: torch.Tensor | None = None, return_vertices: bool = False):

@@ -81,13 +81,18 @@ def _used_parts(prior, used_dims: torch.Tensor) -> dict:
 def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
           data_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None, cfg: SolverConfig | None = None,
           seed: int = 0, part_mask: torch.Tensor | None = None,
-          progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+          progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+          temporal=None) -> torch.Tensor:
     """Minimise data_loss(x, k) + prior_weight * L_DPoser(x; t_k) over the free dims of x (N, D normalised).
 
     ``free``: bool (N, D) or (D,), True where x may change (default: everything). ``data_loss`` returns a
-    per-sample (N,) loss. Returns the solution (N, D), detached.
+    per-sample (N,) loss. ``temporal`` (a :class:`dposer.temporal.Temporal`, for rows that are the frames of
+    clips): draws the noise correlated over each clip's frames and low-passes the denoised estimate along time, so
+    the rows are solved as motions instead of independent frames. Returns the solution (N, D), detached.
     """
     if hasattr(prior, "solve"):  # a prior with its own optimiser (the VAE baseline fits its latent; dposer.baselines)
+        if temporal is not None:
+            raise ValueError("this prior has its own optimiser and cannot solve clips (temporal)")
         return prior.solve(x_init, free, data_loss, cfg, seed=seed, part_mask=part_mask, progress=progress, cancel=cancel)
     cfg = cfg or SolverConfig()
     if cfg.optimizer not in ("adam", "denoise"):
@@ -117,10 +122,12 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
         t = torch.full((n,), timestep(cfg, k, gen), device=x.device)
         with torch.no_grad():
             a, s = alpha_sigma(t)
-            eps = torch.randn(x.shape, generator=gen).to(x.device)
+            eps = (torch.randn(x.shape, generator=gen) if temporal is None else temporal.noise(gen)).to(x.device)
             if step_biases is not None:
                 denoise_kw["time_biases"] = {name: [rows[k] for rows in layers] for name, layers in step_biases.items()}
             x_hat = prior.denoise(a[:, None] * x + s[:, None] * eps, t, part_mask, **denoise_kw)
+            if temporal is not None:
+                x_hat = temporal.smooth(x_hat)
         w = cfg.prior_weight * dposer_weight(cfg, t) if opt is not None or data_loss is not None else None
         if opt is not None:
             per_sample = w * ((x - x_hat) ** 2).mean(1)

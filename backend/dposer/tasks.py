@@ -35,32 +35,100 @@ def _present_only(result: dict, given: dict) -> dict:
     return {k: v for k, v in result.items() if k == "global_orient" or k in given or k not in layout.KEY_SLICES}
 
 
+# Clip completion runs long takes in windows of this many frames, overlapping by CLIP_OVERLAP frames that are
+# cross-faded (the noise shared by a hypothesis' frames is the same in every window, so windows agree).
+CLIP_WINDOW = 1024
+CLIP_OVERLAP = 64
+
+
+def _windows(frames: int, window: int = CLIP_WINDOW, overlap: int = CLIP_OVERLAP) -> list[tuple[int, int]]:
+    """(start, stop) frame ranges covering 0..frames, consecutive ones overlapping by ``overlap``."""
+    if frames <= window:
+        return [(0, frames)]
+    out, start = [], 0
+    while True:
+        stop = min(start + window, frames)
+        out.append((max(0, stop - window), stop))
+        if stop == frames:
+            return out
+        start = stop - overlap
+
+
+def _crossfade(parts: list[tuple[int, int, torch.Tensor]], frames: int) -> torch.Tensor:
+    """Join window results (start, stop, (K, W, D)) into (K, frames, D), linear ramps over the overlaps."""
+    k, _, d = parts[0][2].shape
+    acc = torch.zeros(k, frames, d, dtype=parts[0][2].dtype)
+    wsum = torch.zeros(1, frames, 1, dtype=parts[0][2].dtype)
+    for i, (a, b, x) in enumerate(parts):
+        w = torch.ones(b - a)
+        if i > 0:
+            ov = parts[i - 1][1] - a
+            w[:ov] = torch.linspace(0, 1, ov + 2)[1:-1]
+        if i + 1 < len(parts):
+            ov = b - parts[i + 1][0]
+            w[-ov:] = torch.minimum(w[-ov:], torch.linspace(1, 0, ov + 2)[1:-1])
+        acc[:, a:b] += x.cpu() * w[None, :, None]
+        wsum[:, a:b] += w[None, :, None]
+    return acc / wsum
+
+
+def _solve_filled(prior: Prior, x: torch.Tensor, free: torch.Tensor, k: int, seed: int, cfg: SolverConfig,
+                  init_noise: float, temporal, progress, cancel) -> torch.Tensor:
+    """Noise the free dims of x (K*N, D normalised) and solve; ``temporal`` makes each hypothesis one motion."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x.shape, generator=gen) if temporal is None else temporal.noise(gen)
+    x = torch.where(free, noise.to(x.device) * init_noise, x)
+    return solve(prior, x, free, cfg=cfg, seed=seed, progress=progress, cancel=cancel, temporal=temporal)
+
+
 def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int = 0, cfg: SolverConfig | None = None,
-             init_noise: float = 1.0, combine: str = "best", progress: Callable | None = None,
-             cancel: Callable | None = None) -> dict:
+             init_noise: float = 1.0, combine: str = "mean", progress: Callable | None = None,
+             cancel: Callable | None = None, clip: bool = False, fps: float | None = None,
+             sigma_s: float | None = None) -> dict:
     """Fill in the joints named in ``missing`` (part/group/joint names, e.g. 'right_hand', 'left_leg',
     'right_pinky1') and every key absent from ``pose``; observed joints are kept exactly.
 
     Returns the rank-1 result under the standard keys, ``<key>_hypotheses`` arrays of shape (K, N, D) ranked
     best first, and ``scores`` (K, N), lower = better. With three or more hypotheses they are ranked by
     agreement with the others (distance to their mean over the filled dims, normalised units); with one or two,
-    by the prior's denoising residual over the filled dims. ``combine='mean'`` puts the mean of the hypotheses (axis-angle average of
-    the filled joints) under the standard keys instead of the rank-1 hypothesis: not itself a sample, but the lower
-    error on every validation task (docs/benchmarks.md, ranking).
+    by the prior's denoising residual over the filled dims. Under the standard keys: with ``combine='mean'`` (the
+    default) the mean of the hypotheses (axis-angle average of the filled joints), the best estimate: not itself a
+    sample, but the lowest error on every validation task and on the finger take (docs/benchmarks.md, ranking and
+    clip completion); with ``combine='best'`` the rank-1 hypothesis. With one hypothesis both are that hypothesis.
+
+    ``clip=True``: the N rows are the frames of one take at ``fps`` (default 30) and are solved together
+    (:mod:`dposer.temporal`): each hypothesis is one coherent motion over the whole range (hypotheses are ranked as
+    wholes, so ``<key>_hypotheses[i]`` is one take), the filled joints are low-passed along time with a Gaussian of
+    ``sigma_s`` seconds (default ``temporal.SIGMA_S``), and takes longer than ``CLIP_WINDOW`` frames run in
+    overlapping, cross-faded windows.
     """
+    from .temporal import SIGMA_S, Temporal
+
     if hypotheses < 1:
         raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
+    if combine not in ("best", "mean"):
+        raise ValueError(f"combine must be 'best' or 'mean', got {combine!r}")
     ps = data.from_smplx_dict(pose)
     n, k = len(ps), hypotheses
+    cfg = cfg or COMPLETE
     free = ~ps.present
     free[:, layout.names_to_dims(missing)] = True
     raw = torch.from_numpy(ps.vectors).to(prior.device)
-    x = prior.normalize(raw).repeat(k, 1)
-    free_t = torch.from_numpy(free).to(prior.device).repeat(k, 1)
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x.shape, generator=gen).to(prior.device) * init_noise
-    x = torch.where(free_t, noise, x)
-    sol = solve(prior, x, free_t, cfg=cfg or COMPLETE, seed=seed, progress=progress, cancel=cancel)
+    free_t = torch.from_numpy(free).to(prior.device)
+    if clip and n > 1:
+        windows = _windows(n, CLIP_WINDOW, CLIP_OVERLAP)
+        parts = []
+        for i, (a, b) in enumerate(windows):
+            temporal = Temporal.for_clip(k, b - a, raw.shape[1], fps, SIGMA_S if sigma_s is None else sigma_s)
+            step = None if progress is None else (lambda d, t, i=i: progress(i * t + d, len(windows) * t))
+            x = prior.normalize(raw[a:b]).repeat(k, 1)
+            sol = _solve_filled(prior, x, free_t[a:b].repeat(k, 1), k, seed, cfg, init_noise, temporal, step, cancel)
+            parts.append((a, b, sol.reshape(k, b - a, -1)))
+        sol = _crossfade(parts, n).to(prior.device).reshape(k * n, -1)
+    else:
+        x = prior.normalize(raw).repeat(k, 1)
+        sol = _solve_filled(prior, x, free_t.repeat(k, 1), k, seed, cfg, init_noise, None, progress, cancel)
+    free_t = free_t.repeat(k, 1)
     if k >= 3:
         # consensus ranking: hypotheses closest to their mean over the filled dims first (the medoid of the
         # prior's answers); measured on the validation split it beats the denoising-residual score, which
@@ -74,13 +142,14 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     else:
         filled = free_t.reshape(k, n, -1)[0].any(0)
         scores = plausibility(prior, sol, seed=seed, dims=filled if filled.any() else None).reshape(k, n)
+    if clip and n > 1:  # rank whole motions: every frame of a hypothesis gets its mean score over the take
+        scores = scores.mean(1, keepdim=True).expand(k, n)
     order = scores.argsort(dim=0)  # (K, N) best first
     out_raw = prior.denormalize(sol).reshape(k, n, -1)
     out_raw = torch.where(free_t.reshape(k, n, -1), out_raw, raw.expand(k, n, -1))  # observed dims bit-exact
     out_raw = torch.gather(out_raw, 0, order[:, :, None].expand(-1, -1, out_raw.shape[-1]))
-    if combine not in ("best", "mean"):
-        raise ValueError(f"combine must be 'best' or 'mean', got {combine!r}")
-    result = _result(out_raw[0] if combine == "best" else out_raw.mean(0), ps.extras)
+    mean = torch.where(free_t[:n], out_raw.mean(0), raw)  # observed dims bit-exact in the mean too
+    result = _result(out_raw[0] if combine == "best" else mean, ps.extras)
     for key, sl in layout.KEY_SLICES.items():
         result[f"{key}_hypotheses"] = out_raw[:, :, sl].cpu().numpy().astype(np.float32)
     result["scores"] = torch.gather(scores, 0, order).cpu().numpy()
@@ -219,10 +288,8 @@ def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=()
         vectors, cuts = out, det.cuts
         repaired = cleaning.report(det, joints)
     result = _present_only(_result(torch.from_numpy(vectors.astype(np.float32)), ps.extras), clip)
-    if "trans" in clip:
-        result["trans"] = data._check(clip["trans"], "trans", 3)
-        if len(result["trans"]) != len(ps):
-            raise ValueError(f"'trans' has {len(result['trans'])} rows but the clip has {len(ps)} frames")
+    if "trans" in ps.extras:  # checked by dposer.data (finite, one row per frame)
+        result["trans"] = ps.extras["trans"]
     result["repaired"] = repaired
     result["cuts"] = np.asarray(cuts, np.int64)
     result["jitter_deg"] = np.float32(noise)
@@ -313,12 +380,12 @@ def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands"
     unknown = [j for j in names if j not in layout.JOINT_INDEX]
     if unknown:
         raise ValueError(f"unknown target joint(s) {unknown}; use SMPL-X joint names such as 'left_wrist'")
-    tgt = [np.atleast_2d(np.asarray(targets[j], np.float32)) for j in names]
+    tgt = [data._check(targets[j], f"target '{j}'", 3) for j in names]  # real, finite, (N, 3), N >= 1
     ps_in = None if pose is None else data.from_smplx_dict(pose)
     n = max([len(t) for t in tgt] + ([len(ps_in)] if ps_in is not None else []))
     for j, t in zip(names, tgt):
-        if t.shape[1] != 3 or len(t) not in (1, n) or not np.isfinite(t).all():
-            raise ValueError(f"target '{j}' must be finite (3,) or ({n}, 3), got shape {t.shape}")
+        if len(t) not in (1, n):
+            raise ValueError(f"target '{j}' must be (3,) or ({n}, 3), got shape {t.shape}")
     target = torch.from_numpy(np.stack([np.broadcast_to(t, (n, 3)) for t in tgt], 1)).to(prior.device)
     idx = [layout.JOINT_INDEX[j] for j in names]
     if ps_in is None:

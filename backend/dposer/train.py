@@ -42,6 +42,9 @@ class TrainConfig:
     val_every: int = 1000
     ckpt_every: int = 1000
     limit: int | None = None  # use at most this many rows per source (tiny configs / tests)
+    # converted BVH body poses (a `dposer corpus` cache, e.g. ~/.cache/dposer/bandai2.npz): the "bvh_body" source
+    bvh_body: str | None = None
+    bvh_stride: int = 4  # every 4th frame of each take (consecutive 30 fps frames are near-duplicates)
 
     @staticmethod
     def load(path) -> "TrainConfig":
@@ -61,7 +64,8 @@ class TrainConfig:
 class TrainingData:
     """The four sources as tensors, and a seeded batch sampler with masks."""
 
-    def __init__(self, split: str, limit: int | None = None, root=None, mirror_wholebody: bool = False):
+    def __init__(self, split: str, limit: int | None = None, root=None, mirror_wholebody: bool = False,
+                 bvh_body: str | None = None, bvh_stride: int = 4):
         wholebody = data.load_wholebody_set(split, root)
         if mirror_wholebody:  # left-right mirror images double the joint data; the mirrored face is approximate, so hidden
             present = wholebody.present.copy()
@@ -73,6 +77,16 @@ class TrainingData:
             "face": data.load_part_set("face", split, root),
             "wholebody": wholebody,
         }
+        if bvh_body and split == "train":  # converted BVH takes: body only, and their mirror images
+            from .corpus import load_body
+
+            body = load_body(bvh_body, bvh_stride)
+            vec = np.zeros((len(body), layout.DIM), np.float32)
+            vec[:, :63] = body
+            vec = np.concatenate([vec, layout.mirror_pose(vec)])
+            present = np.zeros(vec.shape, bool)
+            present[:, :63] = True
+            self.sources["bvh_body"] = data.PoseSet(vec, present)
         if limit:
             self.sources = {k: v.subset(np.arange(min(limit, len(v)))) for k, v in self.sources.items()}
         self.vec = {k: torch.from_numpy(v.vectors) for k, v in self.sources.items()}
@@ -205,7 +219,10 @@ def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_r
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    train_data = TrainingData("train", cfg.limit, data_root, mirror_wholebody=cfg.mirror_wholebody)
+    if "bvh_body" in cfg.mix and not cfg.bvh_body:
+        raise ValueError("the mix has 'bvh_body' but the config names no bvh_body cache (make one: dposer corpus)")
+    train_data = TrainingData("train", cfg.limit, data_root, mirror_wholebody=cfg.mirror_wholebody,
+                              bvh_body=cfg.bvh_body and os.path.expanduser(cfg.bvh_body), bvh_stride=cfg.bvh_stride)
     val_data = TrainingData("val", cfg.limit, data_root)
     all_train = train_data.all()
     norm = Normalizer.fit(all_train.vectors, all_train.present)
@@ -245,7 +262,9 @@ def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_r
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc="train", dynamic_ncols=True)
     t_start = time.time()
     info = {"command": command, "seed": seed, "config": cfg.to_dict(), "parameters": count_parameters(net), "init": init,
-            "data": "DPoser-X shared sets (AMASS body, ReInterHand/HaMeR hands, WCPA face, EgoBody whole-body)"}
+            "data": "DPoser-X shared sets (AMASS body, ReInterHand/HaMeR hands, WCPA face, EgoBody whole-body)"
+                    + (f" + converted BVH bodies ({Path(cfg.bvh_body).name}: Bandai Namco Research Motion dataset 2, "
+                       "CC BY-NC 4.0)" if cfg.bvh_body else "")}
 
     def save(final=False):
         if rank != 0:

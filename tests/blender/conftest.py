@@ -160,7 +160,7 @@ def fake_modal_operator(op_class, **props):
         def report(self, kind, message):
             self.reports.append((set(kind), message))
 
-    for name in ("invoke", "modal", "_job_from_props", "_finish", "_end"):
+    for name in ("invoke", "modal", "_checked_job", "_params", "_job_from_props", "_finish", "_end"):
         setattr(FakeOp, name, getattr(op_class, name))
     for name, value in props.items():
         setattr(FakeOp, name, value)

@@ -251,7 +251,7 @@ class _FakeModalOp:
         self.reports.append((set(kind), message))
 
 
-for _name in ("invoke", "modal", "_job_from_props", "_finish", "_end"):
+for _name in ("invoke", "modal", "_checked_job", "_params", "_job_from_props", "_finish", "_end"):
     setattr(_FakeModalOp, _name, getattr(ops.DPOSER_OT_complete, _name))
 
 

@@ -72,14 +72,23 @@ def test_preview_cycle_cancel_accept(posed):
                                    frame_end=2) == {"FINISHED"}
     args, backend = ops.last_request["args"], ops.last_request["backend"]
     frames = [1.0, 2.0]
-    hyps = hypotheses(backend.call("complete", args, timeout=300), frames)
+    render = bpy.context.scene.render
+    assert args["clip"] is True and args["fps"] == render.fps / render.fps_base  # a range is completed as one motion
+    result = backend.call("complete", args, timeout=300)
+    hyps = hypotheses(result, frames)
+    best = rm.joints_from_pose_dict({k: np.asarray(result[k]) for k in ("body_pose", "left_hand_pose",
+                                                                        "right_hand_pose", "jaw_pose")})
     assert len(hyps) == K and not np.allclose(hyps[0, :, 40:55], hyps[1, :, 40:55], atol=1e-3)
-    assert hand_error(obj, frames, hyps[0]) < 1e-5 and preview.status(obj).startswith(f"Hypothesis 1/{K}")
+    # shown first: the best estimate (the mean of the hypotheses), then each hypothesis
+    assert hand_error(obj, frames, best) < 1e-5 and preview.status(obj) == f"Best estimate: mean of {K} hypotheses"
     # other jobs wait for the preview to be settled
     with pytest.raises(RuntimeError, match="pending Complete preview: accept or cancel it first"):
         bpy.ops.dposer.refine()
     assert bpy.ops.dposer.preview_next() == {"FINISHED"}
+    assert hand_error(obj, frames, hyps[0]) < 1e-5 and preview.status(obj).startswith(f"Hypothesis 1/{K}")
+    assert bpy.ops.dposer.preview_next() == {"FINISHED"}
     assert hand_error(obj, frames, hyps[1]) < 1e-5 and preview.status(obj).startswith(f"Hypothesis 2/{K}")
+    assert bpy.ops.dposer.preview_previous() == {"FINISHED"}
     assert bpy.ops.dposer.preview_previous() == {"FINISHED"}
     assert bpy.ops.dposer.preview_previous() == {"FINISHED"}  # wraps around
     assert hand_error(obj, frames, hyps[K - 1]) < 1e-5
@@ -93,6 +102,7 @@ def test_preview_cycle_cancel_accept(posed):
     # again, accept the second hypothesis: it stays, the preview is gone, the body keys are untouched
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=K, preview=True, frame_start=1,
                                    frame_end=2) == {"FINISHED"}
+    assert bpy.ops.dposer.preview_next() == {"FINISHED"}
     assert bpy.ops.dposer.preview_next() == {"FINISHED"}
     assert bpy.ops.dposer.preview_accept() == {"FINISHED"}
     assert not preview.has_preview(obj) and hand_error(obj, frames, hyps[1]) < 1e-5
@@ -145,7 +155,7 @@ def test_panel_shows_rig_state_and_new_operators(posed):
     ops_drawn, labels = draw()
     assert {"dposer.preview_next", "dposer.preview_previous", "dposer.preview_accept",
             "dposer.preview_cancel"} <= set(ops_drawn)
-    assert any(t and t.startswith("Hypothesis 1/2") for t in labels)
+    assert "Best estimate: mean of 2 hypotheses" in labels
     assert bpy.ops.dposer.preview_cancel() == {"FINISHED"}
 
 

@@ -1,0 +1,137 @@
+"""Held-out body completion of checkpoints against baselines fitted to the same body data (``dposer bench heldout``).
+
+    dposer bench heldout --checkpoint A.safetensors [--against B.safetensors] [--n 300]
+
+Test sets: the AMASS body test split (what ``bench completion`` uses) and converted Bandai Namco dataset-1 frames
+(``dposer corpus`` cache; never trained on), ``n`` frames spread evenly over all 174 takes. Tasks: left_leg,
+right_arm, trunk (the joints are filled in; the rest of the body is given). Rows: each checkpoint (the default
+completion solver, one hypothesis) and, for each body training pool - AMASS train (v1's body data) and AMASS train
++ converted Bandai dataset-2 (v2's: every ``stride``-th frame, plus mirror images) - the nearest neighbour on the
+observed joints and the Gaussian conditional mean (least squares on the pool). Intervals: 95% bootstrap over the
+test poses; checkpoint differences are paired (the same poses). With two checkpoints the hand tasks of
+``bench completion`` (hands given body, pinky + ring given hand) are compared too.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import bench, data, layout
+from .corpus import default_path, load_body
+
+TASKS = ("left_leg", "right_arm", "trunk")
+
+
+def _vec(body: np.ndarray) -> np.ndarray:
+    v = np.zeros((len(body), layout.DIM), np.float32)
+    v[:, :63] = body
+    return v
+
+
+def test_sets(root=None, n: int = 300, bandai1=None) -> dict[str, np.ndarray]:
+    amass = data.load_part_set("body", "test", root).vectors
+    b1 = load_body(bandai1 or default_path(1))
+    pick = np.linspace(0, len(b1) - 1, min(n, len(b1))).round().astype(int)
+    return {"AMASS body test split": amass[:n], "Bandai Namco dataset-1 (converted, held out)": _vec(b1[pick])}
+
+
+def body_pools(root=None, bandai2=None, stride: int = 4) -> dict[str, np.ndarray]:
+    amass = data.load_part_set("body", "train", root).vectors
+    b2 = _vec(load_body(bandai2 or default_path(2), stride))
+    return {"AMASS": amass, "AMASS + Bandai-2": np.concatenate([amass, b2, layout.mirror_pose(b2)])}
+
+
+def gaussian_conditional(pool: np.ndarray, truth: np.ndarray, missing: str) -> np.ndarray:
+    """Conditional mean of a Gaussian fitted to the pool's body dims: least squares of the missing dims on the rest."""
+    m = layout.names_to_dims(missing)
+    o = np.setdiff1d(np.arange(63), m)
+    x = pool[:, :63].astype(np.float64)
+    mu, S = x.mean(0), np.cov(x.T) + 1e-6 * np.eye(63)
+    coef = np.linalg.solve(S[np.ix_(o, o)], S[np.ix_(o, m)])
+    out = truth.copy()
+    out[:, m] = mu[m] + (truth[:, o] - mu[o]) @ coef
+    return out
+
+
+def _case(task: str, truth: np.ndarray, pool: np.ndarray) -> bench.CompletionCase:
+    return bench.CompletionCase(task, {"body_pose": truth[:, :63]}, truth, task, "body", "body", pool, pool.mean(0))
+
+
+def _ci(x: np.ndarray, digits: int = 1) -> str:
+    lo, hi = bench.bootstrap_ci(x)
+    return f"{x.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def run(priors: dict, root=None, n: int = 300, stride: int = 4, log=print) -> tuple[str, dict]:
+    """Markdown tables and {set: {task: {row: per-pose MPJPE mm}}} for the checkpoints in ``priors`` (label ->
+    Prior)."""
+    sets, pools = test_sets(root, n), body_pools(root, stride=stride)
+    res: dict = {}
+    lines = [f"Body pools: " + ", ".join(f"{k} {len(v):,} rows" for k, v in pools.items()) + ".", ""]
+    for set_name, truth in sets.items():
+        res[set_name] = {}
+        lines += [f"**{set_name}** ({len(truth)} poses): MPJPE mm over the moved body joints "
+                  "[95% bootstrap interval], mean geodesic deg of the filled joints", "",
+                  "| method | " + " | ".join(TASKS) + " |", "|---|" + "---|" * len(TASKS)]
+        rows: dict[str, list] = {}
+        for task in TASKS:
+            errs = {}
+            for pool_name, pool in pools.items():
+                case = _case(task, truth, pool)
+                errs[f"nearest neighbour ({pool_name})"] = bench.completion_errors(bench.baseline_nearest(case), case)
+                errs[f"Gaussian conditional ({pool_name})"] = bench.completion_errors(
+                    gaussian_conditional(pool, truth, task), case)
+            case = _case(task, truth, pools["AMASS"])
+            for label, prior in priors.items():
+                t0 = time.time()
+                errs[label] = bench.completion_errors(bench.run_completion(prior, case)[0], case)
+                log(f"heldout: {set_name} / {task} / {label}: {errs[label]['mpjpe_mm'].mean():.1f} mm "
+                    f"({time.time() - t0:.0f} s)")
+            res[set_name][task] = {k: e["mpjpe_mm"] for k, e in errs.items()}
+            for k, e in errs.items():
+                rows.setdefault(k, []).append(f"{_ci(e['mpjpe_mm'])} mm, {e['geodesic_deg'].mean():.1f} deg")
+        for k, cells in rows.items():
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lines.append("")
+    labels = list(priors)
+    lines += ["Paired differences of MPJPE (mm; negative = the first is better) [95% paired bootstrap interval]:", "",
+              "| test set | task | " + " | ".join(_pairs(labels)) + " |", "|---|---|" + "---|" * len(_pairs(labels))]
+    for set_name, tasks in res.items():
+        for task, r in tasks.items():
+            cells = [_ci(r[a] - r[b]) for a, b in _pair_keys(labels)]
+            lines.append(f"| {set_name} | {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), res
+
+
+def _pair_keys(labels: list[str]) -> list[tuple[str, str]]:
+    out = []
+    if len(labels) > 1:
+        out.append((labels[-1], labels[0]))
+    for lab in labels:
+        for pool in ("AMASS", "AMASS + Bandai-2"):
+            out.append((lab, f"Gaussian conditional ({pool})"))
+    return out
+
+
+def _pairs(labels: list[str]) -> list[str]:
+    return [f"{a} - {b}" for a, b in _pair_keys(labels)]
+
+
+def hand_tasks(priors: dict, root=None, n: int = 150) -> str:
+    """Hands given body and pinky + ring given hand (``bench completion``'s hand tasks): each checkpoint, one
+    hypothesis, default solver; paired difference of the last against the first."""
+    labels = list(priors)
+    lines = ["| task | " + " | ".join(f"{lab} mm" for lab in labels) +
+             (f" | {labels[-1]} - {labels[0]} mm (paired)" if len(labels) > 1 else "") + " |",
+             "|---|" + "---|" * (len(labels) + (len(labels) > 1))]
+    for case in bench.completion_cases("test", n, root):
+        if case.scope != "hands":
+            continue
+        errs = {lab: bench.completion_errors(bench.run_completion(p, case)[0], case)["mpjpe_mm"]
+                for lab, p in priors.items()}
+        cells = [_ci(errs[lab], 2) for lab in labels]
+        if len(labels) > 1:
+            cells.append(_ci(errs[labels[-1]] - errs[labels[0]], 2))
+        lines.append(f"| {case.name} ({len(case.truth)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
