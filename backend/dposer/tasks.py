@@ -159,7 +159,7 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
 # The prior's part of cleaning: the faulty cells, after they are filled from the motion around them, are refined
 # by the solver (prior + temporal smoothness of the joints + a pull to the fill); only their frames go through the
 # network.
-CLEAN = SolverConfig(steps=60, lr=0.01, t_max=0.15, t_min=0.05, weighting="const")
+CLEAN = SolverConfig(steps=20, lr=0.01, t_max=0.15, t_min=0.05, weighting="const")
 
 
 def _clean_free_joints(free: np.ndarray) -> list[str]:
