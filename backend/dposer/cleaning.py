@@ -41,6 +41,8 @@ CUT_DEG = 90.0  # summed joint jump that can be a cut ...
 CUT_JOINTS = 6  # ... if at least this many joints jump by more than CUT_JOINT_DEG
 CUT_JOINT_DEG = 10.0
 LIMIT_JUMP_DEG = 20.0  # a joint-limit break starts or ends with a jump of the hinge angle this large
+POP_MIN_FRAMES = 3  # outliers this long must be one constant offset (pops); shorter ones are spikes
+POP_SPREAD = 0.5  # ... varying by at most this fraction of the offset over the interval
 HELD_FRAMES = 8  # a limb frozen this long while the body moves is a dropout
 HELD_EPS = 1e-5  # radians: 'frozen' = moves less than this per frame
 
@@ -113,6 +115,22 @@ def _interval_residuals(q: np.ndarray, L: int):
     return first, pred, _angle(pred, inside)
 
 
+def _constant_offset(pred: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(n,) whether each interval's frames q (n, L, 4) sit on their predictions pred by one constant joint-local
+    offset, up to POP_SPREAD of its size (a pop), rather than by a deviation that swells and fades (real motion
+    faster than the cubic through the context frames)."""
+    w1, v1 = pred[..., 3:], -pred[..., :3]  # conj(pred) (x, y, z, w) times q
+    w2, v2 = q[..., 3:], q[..., :3]
+    w = w1 * w2 - (v1 * v2).sum(-1, keepdims=True)
+    v = w1 * v2 + w2 * v1 + np.cross(v1, v2)
+    v = np.where(w < 0, -v, v)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    rotvec = v * (2 * np.arctan2(n, np.abs(w)) / np.maximum(n, 1e-12))  # (n, L, 3)
+    mean = rotvec.mean(1)
+    spread = np.linalg.norm(rotvec - mean[:, None], axis=-1).max(1)
+    return spread <= POP_SPREAD * np.linalg.norm(mean, axis=-1)
+
+
 def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray | None = None):
     """Greedy interval outliers (see the module doc). ``fixed`` (F, J) cells already flagged (skipped as
     candidates, their values already replaced). Returns (flags (F, J), q with the flagged cells replaced)."""
@@ -139,6 +157,10 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
             score = r.min(1) / thr  # (nA, J)
             inside = first[:, None] + np.arange(L)
             score[taken[inside].any(1)] = 0
+            if L >= POP_MIN_FRAMES:  # a pop is a constant offset: a bump that rises and falls is the motion's own
+                i, j = np.nonzero(score > 1)
+                bump = ~_constant_offset(pred[i, :, j], q[inside[i], j[:, None]])
+                score[i[bump], j[bump]] = 0
             for i, j in zip(*np.nonzero(score > 1)):
                 cands.append((score[i, j], int(first[i]), L, int(j), pred[i, :, j]))
         if not cands:
