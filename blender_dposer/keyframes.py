@@ -390,3 +390,31 @@ def set_rotation_values(obj, values: dict) -> None:
         if b in obj.pose.bones:
             for p, v in props.items():
                 setattr(obj.pose.bones[b], p, v)
+
+
+def action_frame_range(obj) -> tuple[int, int] | None:
+    """The frame range of ``obj``'s action (its keys, or its manual range), or None without an action."""
+    ad = obj.animation_data
+    if ad is None or ad.action is None:
+        return None
+    start, end = ad.action.frame_range
+    return int(round(start)), int(round(end))
+
+
+def tag_keys(obj, bone: str, mode: str, frames, key_type: str = "EXTREME") -> int:
+    """Set the keyframe type (e.g. 'EXTREME', shown in its own colour in the Dope Sheet) of ``bone``'s rotation keys
+    on ``frames``; returns how many keys were tagged."""
+    channels = Channels(obj)
+    frames = np.asarray(sorted(frames), dtype=np.float64)
+    n = 0
+    dp = rotation_data_path(bone, mode)
+    for i in range(4 if mode in ("QUATERNION", "AXIS_ANGLE") else 3):
+        fc = channels.find(dp, i)
+        if fc is None or not len(frames):
+            continue
+        co = fcurve_keys(fc)
+        hit = np.nonzero(np.abs(co[:, :1] - frames[None]).min(1) < FRAME_EPS)[0]
+        for k in hit:
+            fc.keyframe_points[int(k)].type = key_type
+        n += len(hit)
+    return n

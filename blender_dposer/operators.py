@@ -31,6 +31,7 @@ from .preferences import error_summary, get_backend, status_text
 
 MAX_FRAMES = 1000  # poses per `complete` request (docs/protocol.md 5)
 MAX_CLEAN_FRAMES = 20000  # frames per `clean` clip
+REPAIRED_KEY_TYPE = "EXTREME"  # keyframe type Clean gives the keys it repaired (its own colour in the Dope Sheet)
 
 
 def _check(param: P.Param, value) -> None:
@@ -308,7 +309,7 @@ class CleanJob(_KeepUnwrittenJob):
     max_frames = MAX_CLEAN_FRAMES
 
     def __init__(self, context, frame_start: int, frame_end: int, strength: float, parts: str, lock: str,
-                 lock_selected: bool, seed: int):
+                 lock_selected: bool, seed: int, tag_repaired: bool = True):
         if frame_end < frame_start:
             raise JobError(f"frame_end ({frame_end}) is before frame_start ({frame_start})")
         if frame_end - frame_start + 1 < 3:
@@ -332,7 +333,39 @@ class CleanJob(_KeepUnwrittenJob):
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
         self.args = {"clip": pose, "strength": float(strength), "parts": bone_maps.split_names(parts),
                      "lock": keep, "seed": int(seed)}
+        self.tag = tag_repaired
+        self.repaired, self.cuts = [], []
         self._seed_previous(obj)
+
+    def keys_from_result(self, result: dict) -> list[kf.BoneKeys]:
+        bones = dict(self.fill)
+        # rows of the clip -> scene frames, on the bones written
+        self.repaired = [dict(r, bone=bones[r["joint"]], first=int(self.frames[r["first"]]),
+                              last=int(self.frames[r["last"]]))
+                         for r in result.get("repaired", []) if r["joint"] in bones]
+        self.cuts = [int(self.frames[c]) for c in result.get("cuts", [])]
+        return super().keys_from_result(result)
+
+    def apply(self, context, keys: list[kf.BoneKeys]) -> int:
+        n = super().apply(context, keys)
+        if self.tag:
+            obj = self._armature()
+            for r in self.repaired:
+                kf.tag_keys(obj, r["bone"], self.modes[r["bone"]], range(r["first"], r["last"] + 1), REPAIRED_KEY_TYPE)
+        return n
+
+    def summary(self, n_keys: int) -> str:
+        if not self.repaired:
+            found = "no faults found"
+        else:
+            frames = {f for r in self.repaired for f in range(r["first"], r["last"] + 1)}
+            bones = sorted({r["bone"] for r in self.repaired})
+            found = (f"repaired {len(self.repaired)} fault(s) on {len(frames)} frame(s) of "
+                     f"{', '.join(bones[:6])}{' ...' if len(bones) > 6 else ''}"
+                     + (f" (keys tagged '{REPAIRED_KEY_TYPE}')" if self.tag else ""))
+        if self.cuts:
+            found += f"; cut(s) at frame {', '.join(map(str, self.cuts))}"
+        return f"{super().summary(n_keys)}: {found}"
 
 
 class VaryJob(_KeepUnwrittenJob):
@@ -703,10 +736,14 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
     bl_label = "Clean Animation"
     bl_options = {"REGISTER", "UNDO"}
 
-    frame_start: IntProperty(name="Start", description="First frame (unset: the scene's start)",
+    frame_start: IntProperty(name="Start", description="First frame (unset: the start of the armature's action)",
                              options={"SKIP_SAVE"})
-    frame_end: IntProperty(name="End", description="Last frame (unset: the scene's end)", options={"SKIP_SAVE"})
+    frame_end: IntProperty(name="End", description="Last frame (unset: the end of the armature's action)",
+                           options={"SKIP_SAVE"})
     strength: P.bpy_prop(P.CLEAN_STRENGTH, "Strength")
+    tag_repaired: BoolProperty(name="Tag repaired keys", default=True,
+                               description="Give the repaired keys the keyframe type 'Extreme' so they stand out in "
+                                           "the Dope Sheet and Graph Editor")
     parts: StringProperty(name="Parts", default="body",
                           description="Comma-separated parts, groups or SMPL-X joints that may change (body, hands, "
                                       "left_arm, spine, ...)")
@@ -717,9 +754,14 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
 
     def _job_from_props(self, context) -> CleanJob:
         scene = context.scene
-        start = self.frame_start if self.properties.is_property_set("frame_start") else scene.frame_start
-        end = self.frame_end if self.properties.is_property_set("frame_end") else scene.frame_end
-        return CleanJob(context, start, end, self.strength, self.parts, self.lock, self.lock_selected, self.seed)
+        obj = context.active_object
+        rng = kf.action_frame_range(obj) if obj is not None and obj.type == "ARMATURE" else None
+        # default: the whole action (a BVH import leaves the scene's range at 1-250 whatever the take's length)
+        start0, end0 = rng if rng is not None else (scene.frame_start, scene.frame_end)
+        start = self.frame_start if self.properties.is_property_set("frame_start") else start0
+        end = self.frame_end if self.properties.is_property_set("frame_end") else end0
+        return CleanJob(context, start, end, self.strength, self.parts, self.lock, self.lock_selected, self.seed,
+                        self.tag_repaired)
 
 
 class DPOSER_OT_vary(_JobOperator, bpy.types.Operator):

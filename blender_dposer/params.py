@@ -50,8 +50,8 @@ COMPLETE_PREVIEW = Param("preview", False, description="With more than one hypot
                          "the hypotheses to cycle through (Next/Previous), then Accept or Cancel (original keys back)")
 REFINE_STRENGTH = Param("strength", 0.3, 0.0, 1.0, lo_open=True,
                         description="How far the pose may move towards the prior, in (0, 1]")
-CLEAN_STRENGTH = Param("strength", 0.5, 0.0, 1.0, description="0 = stay on the keys, 1 = the prior and smoothing "
-                       "dominate")
+CLEAN_STRENGTH = Param("strength", 0.5, 0.0, 1.0, description="0 = change nothing; higher finds more faults, smooths "
+                       "jitter more and leans more on the prior")
 VARY_COUNT = Param("count", 8, 1, 1000, description="How many variations")
 VARY_STRENGTH = Param("strength", 0.3, 0.0, 1.0, description="0 = identical, 1 = unrelated poses")
 VARY_SPACING = Param("spacing", 0.0, 0.0, None, description="Grid spacing (0 = from the rig's size)")

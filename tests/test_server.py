@@ -375,7 +375,9 @@ def test_shutdown_exits_zero(checkpoint):
     try:
         c.ready()
         # shutdown cancels the running and the queued tasks (each answers 'cancelled'), replies, exits 0
-        c.send("run", "clean", {"clip": {"body_pose": [[0.1] * 63] * 2000}})
+        # a long job: random poses are faults on every frame, so the prior's repair runs over all 2000 of them
+        noise = np.random.default_rng(0).normal(scale=0.5, size=(2000, 63)).round(3).tolist()
+        c.send("run", "clean", {"clip": {"body_pose": noise}})
         assert c.take(lambda m: m.get("id") == "run", timeout=60)["type"] == "progress"
         c.send("wait", "sample", {"n": 1})
         c.send("bye", "shutdown")

@@ -182,9 +182,17 @@ def cmd_clean(a):
     _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
-    cfg = _solver_cfg(a, CLEAN.with_(prior_weight=0.1 + a.strength))
+    from .cleaning import summary
+
+    cfg = _solver_cfg(a, CLEAN)
     res = clean(prior, pose, strength=a.strength, parts=a.parts, lock=a.lock or (), seed=a.seed, cfg=cfg,
                 progress=_bar(cfg.steps, "clean"))
+    repaired = res.pop("repaired")
+    print(f"clean: {summary(repaired, res['cuts'])}; jitter {float(res['jitter_deg']):.2f} deg")
+    for r in repaired:
+        print(f"  {r['kind']:8s} {r['joint']:15s} frames {r['first']}-{r['last']}")
+    for key in ("joint", "first", "last", "kind"):  # plain arrays (no pickled objects in the .npz)
+        res[f"repaired_{key}"] = np.asarray([r[key] for r in repaired])
     _save(a, res, ps)
 
 
@@ -283,6 +291,7 @@ def cmd_bench(a):
         print(f"bench quick: every table produced, all values finite ({time.time() - t0:.0f} s)")
         return
     sizes = bench.FULL if a.n is None else dataclasses.replace(bench.FULL, n_test=a.n)
+    sizes = dataclasses.replace(sizes, clean_every=a.every)
     images = Path(a.write).parent / "images" if a.write else None
     ctx = bench.Context(prior, a.data, sizes, images)
     names = list(bench.BENCHES) if a.name == "all" else [a.name]
@@ -291,7 +300,8 @@ def cmd_bench(a):
         body = bench.BENCHES[name](ctx)
         print(f"## {name} ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
         if a.write:
-            cmd = f"dposer bench {a.name}" + (f" --n {a.n}" if a.n else "") + f" --write {a.write}"
+            cmd = (f"dposer bench {a.name}" + (f" --n {a.n}" if a.n else "") +
+                   (f" --every {a.every}" if a.every > 1 else "") + f" --write {a.write}")
             bench.write_section(a.write, name, body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
 
 
@@ -593,9 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-count", type=POSITIVE, default=3)
     c.set_defaults(func=cmd_complete)
 
-    cl = task("clean", "clean a noisy/jittery clip (all frames in one batch)")
+    cl = task("clean", "find and repair the faults of a mocap clip (spikes, pops, held limbs, limit breaks, jitter)")
     cl.add_argument("--strength", type=_number(0.0, 1.0), default=0.5,
-                    help="0 = stay on the data, 1 = prior and smoothing dominate")
+                    help="0 = change nothing; higher finds more faults, smooths jitter more and leans more on the prior")
     cl.add_argument("--parts", default="body", help="what may change (default: body)")
     cl.add_argument("--lock", type=_names, default=None, help="joints kept exactly")
     cl.add_argument("--schedule", choices=["truncated", "uniform"], default=None)
@@ -677,6 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--against", default=None, help="heldout: a second checkpoint to compare with (paired)")
     b.add_argument("--against-label", default="(against)", help="heldout: row label of --against")
     b.add_argument("--n", type=POSITIVE, default=None, help="test poses per completion task (default 150)")
+    b.add_argument("--every", type=POSITIVE, default=1,
+                   help="clean: every n-th Bandai dataset-1 clip, sorted by name (default 1: all 174)")
     b.add_argument("--data", default=None)
     b.add_argument("--write", default=None, help="update this markdown file's section, e.g. docs/benchmarks.md")
     b.set_defaults(func=cmd_bench)

@@ -100,17 +100,19 @@ def forward_kinematics(rotations: torch.Tensor, offsets: torch.Tensor | np.ndarr
     if offsets is None:
         offsets = REST_OFFSETS
     offsets = torch.as_tensor(offsets, dtype=rotations.dtype, device=rotations.device)
-    n = rotations.shape[0]
-    glob = rotations.new_zeros(n, layout.NUM_JOINTS, 3, 3)
-    pos = rotations.new_zeros(n, layout.NUM_JOINTS, 3)
-    root = _LEVELS[0]
-    glob[:, root] = rotations[:, root]
-    pos[:, root] = offsets[root].expand(n, -1, -1)
-    for level in _LEVELS[1:]:
-        par = _PARENTS[level]
-        glob_par = glob[:, par]
-        glob[:, level] = glob_par @ rotations[:, level]
-        pos[:, level] = pos[:, par] + (glob_par @ offsets[level].unsqueeze(-1)).squeeze(-1)
+    # per-joint lists, one batched product per tree level: no writes into a whole (N, 55, ...) tensor per level,
+    # whose copies (and their backward) were most of the time
+    glob, pos = [None] * layout.NUM_JOINTS, [None] * layout.NUM_JOINTS
+    for level in _LEVELS:
+        if _PARENTS[level[0]] < 0:
+            g, p = rotations[:, level], offsets[level].expand(rotations.shape[0], -1, -1)
+        else:
+            glob_par = torch.stack([glob[j] for j in _PARENTS[level]], 1)
+            g = glob_par @ rotations[:, level]
+            p = torch.stack([pos[j] for j in _PARENTS[level]], 1) + (glob_par @ offsets[level].unsqueeze(-1)).squeeze(-1)
+        for j, gj, pj in zip(level, g.unbind(1), p.unbind(1)):
+            glob[j], pos[j] = gj, pj
+    pos = torch.stack(pos, 1)
     if translation is not None:
         pos = pos + translation.unsqueeze(1)
     return pos

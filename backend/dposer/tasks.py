@@ -156,25 +156,108 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     return result
 
 
-CLEAN = SolverConfig(steps=120, lr=0.03, t_max=0.2, t_min=0.05, weighting="const")
+# The prior's part of cleaning: the faulty cells, after they are filled from the motion around them, are refined
+# by the solver (prior + temporal smoothness of the joints + a pull to the fill); only their frames go through the
+# network.
+CLEAN = SolverConfig(steps=20, lr=0.01, t_max=0.15, t_min=0.05, weighting="const")
 
 
-def _joints(prior: Prior, x: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
-    """Built-in-skeleton joints (N, 55, 3) of normalised vectors (root at rest, zero global orientation)."""
+def _clean_free_joints(free: np.ndarray) -> list[str]:
+    """Joints of the vector whose three dims are all free (body, hands, jaw), in vector order."""
+    return [j for j in layout.VECTOR_JOINTS if free[layout.joint_vector_slice(j)].all()]
+
+
+def _prior_outliers(prior: Prior, raw: torch.Tensor, joints: list[str], seed: int, z: float = 10.0) -> np.ndarray:
+    """(F, J) cells implausible under the prior: the frame's denoising residual (``plausibility``) and the joint's
+    own residual both far (robust z > ``z``) above the clip's usual."""
+    from .solver import plausibility
+
+    x = prior.normalize(raw)
+    dims = torch.zeros(layout.DIM, dtype=torch.bool)
+    for j in joints:
+        dims[layout.joint_vector_slice(j)] = True
+    frame = plausibility(prior, x, seed=seed, ts=(0.1,), dims=dims.to(x.device)).cpu().numpy()
+
+    def robust_z(v, axis=0):
+        med = np.median(v, axis=axis, keepdims=True)
+        return (v - med) / (1.4826 * np.median(np.abs(v - med), axis=axis, keepdims=True) + 1e-9)
+
+    flags = np.zeros((len(raw), len(joints)), bool)
+    bad = np.nonzero(robust_z(frame) > z)[0]
+    if len(bad):
+        with torch.no_grad():
+            from .sde import alpha_sigma
+
+            t = torch.full((len(raw),), 0.1, device=x.device)
+            a, s = alpha_sigma(t)
+            gen = torch.Generator().manual_seed(seed)
+            eps = torch.randn(x.shape, generator=gen).to(x.device)
+            res = ((prior.denoise(a[:, None] * x + s[:, None] * eps, t) - x) ** 2).cpu().numpy()
+        per_joint = np.stack([res[:, layout.joint_vector_slice(j)].mean(1) for j in joints], 1)
+        flags[bad] = robust_z(per_joint)[bad] > z
+    return flags
+
+
+def _prior_refine(prior: Prior, vectors: np.ndarray, flags: np.ndarray, joints: list[str], cuts: list,
+                  strength: float, cfg: SolverConfig, seed: int, progress, cancel) -> np.ndarray:
+    """Refine the flagged cells (F, J) of ``vectors`` (F, 256), already filled, with the prior + smoothness."""
     from .skeleton import joints_from_vector
 
-    return joints_from_vector(prior.denormalize(x)) - rest
+    rows = np.nonzero(flags.any(1))[0]
+    if len(rows) == 0 or cfg.steps == 0:
+        return vectors
+    F = len(vectors)
+    seg = np.zeros(F, int)
+    for c in cuts:
+        seg[c:] += 1
+    win = np.unique(np.clip((rows[:, None] + np.arange(-2, 3)).ravel(), 0, F - 1))
+    pos = np.searchsorted(win, rows)
+    # acceleration triples of consecutive window frames within one segment
+    tri = np.nonzero((win[2:] - win[:-2] == 2) & (seg[win[2:]] == seg[win[:-2]]))[0]
+    free = np.zeros((len(rows), layout.DIM), bool)
+    for k, j in enumerate(joints):
+        free[np.nonzero(flags[rows, k])[0], layout.joint_vector_slice(j)] = True
+    dev = prior.device
+    full = torch.from_numpy(vectors[win].astype(np.float32)).to(dev)
+    x0 = prior.normalize(torch.from_numpy(vectors[rows].astype(np.float32)).to(dev))
+    free_t = torch.from_numpy(free).to(dev)
+    pos_t = torch.from_numpy(pos).to(dev)
+    tri_t = torch.from_numpy(tri).to(dev)
+
+    def data_loss(x, k):
+        v = full.index_copy(0, pos_t, prior.denormalize(x))
+        jt = joints_from_vector(v)
+        acc = jt[tri_t + 2] - 2 * jt[tri_t + 1] + jt[tri_t]
+        smooth = 1e4 * (acc ** 2).sum(-1).mean(-1).sum()
+        pull = ((x - x0) ** 2 * free_t).sum(1)
+        return 0.05 * pull + smooth / len(rows)
+
+    sol = solve(prior, x0, free_t, data_loss, cfg.with_(prior_weight=cfg.prior_weight * 2 * strength), seed=seed,
+                progress=progress, cancel=cancel)
+    out = vectors.copy()
+    out[rows] = np.where(free, prior.denormalize(sol).cpu().numpy(), vectors[rows])
+    return out
 
 
 def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=(), seed: int = 0,
-          cfg: SolverConfig | None = None, progress: Callable | None = None, cancel: Callable | None = None) -> dict:
-    """Clean a clip of F frames (noisy or jittery mocap), all frames in one batch.
+          cfg: SolverConfig | None = None, progress: Callable | None = None, cancel: Callable | None = None,
+          use_prior: bool = True) -> dict:
+    """Find the faults in a clip of F frames (mocap) and repair them; leave good motion alone.
 
-    Per-frame prior + robust data term (mean joint distance to the input on the built-in skeleton, not squared)
-    + temporal smoothness (squared joint acceleration). ``strength`` in [0, 1] scales the prior and smoothing
-    against the data; ``parts`` names what may change (default the body), ``lock`` joints kept exactly. Root
-    orientation, translation and any absent keys are passed through unchanged.
+    Detects cuts (never smoothed across), limbs held on their last value while the body moves, knees/elbows bent
+    backwards, one-joint temporal outliers of 1-10 frames (spikes, pops) and cells implausible under the prior
+    (:mod:`dposer.cleaning`); fills the faulty cells from the motion around them (rotation space), refines them
+    with the prior and temporal smoothness (``use_prior``), and smooths a joint's good frames only when its
+    estimated jitter is above what real motion shows. ``strength`` in [0, 1]: 0 changes nothing, higher flags
+    more, smooths more and weighs the prior more. ``parts`` names what may change (default the body), ``lock``
+    joints kept exactly. Root orientation, translation, expression and any absent keys are passed through.
+
+    The result also holds ``repaired``: a list of {"joint", "first", "last", "kind"} (frames are 0-based rows of
+    the clip; kind: held, limit, outlier, prior), ``cuts`` (rows that start a new segment) and ``jitter_deg``
+    (the clip's estimated per-axis jitter).
     """
+    from . import cleaning
+
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     ps = data.from_smplx_dict(clip)
@@ -184,27 +267,32 @@ def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=()
     free[layout.names_to_dims(parts)] = True
     if lock:
         free[layout.names_to_dims(lock)] = False
-    free_t = torch.from_numpy(free[None] & ps.present).to(prior.device)
-    raw = torch.from_numpy(ps.vectors).to(prior.device)
-    x0 = prior.normalize(raw)
-    with torch.no_grad():
-        target = _joints(prior, x0, 0)
-    data_w = 1.0 + 9.0 * (1.0 - strength)  # strength 0 -> data dominates, 1 -> prior and smoothing dominate
-    smooth_w = 200.0 * strength
-
-    def data_loss(x, k):
-        j = _joints(prior, x, 0)
-        d = (j - target).norm(dim=-1).mean(1)
-        acc = torch.zeros_like(d)
-        acc[1:-1] = ((j[2:] - 2 * j[1:-1] + j[:-2]) ** 2).sum(-1).mean(1)
-        return 100.0 * data_w * d + 1e4 * smooth_w * acc
-
-    cfg = cfg or CLEAN.with_(prior_weight=0.1 + strength)
-    sol = solve(prior, x0, free_t, data_loss, cfg, seed=seed, progress=progress, cancel=cancel)
-    out = torch.where(free_t, prior.denormalize(sol), raw)
-    result = _present_only(_result(out, ps.extras), clip)
+    free &= ps.present.all(0)
+    joints = _clean_free_joints(free)
+    vectors = ps.vectors.astype(np.float64)
+    repaired, cuts, noise = [], [], 0.0
+    if joints and strength > 0:
+        sl = [layout.joint_vector_slice(j) for j in joints]
+        aa = np.stack([vectors[:, s] for s in sl], 1)  # (F, J, 3)
+        orient = ps.extras.get("global_orient")
+        det = cleaning.detect(aa, joints, strength, orient=None if orient is None else np.asarray(orient, float))
+        if use_prior:
+            det.kinds["prior"] = _prior_outliers(prior, torch.from_numpy(ps.vectors).to(prior.device), joints, seed) & ~det.flags
+            det.flags = det.flags | det.kinds["prior"]
+        new_aa, noise = cleaning.repair(aa, det, strength)
+        out = vectors.copy()
+        for k, s in enumerate(sl):
+            out[:, s] = new_aa[:, k]
+        if use_prior:
+            out = _prior_refine(prior, out, det.flags, joints, det.cuts, strength, cfg or CLEAN, seed, progress, cancel)
+        vectors, cuts = out, det.cuts
+        repaired = cleaning.report(det, joints)
+    result = _present_only(_result(torch.from_numpy(vectors.astype(np.float32)), ps.extras), clip)
     if "trans" in ps.extras:  # checked by dposer.data (finite, one row per frame)
         result["trans"] = ps.extras["trans"]
+    result["repaired"] = repaired
+    result["cuts"] = np.asarray(cuts, np.int64)
+    result["jitter_deg"] = np.float32(noise)
     return result
 
 
