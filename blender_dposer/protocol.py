@@ -9,8 +9,8 @@ PROTOCOL = 1
 
 # Limits: written once here, reported by the 'version' op (Server.info) and documented in docs/protocol.md, §5.
 MAX_LINE_BYTES = 32 * 1024 * 1024  # one request line, without its newline
-MAX_FRAMES = 20000  # rows of a clip (clean)
-MAX_POSES = 1000  # rows of a pose (complete, refine, fit) and n (vary, sample)
+MAX_FRAMES = 20000  # rows of a clip (clean, complete with clip)
+MAX_POSES = 1000  # rows of a pose (complete without clip, refine, fit) and n (vary, sample)
 MAX_HYPOTHESES = 32
 MAX_N = 1000
 MAX_STEPS = 2000
