@@ -867,8 +867,13 @@ def bench_clean(ctx: Context, strength: float = 0.5) -> str:
     if sz.clean_frames:
         bandai = [Take(t.name, t.vectors[:sz.clean_frames * 2], t.orient[:sz.clean_frames * 2],
                        t.trans[:sz.clean_frames * 2], t.fps) for t in bandai]
-    for label, takes in ((f"**Bandai Namco dataset-1** (held out), {len(bandai)} clips, "
-                          f"{sum(len(t.vectors) for t in bandai)} frames at 30 fps; mean over clips", bandai),
+    short = [t.name for t in bandai if len(t.vectors) < model.min_frames]
+    bandai = [t for t in bandai if len(t.vectors) >= model.min_frames]
+    every = f"every {sz.clean_every}th clip by name, " if sz.clean_every > 1 else ""
+    for label, takes in ((f"**Bandai Namco dataset-1** (held out), {every}{len(bandai)} clips, "
+                          f"{sum(len(t.vectors) for t in bandai)} frames at 30 fps; mean over clips" +
+                          (f" (left out, shorter than the fault model's {model.min_frames} frames: "
+                           f"{', '.join(short)})" if short else ""), bandai),
                          ("Tuning takes (gestures, AMASS x2 at 30 fps); mean over takes", tune)):
         rows = run_clean_bench(ctx.prior, takes, methods, model)
         out += [label, ""] + _table(rows) + [""]

@@ -45,6 +45,11 @@ class FaultModel:
     limit_frames: tuple = (3, 8)
     margin: int = 3
 
+    @property
+    def min_frames(self) -> int:
+        """The shortest clip the model can place every kind of fault in."""
+        return 2 * self.margin + max(self.gap_frames[1], self.pop_frames[1], self.limit_frames[1]) + 1
+
 
 @dataclass
 class Faulty:
@@ -77,7 +82,7 @@ def inject(body_pose: np.ndarray, seed: int = 0, model: FaultModel | None = None
     m = model or FaultModel()
     pose = np.asarray(body_pose, dtype=np.float64).reshape(len(body_pose), 21, 3).copy()
     F = len(pose)
-    if F < 2 * m.margin + max(m.gap_frames[1], m.pop_frames[1], m.limit_frames[1]) + 1:
+    if F < m.min_frames:
         raise ValueError(f"a clip of {F} frames is too short for the fault model")
     rng = np.random.default_rng(seed)
     mask = np.zeros((F, 21), bool)
