@@ -271,38 +271,10 @@ def cmd_bench(a):
     if a.name == "heldout":
         from . import heldout
 
-        priors = {f"DPoser {a.label}": prior}
-        if a.against:
-            priors = {f"DPoser {a.against_label}": load_prior(a.against, a.device, a.precision), **priors}
-        t0 = time.time()
-        body, _ = heldout.run(priors, a.data, n=a.n or 300)
-        body += "\n\nHand tasks (test split):\n\n" + heldout.hand_tasks(priors, a.data)
-        print(f"## heldout ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
-        if a.write:
-            cmd = "dposer bench heldout" + " ".join(f" --{k} {v}" for k, v in (
-                ("checkpoint", a.checkpoint), ("label", a.label), ("against", a.against),
-                ("against-label", a.against_label if a.against else None), ("n", a.n), ("write", a.write)) if v)
-            bench.write_section(a.write, "heldout", body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
-        return
-    if a.name == "quick":
-        t0 = time.time()
-        for name, body in bench.run_quick(prior, a.data).items():
-            print(f"## {name}\n{body}\n")
-        print(f"bench quick: every table produced, all values finite ({time.time() - t0:.0f} s)")
-        return
-    sizes = bench.FULL if a.n is None else dataclasses.replace(bench.FULL, n_test=a.n)
-    sizes = dataclasses.replace(sizes, clean_every=a.every)
-    images = Path(a.write).parent / "images" if a.write else None
-    ctx = bench.Context(prior, a.data, sizes, images)
-    names = list(bench.BENCHES) if a.name == "all" else [a.name]
-    for name in names:
-        t0 = time.time()
-        body = bench.BENCHES[name](ctx)
-        print(f"## {name} ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
-        if a.write:
-            cmd = (f"dposer bench {a.name}" + (f" --n {a.n}" if a.n else "") +
-                   (f" --every {a.every}" if a.every > 1 else "") + f" --write {a.write}")
-            bench.write_section(a.write, name, body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
+        against = load_prior(a.against, a.device, a.precision) if a.against else None
+        heldout.run_cli(a, prior, against)
+    else:
+        bench.run_cli(a, prior)
 
 
 def cmd_convert(a):

@@ -136,3 +136,19 @@ def hand_tasks(priors: dict, root=None, n: int = 150) -> str:
             cells.append(_ci(errs[labels[-1]] - errs[labels[0]], 2))
         lines.append(f"| {case.name} ({len(case.truth)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_cli(a, prior, against=None) -> None:
+    """``dposer bench heldout`` (parsed arguments ``a``): the held-out body section for ``prior`` (and ``against``)."""
+    priors = {f"DPoser {a.label}": prior}
+    if against is not None:
+        priors = {f"DPoser {a.against_label}": against, **priors}
+    t0 = time.time()
+    body, _ = run(priors, a.data, n=a.n or 300)
+    body += "\n\nHand tasks (test split):\n\n" + hand_tasks(priors, a.data)
+    print(f"## heldout ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
+    if a.write:
+        cmd = "dposer bench heldout" + " ".join(f" --{k} {v}" for k, v in (
+            ("checkpoint", a.checkpoint), ("label", a.label), ("against", a.against),
+            ("against-label", a.against_label if a.against else None), ("n", a.n), ("write", a.write)) if v)
+        bench.write_section(a.write, "heldout", body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
