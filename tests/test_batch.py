@@ -19,19 +19,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bvh_synth import CMU_EXTRA, CMU_NAMES, synth_bvh  # noqa: E402
 from dposer import batch, bvh, cli  # noqa: E402
 
-FRAMES = 16
+FRAMES = 32  # the cleaner needs a few dozen frames to call a one-frame spike an outlier
 STEPS = 3
 OUTPUTS = ["six.npz", "sub/amass.npz", "sub/take.bvh", "sub/take.smplx.npz"]
 
 
 @pytest.fixture(scope="module")
 def takes(tmp_path_factory, data_root) -> Path:
-    """Real takes cut to 16 frames: a six-key npz and a BVH (CMU names, cm) of the AMASS gestures clip, an AMASS
+    """Real takes cut to 32 frames: a six-key npz and a BVH (CMU names, cm) of the AMASS gestures clip, an AMASS
     npz, and a file that is not an npz."""
     root = tmp_path_factory.mktemp("takes")
     (root / "sub").mkdir()
     g = np.load(data_root / "dposer_x" / "gestures_clip_240f.npz")
-    body, orient = g["pose_body"][:FRAMES], g["root_orient"][:FRAMES]
+    body, orient = g["pose_body"][:FRAMES].copy(), g["root_orient"][:FRAMES]
+    body[8, 9] += 0.6  # a one-frame 34-degree spike on the left knee: a fault for the cleaner to repair
     np.savez(root / "six.npz", body_pose=body, global_orient=orient, fps=np.float64(30))
     a = np.load(data_root / "amass" / "amass_sample_smplh_500f.npz")
     np.savez(root / "sub" / "amass.npz", poses=a["poses"][:FRAMES], trans=a["trans"][:FRAMES], betas=a["betas"],
@@ -76,7 +77,8 @@ def test_local_engine_reports_the_corrupt_take_and_exits_nonzero(local_run, take
     for rel in ("six.npz", "sub/amass.npz", "sub/take.bvh"):
         r = recs[rel]
         assert r["status"] == "done" and r["frames"] == FRAMES and r["seconds"] > 0 and r["error"] is None
-        assert r["change_deg"]["max"] > 0  # the body was cleaned
+        # the spiked takes were repaired; the AMASS cut has no fault and may come back as it was
+        assert r["change_deg"]["max"] > (0 if rel != "sub/amass.npz" else -1)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
         sorted(OUTPUTS + [batch.REPORT])
     amass = np.load(out / "sub" / "amass.npz")
