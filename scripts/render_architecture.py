@@ -23,7 +23,7 @@ W, H = 2.6, 0.62  # box size
 # name -> (x, y, note); x/y are box centres
 ADDON = {
     "panel.py": (1.6, 9.0, "N-panel: parts, frames, seed"),
-    "operators.py": (1.6, 7.8, "DPOSER_OT_complete, CompleteJob"),
+    "operators.py": (1.6, 7.8, "DPOSER_OT_complete -> jobs.py"),
     "keyframes.py": (1.6, 6.6, "read / write F-curve keys"),
     "rig_math.py": (1.6, 5.4, "re-exports the three below"),
     "smplx_skeleton.py": (0.2, 4.2, "SMPL-X tables, FK, pose dicts"),
@@ -36,7 +36,7 @@ ADDON = {
 BACKEND = {
     "protocol.py": (8.6, 9.0, "the op table, written once"),
     "server.py": (8.6, 7.8, "JSON lines, validation, worker"),
-    "tasks.py": (8.6, 6.6, "complete / clean / vary / refine / fit"),
+    "tasks.py": (8.6, 6.6, "complete (+temporal) / clean (+cleaning)"),
     "solver.py": (8.6, 5.4, "score-guided optimisation"),
     "prior.py": (8.6, 4.2, "Prior: eps / denoise, load_prior"),
     "model.py / official.py": (7.0, 3.0, "score networks"),
