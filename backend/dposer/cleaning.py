@@ -43,6 +43,7 @@ CUT_JOINT_DEG = 10.0
 LIMIT_JUMP_DEG = 20.0  # a joint-limit break starts or ends with a jump of the hinge angle this large
 POP_MIN_FRAMES = 3  # outliers this long must be one constant offset (pops); shorter ones are spikes
 POP_SPREAD = 0.5  # ... varying by at most this fraction of the offset over the interval
+POP_EDGE = 3.0  # ... and entered and left by steps this many times its frames' median step
 HELD_FRAMES = 8  # a limb frozen this long while the body moves is a dropout
 HELD_EPS = 1e-5  # radians: 'frozen' = moves less than this per frame
 
@@ -160,6 +161,11 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
             if L >= POP_MIN_FRAMES:  # a pop is a constant offset: a bump that rises and falls is the motion's own
                 i, j = np.nonzero(score > 1)
                 bump = ~_constant_offset(pred[i, :, j], q[inside[i], j[:, None]])
+                # ... entered and left by a jump: a pop's frames move with the motion around them, so the steps
+                # into and out of it are much larger than the steps within it (a fast stride's are not)
+                seg = q[first[i, None] + np.arange(-1, L + 1), j[:, None]]  # (n, L + 2, 4)
+                steps = _angle(seg[:, 1:], seg[:, :-1])  # (n, L + 1)
+                bump |= np.minimum(steps[:, 0], steps[:, -1]) < POP_EDGE * np.median(steps[:, 1:-1], 1)
                 score[i[bump], j[bump]] = 0
             for i, j in zip(*np.nonzero(score > 1)):
                 cands.append((score[i, j], int(first[i]), L, int(j), pred[i, :, j]))
