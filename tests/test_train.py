@@ -97,6 +97,16 @@ def test_init_from_a_checkpoint(tmp_path, data_root):
     train(cfg, tmp_path / "b", seed=1, data_root=data_root, progress=False, init=str(tmp_path / "a" / "prior.safetensors"))
     a, b = _state(tmp_path / "a" / "prior.safetensors"), _state(tmp_path / "b" / "prior.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # an interrupted fine-tune resumes with the starting checkpoint's normaliser, not one refitted to the data
+    cfg.lr, cfg.steps = 1e-3, 6
+    start = load_prior(tmp_path / "a" / "prior.safetensors")  # a starting point whose normaliser the data's differs from
+    init = str(tmp_path / "start.safetensors")
+    save_prior(init, start.net, Normalizer(start.normalizer.mean + 0.1, start.normalizer.std * 1.5), start.info)
+    train(cfg, tmp_path / "s", seed=1, data_root=data_root, progress=False, init=init)
+    train(cfg, tmp_path / "r", seed=1, data_root=data_root, progress=False, init=init, stop_at=3)
+    train(cfg, tmp_path / "r", seed=1, data_root=data_root, progress=False, init=init, resume=True)
+    s, r = (read_checkpoint(tmp_path / x / "prior.safetensors")[0] for x in "sr")
+    assert all(torch.equal(s[k], r[k]) for k in s)  # weights and normaliser
     wide = TrainConfig.load(TINY)
     wide.net.body_width = 96
     with pytest.raises(ValueError, match="differs"):

@@ -247,6 +247,8 @@ def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_r
     last = out_dir / "last.safetensors"
     if resume and last.exists():
         tensors, meta = read_checkpoint(last)
+        # the normaliser is part of the run (an --init run keeps its starting checkpoint's): never refit it
+        norm = Normalizer(tensors["normalizer.mean"].float(), tensors["normalizer.std"].float())
         net.load_state_dict({k[len("train.raw."):]: v for k, v in tensors.items() if k.startswith("train.raw.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         _load_opt(opt, tensors)
