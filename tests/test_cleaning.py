@@ -97,3 +97,34 @@ def test_strength_is_monotonic_and_zero_changes_nothing(take):
         moved.append(_mm(res["body_pose"], f.body_pose).mean())
     assert moved[0] == 0.0
     assert moved[1] < moved[2] < moved[3] and moved[3] > 1.1 * moved[1], moved
+
+
+def test_what_a_rotation_moves_decides_not_its_angle(take):
+    """A twist flip about a straight arm (a converter's choice when the elbow is straight) moves no joint and is not
+    a fault; the same flip as a swing is. A one-way fast step (a foot strike) is not a spike."""
+    body, _ = take
+    aa = body.reshape(len(body), 21, 3).astype(np.float64)
+    arm, elbow = BODY.index("right_shoulder"), BODY.index("right_elbow")
+    aa[:, elbow] = 0  # straight arm
+    pr = cleaning.probes(aa, BODY)
+    bone = pr[:, arm, 0]  # the first probe of the shoulder: towards the elbow
+    assert np.allclose(np.linalg.norm(bone, axis=-1), 1)
+    from scipy.spatial.transform import Rotation
+
+    def flip(axis, a, b, deg=35.0):
+        out = aa.copy()
+        local = Rotation.from_rotvec(aa[a:b, arm]) * Rotation.from_rotvec(np.radians(deg) * axis)
+        out[a:b, arm] = local.as_rotvec()
+        return out
+
+    rest_bone = cleaning.probes(np.zeros((1, 21, 3)), BODY)[0, arm, 0]
+    twist = flip(rest_bone, 60, 68)  # about the bone in the joint's own frame: moves nothing
+    swing = flip(np.cross(rest_bone, [0.0, 0.0, 1.0]) / np.linalg.norm(np.cross(rest_bone, [0.0, 0.0, 1.0])), 60, 68)
+    assert not cleaning.detect(twist, BODY, 0.5).flags[:, arm].any()
+    assert cleaning.detect(swing, BODY, 0.5).flags[60:68, arm].mean() > 0.8
+    # a fast step that does not come back: 25 deg of knee flexion in one frame, held after it
+    step = aa.copy()
+    knee = BODY.index("left_knee")
+    step[80:, knee] = (Rotation.from_rotvec(np.radians(25) * np.array([1.0, 0, 0])) *
+                       Rotation.from_rotvec(aa[80:, knee])).as_rotvec()
+    assert not cleaning.detect(step, BODY, 0.5).flags[:, knee].any()

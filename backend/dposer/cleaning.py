@@ -9,7 +9,12 @@ Everything here works per joint on joint-local rotations, as unit quaternions ma
 - temporal outliers: intervals of 1-10 frames of one joint that disagree with a cubic through the two frames either
   side, by more than both an absolute floor and ``k`` times the joint's own robust (MAD) residual scale for that
   interval length (one-frame spikes, multi-frame pops). Found greedily, each found interval replaced by its
-  prediction before looking again, so a spike does not also flag its neighbours;
+  prediction before looking again, so a spike does not also flag its neighbours. The residual is what the rotation
+  moves: the largest angle by which it turns the joint's descendants (its child bones and the ends of its subtree,
+  as posed in that frame), so a twist about a straight limb, which moves nothing (a converter's twist flip on a
+  straight arm), is not a fault; a joint with no descendant (a foot) uses the full rotation angle. A fault is
+  entered and left by a jump: the steps into and out of it are larger than the steps just outside it (a fast
+  foot strike turns the ankle quickly but does not come straight back);
 - the jitter level: the MAD of each joint's 4th-difference residual, in degrees per axis.
 
 Repair: flagged cells get zero weight in a Whittaker smoother (second differences, banded solve per joint and
@@ -44,6 +49,7 @@ LIMIT_JUMP_DEG = 20.0  # a joint-limit break starts or ends with a jump of the h
 POP_MIN_FRAMES = 3  # outliers this long must be one constant offset (pops); shorter ones are spikes
 POP_SPREAD = 0.5  # ... varying by at most this fraction of the offset over the interval
 POP_EDGE = 3.0  # ... and entered and left by steps this many times its frames' median step
+SPIKE_EDGE = 1.5  # every outlier is entered and left by steps this many times the steps just outside it
 HELD_FRAMES = 8  # a limb frozen this long while the body moves is a dropout
 HELD_EPS = 1e-5  # radians: 'frozen' = moves less than this per frame
 
@@ -102,9 +108,69 @@ def _lagrange(nodes: np.ndarray, at: np.ndarray) -> np.ndarray:
     return w
 
 
-def _interval_residuals(q: np.ndarray, L: int):
+def probes(aa: np.ndarray, joints: list) -> np.ndarray:
+    """(F, J, K, 3) unit vectors from each joint to its child joints and to the ends of its subtree, in the joint's
+    own (rotated) frame, on the built-in skeleton posed by ``aa`` (F, J, 3) (joints not in ``joints`` at rest);
+    rows past a joint's count are NaN. Turning a joint's rotation by ``e`` moves these by the angle between
+    ``v`` and ``e v``."""
+    from .skeleton import REST_OFFSETS
+
+    F = len(aa)
+    parents = np.asarray(layout.PARENTS)
+    children = [np.nonzero(parents == j)[0] for j in range(layout.NUM_JOINTS)]
+
+    def subtree(j):
+        out = []
+        for c in children[j]:
+            out += [c] + subtree(c)
+        return out
+
+    ids = [layout.JOINT_INDEX[n] for n in joints]
+    local = np.zeros((F, layout.NUM_JOINTS, 3))
+    local[:, ids] = aa
+    rot = Rotation.from_rotvec(local.reshape(-1, 3)).as_matrix().reshape(F, -1, 3, 3)
+    glob, pos = np.zeros_like(rot), np.zeros((F, layout.NUM_JOINTS, 3))
+    for j, p in enumerate(parents):  # parents come first in the joint order
+        glob[:, j] = rot[:, j] if p < 0 else glob[:, p] @ rot[:, j]
+        pos[:, j] = REST_OFFSETS[j] if p < 0 else pos[:, p] + glob[:, p] @ REST_OFFSETS[j]
+    sets = []
+    for j in ids:
+        sub = subtree(j)
+        sets.append(sorted(set(children[j]) | {d for d in sub if len(children[d]) == 0}))
+    K = max(1, max(len(x) for x in sets))
+    out = np.full((F, len(ids), K, 3), np.nan)
+    for i, (j, ds) in enumerate(zip(ids, sets)):
+        if ds:
+            v = np.einsum("fba,fkb->fka", glob[:, j], pos[:, ds] - pos[:, j][:, None])  # G_j^T (p_d - p_j)
+            out[:, i, :len(ds)] = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+    return out
+
+
+def _moved_angle(pred: np.ndarray, q: np.ndarray, probe: np.ndarray | None) -> np.ndarray:
+    """Angle (radians) by which replacing rotations ``q`` (..., 4) with ``pred`` turns the probe vectors
+    (..., K, 3) (the largest over K); the full rotation angle where a joint has no probes."""
+    full = _angle(pred, q)
+    if probe is None:
+        return full
+    # e = conj(q) * pred, as (x, y, z, w); rotate each probe v: v' = v + 2 w (u x v) + 2 u x (u x v)
+    w1, v1 = q[..., 3:], -q[..., :3]
+    w2, v2 = pred[..., 3:], pred[..., :3]
+    ew = w1 * w2 - (v1 * v2).sum(-1, keepdims=True)
+    eu = w1 * v2 + w2 * v1 + np.cross(v1, v2)
+    u, w = eu[..., None, :], ew[..., None, :]
+    t = 2 * np.cross(u, probe)
+    moved = probe + w * t + np.cross(u, t)
+    cos = np.clip((moved * probe).sum(-1), -1, 1)
+    ang = np.arccos(cos)
+    have = ~np.isnan(probe[..., 0])
+    vis = np.where(have, ang, -1).max(-1)
+    return np.where(have.any(-1), vis, full)
+
+
+def _interval_residuals(q: np.ndarray, L: int, probe: np.ndarray | None = None):
     """For every interval [a, a+L-1] with two frames of context either side: the cubic prediction of its frames
-    from the context (nA, L, J, 4) and the angle residuals (nA, L, J). Returns (firsts, pred, resid)."""
+    from the context (nA, L, J, 4) and the residuals (nA, L, J): what replacing a frame by its prediction moves
+    (:func:`_moved_angle`). Returns (firsts, pred, resid)."""
     F = len(q)
     first = np.arange(2, F - L - 1)
     if len(first) == 0:
@@ -112,8 +178,9 @@ def _interval_residuals(q: np.ndarray, L: int):
     w = _lagrange(np.array([-2.0, -1.0, L, L + 1.0]), np.arange(L, dtype=float))
     ctx = q[first[:, None] + np.array([-2, -1, L, L + 1])]  # (nA, 4, J, 4)
     pred = _unit(np.einsum("lc,ncjd->nljd", w, ctx))
-    inside = q[first[:, None] + np.arange(L)]
-    return first, pred, _angle(pred, inside)
+    idx = first[:, None] + np.arange(L)
+    inside = q[idx]
+    return first, pred, _moved_angle(pred, inside, None if probe is None else probe[idx])
 
 
 def _constant_offset(pred: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -132,16 +199,18 @@ def _constant_offset(pred: np.ndarray, q: np.ndarray) -> np.ndarray:
     return spread <= POP_SPREAD * np.linalg.norm(mean, axis=-1)
 
 
-def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray | None = None):
+def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray | None = None,
+                  probe: np.ndarray | None = None):
     """Greedy interval outliers (see the module doc). ``fixed`` (F, J) cells already flagged (skipped as
-    candidates, their values already replaced). Returns (flags (F, J), q with the flagged cells replaced)."""
+    candidates, their values already replaced); ``probe`` (F, J, K, 3) from :func:`probes` (None: residuals are
+    full rotation angles). Returns (flags (F, J), q with the flagged cells replaced)."""
     q = q.copy()
     F, J, _ = q.shape
     flags = np.zeros((F, J), bool)
     taken = flags if fixed is None else fixed.copy()
     scales = {}
     for L in range(1, min(MAX_INTERVAL, F - 4) + 1):
-        _, _, r = _interval_residuals(q, L)
+        _, _, r = _interval_residuals(q, L, probe)
         m = r.min(1)
         # the MAD scale, and the 90th percentile for joints whose real motion is bursty (a toe is still most of
         # the time and flexes fast at every toe-off: 10-20% of the frames, far fewer than a fault holds)
@@ -153,11 +222,17 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
         # round, which sees the accepted ones replaced by their predictions)
         cands = []
         for L, scale in scales.items():
-            first, pred, r = _interval_residuals(q, L)
+            first, pred, r = _interval_residuals(q, L, probe)
             thr = np.maximum(np.radians(floor_deg) * (1 + 0.05 * (L - 1)), k * scale)
             score = r.min(1) / thr  # (nA, J)
             inside = first[:, None] + np.arange(L)
             score[taken[inside].any(1)] = 0
+            i, j = np.nonzero(score > 1)
+            if len(i):  # entered and left by a jump: the steps into and out of it beat the steps just outside it
+                seg = q[first[i, None] + np.array([-2, -1, 0, L - 1, L, L + 1]), j[:, None]]
+                st = _angle(seg[:, 1:], seg[:, :-1])  # before, in, (across the interval), out, after
+                ok = np.minimum(st[:, 1], st[:, 3]) >= SPIKE_EDGE * np.maximum(st[:, 0], st[:, 4])
+                score[i[~ok], j[~ok]] = 0
             if L >= POP_MIN_FRAMES:  # a pop is a constant offset: a bump that rises and falls is the motion's own
                 i, j = np.nonzero(score > 1)
                 bump = ~_constant_offset(pred[i, :, j], q[inside[i], j[:, None]])
@@ -304,7 +379,8 @@ def detect(aa: np.ndarray, joints: list, strength: float, orient: np.ndarray | N
         limit = find_limit_breaks(aa[a:b], joints)
         known = held | limit
         qs = _fill(qs, known)
-        out, _ = find_outliers(qs, OUTLIER_K * k_mult, OUTLIER_FLOOR_DEG * k_mult, fixed=known)
+        out, _ = find_outliers(qs, OUTLIER_K * k_mult, OUTLIER_FLOOR_DEG * k_mult, fixed=known,
+                               probe=probes(aa[a:b], joints))
         kinds["held"][a:b], kinds["limit"][a:b], kinds["outlier"][a:b] = held, limit, out
     flags = kinds["held"] | kinds["limit"] | kinds["outlier"]
     return Detection(cuts, flags, kinds)
