@@ -177,7 +177,7 @@ def from_amass(d) -> PoseSet:
     vec = np.zeros((n, layout.DIM), np.float32)
     present = np.zeros((n, layout.DIM), bool)
     body, jaw = layout.KEY_SLICES["body_pose"], layout.KEY_SLICES["jaw_pose"]
-    hands = slice(layout.KEY_SLICES["left_hand_pose"].start, layout.KEY_SLICES["right_hand_pose"].stop)
+    hands = layout.HANDS
     vec[:, body] = poses[:, 3:66]  # AMASS columns: root 0:3, body 3:66, then (SMPL+H) hands or (SMPL-X) jaw, eyes, hands
     if poses.shape[1] == 156:
         vec[:, hands] = poses[:, 66:156]
