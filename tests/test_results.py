@@ -41,3 +41,14 @@ def test_json_on_the_wire_equals_the_plain_dict():
     res = TaskResult(_pose(), target_error=np.ones((2, 1), np.float32))
     plain = {**_pose(), "target_error": np.ones((2, 1), np.float32)}
     assert json.dumps(jsonable(res)) == json.dumps(jsonable(plain))
+
+
+def test_the_tasks_return_it(checkpoint):
+    import dposer
+    from dposer.tasks import COMPLETE
+
+    prior = dposer.load_prior(checkpoint)
+    res = dposer.complete(prior, {"body_pose": np.zeros((1, 63), np.float32)}, "right_hand", hypotheses=2,
+                          cfg=COMPLETE.with_(steps=2))
+    assert isinstance(res, TaskResult) and res.hypotheses["right_hand_pose"].shape == (2, 1, 45)
+    assert res.scores.shape == (2, 1) and res["right_hand_pose"] is res.pose["right_hand_pose"]

@@ -1,7 +1,8 @@
 """The artist-facing tasks on top of the solver: complete, clean, vary, fit, refine.
 
 Poses are dicts of numpy arrays with any subset of the six SMPL-X keys (see :mod:`dposer.layout`); keys absent
-from the input are unobserved and get filled in.
+from the input are unobserved and get filled in. Every task returns a :class:`dposer.results.TaskResult` (typed
+fields, and the dict interface the tasks always had).
 """
 from __future__ import annotations
 
