@@ -142,10 +142,9 @@ def from_smplx_dict(d, hands: str = "absolute", mean_hand: np.ndarray | None = N
             raise DataError(f"'{k}' has {len(a)} rows but other keys have {n}")
         n = len(a)
         arrays[k] = a
-    vec = np.zeros((n, layout.DIM), np.float32)
+    vec = layout.dict_to_vectors(arrays)
     present = np.zeros((n, layout.DIM), bool)
-    for k, a in arrays.items():
-        vec[:, layout.KEY_SLICES[k]] = a
+    for k in arrays:
         present[:, layout.KEY_SLICES[k]] = True
     if hands == "relative":
         if mean_hand is None:
