@@ -60,7 +60,8 @@ FLOW = [  # (from, to, label, curvature, label offset (dx, dy)): one Complete cl
 ]
 USES = [("keyframes.py", "rig_math.py"), ("rig_math.py", "smplx_skeleton.py"), ("rig_math.py", "rotations.py"),
         ("rig_math.py", "retarget.py"), ("backend_client.py", "protocol.py (copy)"), ("server.py", "protocol.py"),
-        ("prior.py", "model.py / official.py"), ("prior.py", "checkpoint.py"), ("tasks.py", "layout.py"), ("tasks.py", "results.py"),
+        ("prior.py", "model.py / official.py"), ("prior.py", "checkpoint.py"), ("tasks.py", "layout.py"),
+        ("tasks.py", "results.py"),
         ("solver.py", "denoiser.py"),
         ("solver.py", "skeleton.py / sde.py"), ("operators.py", "bone_maps.py / rig_profile.py")]
 

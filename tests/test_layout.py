@@ -58,7 +58,8 @@ def test_mirrored_hand_moves_a_hand_to_the_other_slot():
     v = np.random.default_rng(1).normal(size=(3, layout.DIM)).astype(np.float32)
     right, left = layout.PART_SLICES["right_hand"], layout.PART_SLICES["left_hand"]
     assert np.array_equal(layout.mirrored_hand(v, "right_hand"), layout.mirror_hand(v[:, right]))
-    assert torch.equal(layout.mirrored_hand(torch.from_numpy(v), "left_hand"), layout.mirror_hand(torch.from_numpy(v[:, left])))
+    t = torch.from_numpy(v)
+    assert torch.equal(layout.mirrored_hand(t, "left_hand"), layout.mirror_hand(t[:, left]))
     assert layout.HANDS.start == left.start and layout.HANDS.stop == right.stop
     with pytest.raises(ValueError, match="side"):
         layout.mirrored_hand(v, "hands")

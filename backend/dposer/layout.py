@@ -248,7 +248,8 @@ def mirror_pose(vec: np.ndarray) -> np.ndarray:
     """
     v = np.asarray(vec)
     out = v.copy()
-    body, left, right, jaw = PART_SLICES["body"], PART_SLICES["left_hand"], PART_SLICES["right_hand"], KEY_SLICES["jaw_pose"]
+    body, left, right = PART_SLICES["body"], PART_SLICES["left_hand"], PART_SLICES["right_hand"]
+    jaw = KEY_SLICES["jaw_pose"]
     flip = np.array([1.0, -1.0, -1.0], dtype=v.dtype)
     out[:, body] = (v[:, body].reshape(-1, 21, 3)[:, _BODY_MIRROR] * flip).reshape(-1, body.stop - body.start)
     out[:, left] = mirrored_hand(v, "right_hand")

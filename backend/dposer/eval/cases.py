@@ -57,7 +57,8 @@ def completion_cases(split: str = "test", n: int | None = None, root=None) -> li
     wb_mean = wb_train.mean(0)
     wb_mean[layout.HANDS] = hand_mean[layout.HANDS]
     cases.append(CompletionCase("hands_given_body",
-                                layout.vectors_to_dict(wb.vectors[: len(v)], keys=layout.KEY_SLICES), v, "left_hand,right_hand", "hands", "body", wb_train, wb_mean))
+                                layout.vectors_to_dict(wb.vectors[: len(v)], keys=layout.KEY_SLICES), v,
+                                "left_hand,right_hand", "hands", "body", wb_train, wb_mean))
     v = sel(hand.vectors)
     cases.append(CompletionCase("pinky_ring_given_hand", layout.vectors_to_dict(v, keys=("right_hand_pose",)), v,
                                 "right_pinky,right_ring", "hands", "right_hand", hand_train, hand_train.mean(0)))
