@@ -184,18 +184,21 @@ CMU_BVH = Preset(
     euler=True,
 )
 
+# The ASF/AMC limb names (LeftShoulder = the upper arm), shared by the two ASF-style presets below, which differ
+# in their spines (and so in which takes they match best).
+_ASF_LIMBS = {
+    "left_hip": "{s}Hip", "left_knee": "{s}Knee", "left_ankle": "{s}Ankle", "left_foot": "{s}Toe",
+    "left_collar": "{s}Collar", "left_shoulder": "{s}Shoulder", "left_elbow": "{s}Elbow", "left_wrist": "{s}Wrist",
+}
+
 CMU_ASF_BVH = Preset(
     id="cmu_asf_bvh",
     label="CMU BVH (ASF-style names)",
-    bones={
-        **_side_map({
-            "pelvis": "Hips",
-            "spine1": "Chest", "spine2": "Chest2", "spine3": "Chest3", "neck": "Neck", "head": "Head",
-            "left_hip": "{s}Hip", "left_knee": "{s}Knee", "left_ankle": "{s}Ankle", "left_foot": "{s}Toe",
-            "left_collar": "{s}Collar", "left_shoulder": "{s}Shoulder", "left_elbow": "{s}Elbow",
-            "left_wrist": "{s}Wrist",
-        }, "Left", "Right"),
-    },
+    bones=_side_map({
+        "pelvis": "Hips",
+        "spine1": "Chest", "spine2": "Chest2", "spine3": "Chest3", "neck": "Neck", "head": "Head",
+        **_ASF_LIMBS,
+    }, "Left", "Right"),
     description="CMU mocap BVH converted with ASF-style joint names (LeftHip, LeftKnee, LeftCollar, LeftShoulder = "
                 "the upper arm, LeftElbow, LeftWrist); Euler rotation modes; no fingers.",
     warnings=("This CMU BVH has no fingers: 'Complete hands' fills them in, but there are no bones to write to.",),
@@ -207,11 +210,8 @@ CMU_ASF_BVH = Preset(
 ASF_BVH = Preset(
     id="asf_bvh",
     label="ASF-style BVH (LeftHip / LeftCollar)",
-    bones=_side_map({
-        "pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head",
-        "left_hip": "{s}Hip", "left_knee": "{s}Knee", "left_ankle": "{s}Ankle", "left_foot": "{s}Toe",
-        "left_collar": "{s}Collar", "left_shoulder": "{s}Shoulder", "left_elbow": "{s}Elbow", "left_wrist": "{s}Wrist",
-    }, "Left", "Right"),
+    bones=_side_map({"pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head",
+                     **_ASF_LIMBS}, "Left", "Right"),
     description="BVH skeletons named after the ASF/AMC joints (e.g. the m21 / Xia style takes): LeftHip, LeftKnee, "
                 "LeftAnkle, LeftCollar, and LeftShoulder = the upper arm (in CMU / Mixamo naming 'LeftShoulder' "
                 "is the collar: the preset with more matching names wins).",

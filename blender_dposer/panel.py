@@ -53,6 +53,13 @@ def draw_rig(layout, settings, obj):
     op.preset = settings.preset
 
 
+def _scene_range(op, settings, scene) -> None:
+    """Give a job operator the scene's frame range when the panel's 'use range' is on (else: the current frame)."""
+    if settings.use_range:
+        op.frame_start = scene.frame_start
+        op.frame_end = scene.frame_end
+
+
 class DPOSER_PT_main(bpy.types.Panel):
     bl_label = "DPoser"
     bl_idname = "DPOSER_PT_main"
@@ -84,9 +91,7 @@ class DPOSER_PT_main(bpy.types.Panel):
         op.hypotheses = settings.hypotheses
         op.seed = settings.seed
         op.preview = settings.preview
-        if settings.use_range:
-            op.frame_start = scene.frame_start
-            op.frame_end = scene.frame_end
+        _scene_range(op, settings, scene)
         state = preview.status(obj) if obj is not None else None
         if state is not None:
             col = box.column(align=True)
@@ -103,9 +108,7 @@ class DPOSER_PT_main(bpy.types.Panel):
         op = row.operator("dposer.refine")
         op.strength = settings.refine_strength
         op.seed = settings.seed
-        if settings.use_range:
-            op.frame_start = scene.frame_start
-            op.frame_end = scene.frame_end
+        _scene_range(op, settings, scene)
         op = row.operator("dposer.random_pose")
         op.seed = settings.seed
 

@@ -38,12 +38,14 @@ BACKEND = {
     "server.py": (8.6, 7.8, "JSON lines, validation, worker"),
     "tasks.py": (8.6, 6.6, "complete (+temporal) / clean (+cleaning)"),
     "solver.py": (8.6, 5.4, "score-guided optimisation"),
-    "prior.py": (8.6, 4.2, "Prior: eps / denoise, load_prior"),
+    "prior.py": (8.6, 4.2, "Prior: eps / denoise / denoiser"),
     "model.py / official.py": (7.0, 3.0, "score networks"),
     "checkpoint.py": (10.2, 3.0, "safetensors format, Normalizer"),
-    "layout.py": (11.4, 6.6, "256-D vector: slices, dict <-> vector"),
-    "skeleton.py / sde.py": (11.4, 5.4, "FK, noise schedule"),
-    "data.py / sampling.py": (11.4, 4.2, "pose sets, samplers"),
+    "results.py": (11.4, 6.6, "TaskResult: the typed answer"),
+    "layout.py": (11.4, 7.8, "256-D vector: slices, dict <-> vector"),
+    "denoiser.py": (11.4, 5.4, "Denoiser: D(x_t, t) protocol"),
+    "skeleton.py / sde.py": (11.4, 4.2, "FK, noise schedule"),
+    "data.py / sampling.py": (11.4, 9.0, "pose sets, samplers"),
 }
 FLOW = [  # (from, to, label, curvature, label offset (dx, dy)): one Complete click
     ("panel.py", "operators.py", "1 click", 0.0, (0.0, 0.0)),
@@ -52,13 +54,15 @@ FLOW = [  # (from, to, label, curvature, label offset (dx, dy)): one Complete cl
     ("backend_client.py", "server.py", "4 JSON line", 0.0, (0.0, 0.1)),
     ("server.py", "tasks.py", "5 validate, run", 0.0, (0.0, 0.0)),
     ("tasks.py", "solver.py", "6 solve", 0.0, (0.0, 0.0)),
-    ("solver.py", "prior.py", "7 eps(x_t, t)", 0.0, (0.0, 0.0)),
+    ("solver.py", "prior.py", "7 denoiser(x_t, t)", 0.0, (0.0, 0.0)),
     ("server.py", "backend_client.py", "8 result", 0.3, (0.0, 0.55)),
     ("operators.py", "keyframes.py", "9 write keys", -0.6, (0.95, 0.0)),
 ]
 USES = [("keyframes.py", "rig_math.py"), ("rig_math.py", "smplx_skeleton.py"), ("rig_math.py", "rotations.py"),
         ("rig_math.py", "retarget.py"), ("backend_client.py", "protocol.py (copy)"), ("server.py", "protocol.py"),
         ("prior.py", "model.py / official.py"), ("prior.py", "checkpoint.py"), ("tasks.py", "layout.py"),
+        ("tasks.py", "results.py"),
+        ("solver.py", "denoiser.py"),
         ("solver.py", "skeleton.py / sde.py"), ("operators.py", "bone_maps.py / rig_profile.py")]
 
 

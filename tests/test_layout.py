@@ -52,3 +52,25 @@ def test_mirror_hand_is_an_involution_and_flips_y_z():
     assert np.allclose(m[:, 0::3], h[:, 0::3]) and np.allclose(m[:, 1::3], -h[:, 1::3]) and np.allclose(m[:, 2::3], -h[:, 2::3])
     assert np.allclose(layout.mirror_hand(m), h)
     assert torch.allclose(layout.mirror_hand(torch.from_numpy(h)), torch.from_numpy(m))
+
+
+def test_mirrored_hand_moves_a_hand_to_the_other_slot():
+    v = np.random.default_rng(1).normal(size=(3, layout.DIM)).astype(np.float32)
+    right, left = layout.PART_SLICES["right_hand"], layout.PART_SLICES["left_hand"]
+    assert np.array_equal(layout.mirrored_hand(v, "right_hand"), layout.mirror_hand(v[:, right]))
+    t = torch.from_numpy(v)
+    assert torch.equal(layout.mirrored_hand(t, "left_hand"), layout.mirror_hand(t[:, left]))
+    assert layout.HANDS.start == left.start and layout.HANDS.stop == right.stop
+    with pytest.raises(ValueError, match="side"):
+        layout.mirrored_hand(v, "hands")
+
+
+def test_vector_dict_round_trip_any_leading_shape():
+    v = np.random.default_rng(2).normal(size=(2, 3, layout.DIM)).astype(np.float32)
+    d = layout.vectors_to_dict(v)
+    assert list(d) == list(layout.POSE_KEYS) and d["global_orient"].shape == (2, 3, 3) and not d["global_orient"].any()
+    assert np.array_equal(layout.dict_to_vectors(d), v)
+    only = layout.vectors_to_dict(v[0], keys=("body_pose",))
+    assert list(only) == ["body_pose"] and np.array_equal(only["body_pose"], v[0, :, layout.KEY_SLICES["body_pose"]])
+    with pytest.raises(ValueError, match="unknown pose key"):
+        layout.vectors_to_dict(v, keys=("hands",))

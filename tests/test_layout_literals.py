@@ -12,14 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 _B = r"(?:0|63|108|153|156|256)"
 _SUBSCRIPT = re.compile(rf"[\[,]\s*(?P<a>{_B})?\s*:\s*(?P<b>{_B})?\s*(?=[\],])")
 _SLICE_CALL = re.compile(rf"\bslice\(\s*{_B}\s*,\s*{_B}\s*\)")
-# Modules other engineers are changing on their branches right now; their literals are cleaned when those land.
-# Remove names from this list as they are cleaned (issue 17).
-NOT_YET = {"backend/dposer/bench.py", "backend/dposer/eval/cases.py", "backend/dposer/eval/cleaning.py",
-           "backend/dposer/eval/generation.py", "backend/dposer/eval/speed.py", "backend/dposer/train.py", "backend/dposer/tasks.py", "backend/dposer/cleaning.py",
-           "backend/dposer/faults.py", "backend/dposer/corpus.py", "backend/dposer/convert.py",
-           "backend/dposer/batch.py", "backend/dposer/cli.py", "blender_dposer/operators.py",
-           "blender_dposer/keyframes.py"}
-BUDGET = 0  # the issue's goal: at most 3 in the whole tree once NOT_YET is empty
+BUDGET = 0  # issue 17 allows at most 3; none are left
 
 
 def layout_literals(path: Path) -> list[tuple[int, str]]:
@@ -44,7 +37,7 @@ def scan() -> dict[str, list[tuple[int, str]]]:
     for root in ("backend/dposer", "blender_dposer"):
         for path in sorted((REPO / root).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
-            if rel == "backend/dposer/layout.py" or rel in NOT_YET:
+            if rel == "backend/dposer/layout.py":
                 continue
             if hits := layout_literals(path):
                 out[rel] = hits

@@ -92,7 +92,7 @@ def training_rows(normalizer: Normalizer, split: str = "train", root=None) -> tu
         if name == "hand":
             vl = np.zeros_like(v)
             left, right = layout.PART_SLICES["left_hand"], layout.PART_SLICES["right_hand"]
-            vl[:, left] = layout.mirror_hand(v[:, right])
+            vl[:, left] = layout.mirrored_hand(v, "right_hand")
             pl = np.zeros_like(p)
             pl[:, left] = p[:, right]
             vecs.append(vl)

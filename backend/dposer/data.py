@@ -142,10 +142,9 @@ def from_smplx_dict(d, hands: str = "absolute", mean_hand: np.ndarray | None = N
             raise DataError(f"'{k}' has {len(a)} rows but other keys have {n}")
         n = len(a)
         arrays[k] = a
-    vec = np.zeros((n, layout.DIM), np.float32)
+    vec = layout.dict_to_vectors(arrays)
     present = np.zeros((n, layout.DIM), bool)
-    for k, a in arrays.items():
-        vec[:, layout.KEY_SLICES[k]] = a
+    for k in arrays:
         present[:, layout.KEY_SLICES[k]] = True
     if hands == "relative":
         if mean_hand is None:
@@ -177,7 +176,7 @@ def from_amass(d) -> PoseSet:
     vec = np.zeros((n, layout.DIM), np.float32)
     present = np.zeros((n, layout.DIM), bool)
     body, jaw = layout.KEY_SLICES["body_pose"], layout.KEY_SLICES["jaw_pose"]
-    hands = slice(layout.KEY_SLICES["left_hand_pose"].start, layout.KEY_SLICES["right_hand_pose"].stop)
+    hands = layout.HANDS
     vec[:, body] = poses[:, 3:66]  # AMASS columns: root 0:3, body 3:66, then (SMPL+H) hands or (SMPL-X) jaw, eyes, hands
     if poses.shape[1] == 156:
         vec[:, hands] = poses[:, 66:156]

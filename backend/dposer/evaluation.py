@@ -68,7 +68,7 @@ def evaluate_generation(prior: Prior, n: int = 1000, seed: int = 0, sampler: str
         train_joints = metrics.part_joints(_as_vectors(train, part), "body" if part == "body" else "right_hand")
         ours = _part_rows(vec, part)
         if part == "hand":  # pool the mirrored left hands with the right hands, then take n
-            ours = np.concatenate([ours, layout.mirror_hand(vec[:, layout.PART_SLICES["left_hand"]])])[
+            ours = np.concatenate([ours, layout.mirrored_hand(vec, "left_hand")])[
                 np.random.default_rng(seed).permutation(2 * n)[:n]]
         rows = [_row("dposer (ours)" if part == "body" else "dposer: hands of whole-body samples", ours, part, test,
                      train_joints, fid_stats)]

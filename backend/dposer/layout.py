@@ -55,6 +55,8 @@ KEY_SLICES = {
     "jaw_pose": slice(153, 156),
     "expression": slice(156, 256),
 }
+# Both hands, one contiguous block (left then right).
+HANDS = slice(PART_SLICES["left_hand"].start, PART_SLICES["right_hand"].stop)
 POSE_KEYS = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose", "expression")
 KEY_PART = {"body_pose": "body", "left_hand_pose": "left_hand", "right_hand_pose": "right_hand",
             "jaw_pose": "face", "expression": "face"}
@@ -165,30 +167,37 @@ def dims_from_part_mask(part_mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def vectors_to_dict(vectors, global_orient=None) -> dict[str, np.ndarray]:
-    """(N, 256) vectors -> the six SMPL-X keys as float32 arrays (copies): ``global_orient`` (N, 3) as given, zeros
-    when None. The inverse of :func:`dict_to_vectors`."""
+def vectors_to_dict(vectors, global_orient=None, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """(..., 256) vectors -> the six SMPL-X keys as float32 arrays (copies): ``global_orient`` (..., 3) as given,
+    zeros when None. ``keys``: only these keys (default all six). The inverse of :func:`dict_to_vectors`."""
     v = np.asarray(vectors, dtype=np.float32)
-    go = np.zeros((len(v), 3), np.float32) if global_orient is None else np.asarray(global_orient).astype(np.float32)
-    out = {"global_orient": go}
+    keys = POSE_KEYS if keys is None else tuple(keys)
+    unknown = [k for k in keys if k not in POSE_KEYS]
+    if unknown:
+        raise ValueError(f"unknown pose key(s) {unknown}; keys are {', '.join(POSE_KEYS)}")
+    out = {}
+    if "global_orient" in keys:
+        out["global_orient"] = (np.zeros(v.shape[:-1] + (3,), np.float32) if global_orient is None
+                                else np.asarray(global_orient).astype(np.float32))
     for key, sl in KEY_SLICES.items():
-        out[key] = v[:, sl].copy()
+        if key in keys:
+            out[key] = v[..., sl].copy()
     return out
 
 
 def dict_to_vectors(poses, base=None) -> np.ndarray:
-    """A dict of SMPL-X keys -> (N, 256) float32 vectors: the keys present written into a copy of ``base`` (N, 256)
-    or into zeros; ``global_orient`` and other keys are ignored. The inverse of :func:`vectors_to_dict`."""
+    """A dict of SMPL-X keys -> (..., 256) float32 vectors: the keys present written into a copy of ``base``
+    (..., 256) or into zeros; ``global_orient`` and other keys are ignored. The inverse of :func:`vectors_to_dict`."""
     if base is None:
-        rows = [poses[k] for k in KEY_SLICES if k in poses]
+        rows = [np.shape(poses[k]) for k in KEY_SLICES if k in poses]
         if not rows:
             raise ValueError(f"no pose key among {sorted(poses)}; expected some of {list(KEY_SLICES)}")
-        v = np.zeros((len(rows[0]), DIM), np.float32)
+        v = np.zeros(rows[0][:-1] + (DIM,), np.float32)
     else:
         v = np.array(base, copy=True)
     for key, sl in KEY_SLICES.items():
         if key in poses:
-            v[:, sl] = poses[key]
+            v[..., sl] = poses[key]
     return v
 
 
@@ -201,6 +210,15 @@ def mirror_hand(hand):
     if isinstance(hand, np.ndarray):
         return hand * sign.astype(hand.dtype)
     return hand * hand.new_tensor(sign)
+
+
+def mirrored_hand(vectors, side: str):
+    """The hand in slot ``side`` ('left_hand' or 'right_hand') of (..., 256) vectors (numpy or torch), mirrored
+    into the other side's convention (..., 45): ready to be written into the other slot, or pooled with its
+    hands. The one way hand rows change sides (see :func:`mirror_hand`)."""
+    if side not in ("left_hand", "right_hand"):
+        raise ValueError(f"side must be 'left_hand' or 'right_hand', got {side!r}")
+    return mirror_hand(vectors[..., PART_SLICES[side]])
 
 
 def joint_vector_slice(name: str) -> slice:
@@ -230,11 +248,13 @@ def mirror_pose(vec: np.ndarray) -> np.ndarray:
     """
     v = np.asarray(vec)
     out = v.copy()
-    body = v[:, :63].reshape(-1, 21, 3)[:, _BODY_MIRROR] * np.array([1.0, -1.0, -1.0], dtype=v.dtype)
-    out[:, :63] = body.reshape(-1, 63)
-    out[:, 63:108] = mirror_hand(v[:, 108:153])
-    out[:, 108:153] = mirror_hand(v[:, 63:108])
-    out[:, 153:156] = v[:, 153:156] * np.array([1.0, -1.0, -1.0], dtype=v.dtype)
+    body, left, right = PART_SLICES["body"], PART_SLICES["left_hand"], PART_SLICES["right_hand"]
+    jaw = KEY_SLICES["jaw_pose"]
+    flip = np.array([1.0, -1.0, -1.0], dtype=v.dtype)
+    out[:, body] = (v[:, body].reshape(-1, 21, 3)[:, _BODY_MIRROR] * flip).reshape(-1, body.stop - body.start)
+    out[:, left] = mirrored_hand(v, "right_hand")
+    out[:, right] = mirrored_hand(v, "left_hand")
+    out[:, jaw] = v[:, jaw] * flip
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Sequence
 
 import torch
 
@@ -69,6 +70,14 @@ class Prior:
         a, s = alpha_sigma(t)
         return (x_t - s[:, None] * self.eps(x_t, t, mask, outputs, time_biases)) / a[:, None]
 
+    def denoiser(self, part_mask: torch.Tensor | None = None, used_dims: torch.Tensor | None = None,
+                 ts: Sequence[float] | None = None) -> "_BoundDenoiser":
+        """This prior as a :class:`dposer.denoiser.Denoiser` with its speed options bound (what the solvers call):
+        ``part_mask`` (N, 4) as in :meth:`eps`; ``used_dims`` bool (256,), the dims whose denoised values the
+        caller uses (the network skips the heads of the other parts); ``ts`` the times it will be called at (their
+        time projections computed once, in one batched product; other times are computed as usual)."""
+        return _BoundDenoiser(self, part_mask, used_dims, ts)
+
     def time_biases(self, t: torch.Tensor):
         """The network's per-layer time projections for the times t (m,), for :meth:`eps`; None when the network
         has no such shortcut (released-checkpoint architectures)."""
@@ -85,6 +94,31 @@ class Prior:
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalizer.denormalize(x)
+
+
+class _BoundDenoiser:
+    """:meth:`Prior.denoise` with the part mask, the used parts and precomputed time projections bound."""
+
+    def __init__(self, prior: Prior, part_mask, used_dims, ts):
+        self.prior, self.part_mask = prior, part_mask
+        self.outputs = None  # all parts
+        if used_dims is not None and used_dims.shape[-1] == layout.DIM:
+            self.outputs = tuple(bool(used_dims[layout.PART_SLICES[p]].any()) for p in layout.PARTS)
+        self.rows: dict[float, dict] = {}  # t -> the time projections' (1, width) rows, per module and layer
+        if ts is not None and len(ts):
+            ts = torch.tensor(list(ts), dtype=torch.float32)
+            biases = prior.time_biases(ts)
+            if biases is not None:
+                split = {name: [b.split(1) for b in layers] for name, layers in biases.items()}
+                for k, t in enumerate(ts.tolist()):
+                    self.rows.setdefault(t, {name: [rows[k] for rows in layers] for name, layers in split.items()})
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # the precomputed rows serve a batch at one time (a solver step); anything else is computed as usual
+        biases = self.rows.get(float(t[0])) if self.rows and len(t) else None
+        if biases is not None and len(t) > 1 and not bool((t == t[0]).all()):
+            biases = None
+        return self.prior.denoise(x_t, t, self.part_mask, outputs=self.outputs, time_biases=biases)
 
 
 def load_prior(path=None, device=None, precision: str = "fp32") -> Prior:

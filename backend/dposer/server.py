@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Mapping
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
@@ -389,12 +390,13 @@ def request_id(msg: Any):
 
 
 def jsonable(v):
-    """numpy arrays and scalars -> lists and Python numbers, recursively."""
+    """numpy arrays and scalars -> lists and Python numbers, recursively; a mapping (a task's
+    :class:`dposer.results.TaskResult`) -> a dict with the same keys in the same order."""
     if isinstance(v, np.ndarray):
         return v.tolist()
     if isinstance(v, np.generic):
         return v.item()
-    if isinstance(v, dict):
+    if isinstance(v, Mapping):
         return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [jsonable(x) for x in v]
@@ -626,7 +628,7 @@ class Server:
             return error("internal", f"{type(e).__name__}: {e}")
 
 
-def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> dict:
+def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> Mapping:
     """Run one validated task request on ``prior``."""
     from . import tasks
     from .sampling import sample

@@ -7,6 +7,9 @@ regulariser w(t) * ||x - stopgrad(D(x_t, t))||^2 to the task's data term. Only t
 held exactly. Two optimisers: Adam (the DPoser default), or gradient descent preconditioned by the curvature of
 the prior term ('denoise'), whose step with no data term is x <- x + lr (D(x_t, t) - x): an annealed
 renoise-denoise iteration that reaches Adam's completion quality in half the steps (docs/benchmarks.md).
+
+The loop (:func:`solve_denoiser`) sees the prior only as a :class:`dposer.denoiser.Denoiser`, a callable on
+(x_t, t); :func:`solve` binds the prior's speed options into one (:func:`dposer.denoiser.as_denoiser`).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from . import layout
+from .denoiser import Denoiser, as_denoiser
 from .prior import Prior
 from .sde import alpha_sigma
 
@@ -46,7 +49,7 @@ class SolverConfig:
         return replace(self, **kw)
 
 
-def timestep(cfg: SolverConfig, k: int, gen: torch.Generator) -> float:
+def timestep(cfg: SolverConfig, k: int, gen: torch.Generator | None) -> float:
     """t for step k: truncated linear annealing (t_max down to t_min) or uniform on (1e-3, 1)."""
     if cfg.schedule == "truncated":
         return cfg.t_min + ((cfg.steps - 1 - k) / max(1, cfg.steps)) ** cfg.t_power * (cfg.t_max - cfg.t_min)
@@ -71,13 +74,6 @@ def dposer_weight(cfg: SolverConfig, t: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.sqrt(1 + a / s) if cfg.weighting == "snr" else torch.full_like(t, 0.5)
 
 
-def _used_parts(prior, used_dims: torch.Tensor) -> dict:
-    """``denoise`` keywords telling the built-in network which parts' outputs are used (bool (D,) dims)."""
-    if not isinstance(prior, Prior) or used_dims.shape[-1] != layout.DIM:
-        return {}
-    return {"outputs": tuple(bool(used_dims[layout.PART_SLICES[p]].any()) for p in layout.PARTS)}
-
-
 def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
           data_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None, cfg: SolverConfig | None = None,
           seed: int = 0, part_mask: torch.Tensor | None = None,
@@ -95,6 +91,21 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
             raise ValueError("this prior has its own optimiser and cannot solve clips (temporal)")
         return prior.solve(x_init, free, data_loss, cfg, seed=seed, part_mask=part_mask, progress=progress, cancel=cancel)
     cfg = cfg or SolverConfig()
+    # the network may skip the heads of parts that stay fixed (their denoised values are never used), and a
+    # deterministic schedule's time projections are computed for every step in one batched product (exact; a
+    # quarter of the network's time at batch 1)
+    used = None if free is None else free.to(x_init.device).bool().expand_as(x_init).any(0)
+    ts = [timestep(cfg, k, None) for k in range(cfg.steps)] if cfg.schedule == "truncated" else None
+    return solve_denoiser(as_denoiser(prior, part_mask, used, ts), x_init, free, data_loss, cfg, seed, progress,
+                          cancel, temporal)
+
+
+def solve_denoiser(denoiser: Denoiser, x_init: torch.Tensor, free: torch.Tensor | None = None,
+                   data_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                   cfg: SolverConfig | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None,
+                   cancel: Callable[[], bool] | None = None, temporal=None) -> torch.Tensor:
+    """The loop of :func:`solve` on any :class:`dposer.denoiser.Denoiser` (arguments as there)."""
+    cfg = cfg or SolverConfig()
     if cfg.optimizer not in ("adam", "denoise"):
         raise ValueError(f"optimizer must be 'adam' or 'denoise', got {cfg.optimizer!r}")
     if cfg.optimizer == "denoise" and cfg.prior_weight <= 0:
@@ -105,16 +116,6 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
     free_b = None if free is None else free.to(x.device).bool().expand_as(x)
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.9, 0.99)) if cfg.optimizer == "adam" else None
     n, d = x.shape
-    # the network may skip the heads of parts that stay fixed (their denoised values are never used)
-    denoise_kw = {} if free_b is None else _used_parts(prior, free_b.any(0))
-    # a deterministic schedule's time projections for every step in one batched product (exact; a quarter of the
-    # network's time at batch 1)
-    step_biases = None
-    if cfg.schedule == "truncated" and isinstance(prior, Prior):
-        ts = torch.tensor([timestep(cfg, k, gen) for k in range(cfg.steps)], dtype=torch.float32)
-        biases = prior.time_biases(ts)
-        if biases is not None:  # per module and layer, the (1, width) row of each step
-            step_biases = {name: [b.split(1) for b in layer_biases] for name, layer_biases in biases.items()}
     for k in range(cfg.steps):
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled at iteration {k} of {cfg.steps}")
@@ -123,9 +124,7 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
         with torch.no_grad():
             a, s = alpha_sigma(t)
             eps = (torch.randn(x.shape, generator=gen) if temporal is None else temporal.noise(gen)).to(x.device)
-            if step_biases is not None:
-                denoise_kw["time_biases"] = {name: [rows[k] for rows in layers] for name, layers in step_biases.items()}
-            x_hat = prior.denoise(a[:, None] * x + s[:, None] * eps, t, part_mask, **denoise_kw)
+            x_hat = denoiser(a[:, None] * x + s[:, None] * eps, t)
             if temporal is not None:
                 x_hat = temporal.smooth(x_hat)
         w = cfg.prior_weight * dposer_weight(cfg, t) if opt is not None or data_loss is not None else None
@@ -171,8 +170,7 @@ def plausibility(prior: Prior, x: torch.Tensor, seed: int = 0, ts=(0.05, 0.1, 0.
     eps = torch.cat([torch.randn(x.shape, generator=gen) for _ in range(reps)]).to(x.device)
     xr = x.repeat(reps, 1)
     a, s = alpha_sigma(t)
-    kw = {} if dims is None else _used_parts(prior, dims)
     mask = None if part_mask is None else part_mask.repeat(reps, 1)
-    res = (prior.denoise(a[:, None] * xr + s[:, None] * eps, t, mask, **kw) - xr) ** 2
+    res = (as_denoiser(prior, mask, dims)(a[:, None] * xr + s[:, None] * eps, t) - xr) ** 2
     res = res[:, dims.to(x.device)].mean(1) if dims is not None else res.mean(1)
     return res.reshape(reps, n).mean(0)

@@ -1,7 +1,8 @@
 """The artist-facing tasks on top of the solver: complete, clean, vary, fit, refine.
 
 Poses are dicts of numpy arrays with any subset of the six SMPL-X keys (see :mod:`dposer.layout`); keys absent
-from the input are unobserved and get filled in.
+from the input are unobserved and get filled in. Every task returns a :class:`dposer.results.TaskResult` (typed
+fields, and the dict interface the tasks always had).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from . import data, layout
 from .prior import Prior
+from .results import TaskResult
 from .solver import SolverConfig, plausibility, solve
 
 # Completion: the 'denoise' optimiser (x moves the fraction lr of the way to the prior's denoised estimate, lr
@@ -22,17 +24,14 @@ COMPLETE = SolverConfig(steps=100, optimizer="denoise", lr=0.15, lr_end=1.0, lr_
                         t_min=0.05, t_power=2.0)
 
 
-def _result(raw: torch.Tensor, extras: dict) -> dict[str, np.ndarray]:
-    raw = raw.cpu().numpy().astype(np.float32)
-    out = {"global_orient": extras.get("global_orient", np.zeros((len(raw), 3), np.float32)).astype(np.float32)}
-    for key, sl in layout.KEY_SLICES.items():
-        out[key] = raw[:, sl]
-    return out
-
-
-def _present_only(result: dict, given: dict) -> dict:
-    """Drop pose keys that were absent from the input (tasks that only adjust what is there)."""
-    return {k: v for k, v in result.items() if k == "global_orient" or k in given or k not in layout.KEY_SLICES}
+def _result(raw: torch.Tensor | np.ndarray, extras: dict, given: dict | None = None, **fields) -> TaskResult:
+    """Vectors (N, 256) -> a :class:`TaskResult` with ``extras``' global_orient; with ``given`` only the pose keys
+    it holds (tasks that only adjust what is there)."""
+    raw = raw.cpu().numpy() if isinstance(raw, torch.Tensor) else raw
+    pose = layout.vectors_to_dict(raw, extras.get("global_orient"))
+    if given is not None:
+        pose = {k: v for k, v in pose.items() if k == "global_orient" or k in given}
+    return TaskResult(pose, **fields)
 
 
 # Clip completion runs long takes in windows of this many frames, overlapping by CLIP_OVERLAP frames that are
@@ -84,7 +83,7 @@ def _solve_filled(prior: Prior, x: torch.Tensor, free: torch.Tensor, k: int, see
 def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int = 0, cfg: SolverConfig | None = None,
              init_noise: float = 1.0, combine: str = "mean", progress: Callable | None = None,
              cancel: Callable | None = None, clip: bool = False, fps: float | None = None,
-             sigma_s: float | None = None) -> dict:
+             sigma_s: float | None = None) -> TaskResult:
     """Fill in the joints named in ``missing`` (part/group/joint names, e.g. 'right_hand', 'left_leg',
     'right_pinky1') and every key absent from ``pose``; observed joints are kept exactly.
 
@@ -149,11 +148,9 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     out_raw = torch.where(free_t.reshape(k, n, -1), out_raw, raw.expand(k, n, -1))  # observed dims bit-exact
     out_raw = torch.gather(out_raw, 0, order[:, :, None].expand(-1, -1, out_raw.shape[-1]))
     mean = torch.where(free_t[:n], out_raw.mean(0), raw)  # observed dims bit-exact in the mean too
-    result = _result(out_raw[0] if combine == "best" else mean, ps.extras)
-    for key, sl in layout.KEY_SLICES.items():
-        result[f"{key}_hypotheses"] = out_raw[:, :, sl].cpu().numpy().astype(np.float32)
-    result["scores"] = torch.gather(scores, 0, order).cpu().numpy()
-    return result
+    return _result(out_raw[0] if combine == "best" else mean, ps.extras,
+                   hypotheses=layout.vectors_to_dict(out_raw.cpu().numpy(), keys=layout.KEY_SLICES),
+                   scores=torch.gather(scores, 0, order).cpu().numpy())
 
 
 # The prior's part of cleaning: the faulty cells, after they are filled from the motion around them, are refined
@@ -241,7 +238,7 @@ def _prior_refine(prior: Prior, vectors: np.ndarray, flags: np.ndarray, joints: 
 
 def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=(), seed: int = 0,
           cfg: SolverConfig | None = None, progress: Callable | None = None, cancel: Callable | None = None,
-          use_prior: bool = True) -> dict:
+          use_prior: bool = True) -> TaskResult:
     """Find the faults in a clip of F frames (mocap) and repair them; leave good motion alone.
 
     Detects cuts (never smoothed across), limbs held on their last value while the body moves, knees/elbows bent
@@ -287,17 +284,13 @@ def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=()
             out = _prior_refine(prior, out, det.flags, joints, det.cuts, strength, cfg or CLEAN, seed, progress, cancel)
         vectors, cuts = out, det.cuts
         repaired = cleaning.report(det, joints)
-    result = _present_only(_result(torch.from_numpy(vectors.astype(np.float32)), ps.extras), clip)
-    if "trans" in ps.extras:  # checked by dposer.data (finite, one row per frame)
-        result["trans"] = ps.extras["trans"]
-    result["repaired"] = repaired
-    result["cuts"] = np.asarray(cuts, np.int64)
-    result["jitter_deg"] = np.float32(noise)
-    return result
+    # trans: checked by dposer.data (finite, one row per frame)
+    return _result(vectors.astype(np.float32), ps.extras, clip, trans=ps.extras.get("trans"), repaired=repaired,
+                   cuts=np.asarray(cuts, np.int64), jitter_deg=np.float32(noise))
 
 
 def vary(prior: Prior, pose: dict, n: int, strength: float = 0.3, seed: int = 0, lock=(), steps: int = 50,
-         progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+         progress: Callable | None = None, cancel: Callable | None = None) -> TaskResult:
     """``n`` variations of one pose: noise it to t = strength and denoise (DDIM). 0 = identical, 1 = an
     unrelated sample. ``lock`` joints are kept exactly. Keys absent from the pose are first filled in by
     :func:`complete`, then varied like the rest."""
@@ -333,7 +326,7 @@ REFINE = SolverConfig(steps=100, lr=0.05, t_max=0.12, t_min=0.02)
 
 
 def refine(prior: Prior, pose: dict, strength: float = 0.3, lock=(), seed: int = 0, cfg: SolverConfig | None = None,
-           progress: Callable | None = None, cancel: Callable | None = None) -> dict:
+           progress: Callable | None = None, cancel: Callable | None = None) -> TaskResult:
     """Project implausible poses (N of them) towards the prior's manifold; ``strength`` in (0, 1] sets how far
     they may move (the noise level of the schedule and the pull back to the input)."""
     if not 0.0 < strength <= 1.0:
@@ -353,7 +346,7 @@ def refine(prior: Prior, pose: dict, strength: float = 0.3, lock=(), seed: int =
     cfg = cfg or REFINE.with_(t_max=0.02 + 0.2 * strength)
     sol = solve(prior, x0, free_t, data_loss, cfg, seed=seed, progress=progress, cancel=cancel)
     out = torch.where(free_t, prior.denormalize(sol), raw)
-    return _present_only(_result(out, ps.extras), pose)
+    return _result(out, ps.extras, pose)
 
 
 FIT = SolverConfig(steps=200, lr=0.05, t_max=0.15, t_min=0.03)
@@ -361,7 +354,7 @@ FIT = SolverConfig(steps=200, lr=0.05, t_max=0.15, t_min=0.03)
 
 def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands", seed: int = 0,
         cfg: SolverConfig | None = None, skeleton: Callable | None = None, progress: Callable | None = None,
-        cancel: Callable | None = None) -> dict:
+        cancel: Callable | None = None) -> TaskResult:
     """Pose(s) that put chosen joints at 3D targets, the rest filled by the prior ("pin a few joints").
 
     ``targets``: {SMPL-X joint name: (N, 3) or (3,) positions} in the built-in skeleton's frame (metres, +Y up,
@@ -411,8 +404,6 @@ def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands"
 
     sol = solve(prior, x0, free_t, data_loss, cfg or FIT, seed=seed, progress=progress, cancel=cancel)
     out = torch.where(free_t, prior.denormalize(sol), raw)
-    result = _result(out, ps.extras)
     with torch.no_grad():
         reached = skeleton(out, orient_t)[:, idx]
-    result["target_error"] = (reached - target).norm(dim=-1).cpu().numpy()  # (N, J) metres
-    return result
+    return _result(out, ps.extras, target_error=(reached - target).norm(dim=-1).cpu().numpy())  # (N, J) metres

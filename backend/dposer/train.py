@@ -69,7 +69,7 @@ class TrainingData:
         wholebody = data.load_wholebody_set(split, root)
         if mirror_wholebody:  # left-right mirror images double the joint data; the mirrored face is approximate, so hidden
             present = wholebody.present.copy()
-            present[:, 153:] = False
+            present[:, layout.PART_SLICES["face"]] = False
             wholebody = data.PoseSet.concat([wholebody, data.PoseSet(layout.mirror_pose(wholebody.vectors), present)])
         self.sources = {
             "body": data.load_part_set("body", split, root),
@@ -82,10 +82,10 @@ class TrainingData:
 
             body = load_body(bvh_body, bvh_stride)
             vec = np.zeros((len(body), layout.DIM), np.float32)
-            vec[:, :63] = body
+            vec[:, layout.PART_SLICES["body"]] = body
             vec = np.concatenate([vec, layout.mirror_pose(vec)])
             present = np.zeros(vec.shape, bool)
-            present[:, :63] = True
+            present[:, layout.PART_SLICES["body"]] = True
             self.sources["bvh_body"] = data.PoseSet(vec, present)
         if limit:
             self.sources = {k: v.subset(np.arange(min(limit, len(v)))) for k, v in self.sources.items()}
@@ -100,8 +100,9 @@ class TrainingData:
         def pick(name):
             return self.vec[name][torch.randint(len(self.vec[name]), (c,), generator=gen)]
         v = pick("body") + pick("face")
-        v[:, 63:108] = layout.mirror_hand(pick("hand")[:, 108:153])
-        v[:, 108:153] = pick("hand")[:, 108:153]
+        left, right = layout.PART_SLICES["left_hand"], layout.PART_SLICES["right_hand"]
+        v[:, left] = layout.mirrored_hand(pick("hand"), "right_hand")
+        v[:, right] = pick("hand")[:, right]
         return v, torch.ones(c, 4, dtype=torch.bool)
 
     def batch(self, n: int, mix: dict, hide_prob: float, gen: torch.Generator):
@@ -125,8 +126,8 @@ class TrainingData:
                 p = torch.from_numpy(layout.part_mask_from_dims(self.present[name][idx].numpy()))
             if name == "hand":  # hand-only rows sit in the right slot; send half to the left slot, mirrored
                 left = torch.rand(c, generator=gen) < 0.5
-                v[left, 63:108] = layout.mirror_hand(v[left, 108:153])
-                v[left, 108:153] = 0
+                v[left, layout.PART_SLICES["left_hand"]] = layout.mirrored_hand(v[left], "right_hand")
+                v[left, layout.PART_SLICES["right_hand"]] = 0
                 p[left, 1], p[left, 2] = True, False
             if name in ("wholebody", "paired") and hide_prob > 0:
                 keep = torch.rand(c, 4, generator=gen) >= hide_prob
@@ -172,7 +173,7 @@ def validation_loss(net, norm: Normalizer, val: TrainingData, seed: int = 0, n_t
             losses.append(masked_eps_loss(net, v, pm, dm, t, eps).item())
             if name == "wholebody":
                 hand_dims = torch.zeros(layout.DIM, dtype=torch.bool)
-                hand_dims[63:153] = True
+                hand_dims[layout.HANDS] = True
                 hgb.append(masked_eps_loss(net, v, pm, hand_dims.expand_as(dm), t, eps).item())
         out[name] = float(np.mean(losses))
         if hgb:

@@ -32,7 +32,7 @@ def _hand_pool(split, root):
     """Hand training rows placed in both hand slots (left mirrored), for baselines on either hand."""
     h = data.load_part_set("hand", split, root).vectors
     both = h.copy()
-    both[:, 63:108] = layout.mirror_hand(h[:, 108:153])
+    both[:, layout.PART_SLICES["left_hand"]] = layout.mirrored_hand(h, "right_hand")
     return both
 
 
@@ -50,16 +50,17 @@ def completion_cases(split: str = "test", n: int | None = None, root=None) -> li
     cases = []
     for part in ("left_leg", "right_arm", "trunk"):
         v = sel(body.vectors)
-        cases.append(CompletionCase(part, {"body_pose": v[:, :63]}, v, part, "body", "body", body_train,
-                                    body_train.mean(0)))
+        cases.append(CompletionCase(part, layout.vectors_to_dict(v, keys=("body_pose",)), v, part, "body", "body",
+                                    body_train, body_train.mean(0)))
     v = sel(wb.vectors)
     hand_mean = hand_train.mean(0)
     wb_mean = wb_train.mean(0)
-    wb_mean[63:153] = hand_mean[63:153]
-    cases.append(CompletionCase("hands_given_body", {k: x[: len(v)] for k, x in wb.to_dict().items() if k != "global_orient"},
-                                v, "left_hand,right_hand", "hands", "body", wb_train, wb_mean))
+    wb_mean[layout.HANDS] = hand_mean[layout.HANDS]
+    cases.append(CompletionCase("hands_given_body",
+                                layout.vectors_to_dict(wb.vectors[: len(v)], keys=layout.KEY_SLICES), v,
+                                "left_hand,right_hand", "hands", "body", wb_train, wb_mean))
     v = sel(hand.vectors)
-    cases.append(CompletionCase("pinky_ring_given_hand", {"right_hand_pose": v[:, 108:153]}, v,
+    cases.append(CompletionCase("pinky_ring_given_hand", layout.vectors_to_dict(v, keys=("right_hand_pose",)), v,
                                 "right_pinky,right_ring", "hands", "right_hand", hand_train, hand_train.mean(0)))
     return cases
 
@@ -141,9 +142,7 @@ def run_completion(prior, case: CompletionCase, cfg: SolverConfig = COMPLETE, hy
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Rank-1 vectors (N, 256) and all hypotheses (K, N, 256)."""
     res = complete(prior, case.pose, case.missing, hypotheses=hypotheses, seed=seed, cfg=cfg)
-    hyp = np.zeros((hypotheses, len(case.truth), layout.DIM), np.float32)
-    for key, sl in layout.KEY_SLICES.items():
-        hyp[:, :, sl] = res[f"{key}_hypotheses"]
+    hyp = layout.dict_to_vectors({key: res[f"{key}_hypotheses"] for key in layout.KEY_SLICES})
     return hyp[0], hyp
 
 
@@ -307,7 +306,7 @@ def _vae_recon_mm(vae, norm, root) -> dict:
         x = data.load_part_set("body", split, root).vectors[:500]
         xn = norm.normalize(torch.from_numpy(x))
         with torch.no_grad():
-            xn[:, :63] = body.dec(body.encode(xn[:, :63])[0])
+            xn[:, layout.PART_SLICES["body"]] = body.dec(body.encode(xn[:, layout.PART_SLICES["body"]])[0])
         r = norm.denormalize(xn).numpy()
         out[split] = 1000 * (metrics.part_joints(r, "body") - metrics.part_joints(x, "body")).norm(dim=-1).mean().item()
     return out

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from .cases import (Context)
 
+_BODY = layout.PART_SLICES["body"]
+
 
 # Cleaning: the fault model (dposer.faults) on real takes; ours against per-channel filters
 
@@ -30,7 +32,7 @@ class Take:
 
 def _take(name, ps: data.PoseSet, fps: float, step: int = 1, trans=None) -> Take:
     v = ps.vectors[::step].copy()
-    v[:, 63:] = 0
+    v[:, _BODY.stop:] = 0
     orient = ps.extras.get("global_orient", np.zeros((len(ps), 3), np.float32))[::step]
     trans = np.zeros((len(v), 3), np.float32) if trans is None else np.asarray(trans, np.float32)[::step]
     return Take(name, v, np.asarray(orient, np.float32), trans, fps / step)
@@ -66,7 +68,7 @@ def bandai_takes(root=None, limit: int | None = None, every: int = 1) -> list[Ta
     for name in sorted(texts)[::every][:limit]:
         r = convert_bvh(texts[name])
         vec = np.zeros((len(r["body_pose"]), layout.DIM), np.float32)
-        vec[:, :63] = r["body_pose"]
+        vec[:, _BODY] = r["body_pose"]
         out.append(Take(name, vec, r["global_orient"], r["trans"], float(r["mocap_framerate"])))
     return out
 
@@ -125,8 +127,8 @@ def clean_metrics(v: np.ndarray, truth: np.ndarray, take: Take, fault_frames: np
 
 def _rot_deg(v: np.ndarray, truth: np.ndarray) -> float:
     """Mean geodesic angle (degrees) between the body joint rotations: sees the twists joint positions cannot."""
-    p = torch.from_numpy(v[:, :63].reshape(len(v), 21, 3)).double()
-    t = torch.from_numpy(truth[:, :63].reshape(len(v), 21, 3)).double()
+    p = torch.from_numpy(v[:, _BODY].reshape(len(v), 21, 3)).double()
+    t = torch.from_numpy(truth[:, _BODY].reshape(len(v), 21, 3)).double()
     return float(geodesic_degrees(p, t).mean())
 
 
@@ -137,15 +139,15 @@ def clean_methods(prior: Prior, sigma: float, cutoff: float, steps: int | None =
     cfg = CLEAN.with_(steps=steps) if steps else CLEAN
 
     def ours(v, take, **kw):
-        res = clean(prior, {"body_pose": v[:, :63], "global_orient": take.orient}, cfg=cfg, **kw)
+        res = clean(prior, {"body_pose": v[:, _BODY], "global_orient": take.orient}, cfg=cfg, **kw)
         out = v.copy()
-        out[:, :63] = res["body_pose"]
+        out[:, _BODY] = res["body_pose"]
         return out
 
     def filt(fn):
         def run(v, take):
             out = v.copy()
-            out[:, :63] = fn(v[:, :63], take)
+            out[:, _BODY] = fn(v[:, _BODY], take)
             return out
         return run
 
@@ -158,10 +160,10 @@ def clean_methods(prior: Prior, sigma: float, cutoff: float, steps: int | None =
 def _smooth_only(v: np.ndarray) -> np.ndarray:
     from .. import cleaning
 
-    aa = v[:, :63].reshape(len(v), 21, 3).astype(np.float64)
+    aa = v[:, _BODY].reshape(len(v), 21, 3).astype(np.float64)
     det = cleaning.Detection([], np.zeros(aa.shape[:2], bool))
     out = v.copy()
-    out[:, :63] = cleaning.repair(aa, det, 0.5)[0].reshape(len(v), 63)
+    out[:, _BODY] = cleaning.repair(aa, det, 0.5)[0].reshape(len(v), 63)
     return out
 
 
@@ -171,16 +173,16 @@ def _tune_filters(takes: list[Take], model) -> tuple[float, float, str]:
 
     cases = []
     for i, t in enumerate(takes):
-        f = faults.inject(t.vectors[:, :63], seed=i, model=model)
+        f = faults.inject(t.vectors[:, _BODY], seed=i, model=model)
         v = t.vectors.copy()
-        v[:, :63] = f.body_pose
+        v[:, _BODY] = f.body_pose
         cases.append((t, v))
 
     def score(fn):
         return float(np.mean([clean_metrics(fn(v, t), t.vectors, t, None)["err"] for t, v in cases]))
 
     def apply(fn):
-        return lambda v, t: np.concatenate([fn(v[:, :63], t), v[:, 63:]], 1)
+        return lambda v, t: np.concatenate([fn(v[:, _BODY], t), v[:, _BODY.stop:]], 1)
 
     sig = {s: score(apply(lambda b, t, s=s: median_gauss(b, s))) for s in FILTER_SIGMAS}
     cut = {c: score(apply(lambda b, t, c=c: butterworth(b, t.fps, c))) for c in FILTER_CUTOFFS}
@@ -197,9 +199,9 @@ def run_clean_bench(prior: Prior, takes: list[Take], methods: dict, model=None, 
 
     rows = {"input (faulty)": []}
     for i, t in enumerate(takes):
-        f = faults.inject(t.vectors[:, :63], seed=seed0 + i, model=model)
+        f = faults.inject(t.vectors[:, _BODY], seed=seed0 + i, model=model)
         v = t.vectors.copy()
-        v[:, :63] = f.body_pose
+        v[:, _BODY] = f.body_pose
         ff = f.fault_frames
         rows["input (faulty)"].append(clean_metrics(v, t.vectors, t, ff) | {"time": 0.0, "clean_mean": 0.0,
                                                                              "clean_max": 0.0})

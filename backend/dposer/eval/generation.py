@@ -64,7 +64,7 @@ def generation_rows(vectors: dict[str, np.ndarray], ctx: Context) -> dict[str, l
             else:
                 r_rows = _part_rows(vec, part)
                 if part == "hand":  # pool mirrored left hands with right hands, keep n
-                    r_rows = np.concatenate([r_rows, layout.mirror_hand(vec[:, 63:108])])[
+                    r_rows = np.concatenate([r_rows, layout.mirrored_hand(vec, "left_hand")])[
                         np.random.default_rng(0).permutation(2 * len(vec))[: len(vec)]]
             r = _row(name, r_rows, part, test, train_joints, fid_stats)
             r["beyond_limits_pct"] = 100 * float((_joint_angles(r_rows) > lim).any(1).mean())

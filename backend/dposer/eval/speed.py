@@ -50,13 +50,13 @@ def _sync(device):
 
 _CLEAN_SCRIPT = """
 import sys, numpy as np
-from dposer import data, load_prior
+from dposer import data, layout, load_prior
 from dposer.tasks import CLEAN, clean
 prior = load_prior(None, "cpu")
 frames, steps, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 clip = data.load_amass_take(sys.argv[4] if len(sys.argv) > 4 else None).vectors
 clip = np.concatenate([clip, clip])[:frames]
-pose = {"body_pose": clip[:, :63], "left_hand_pose": clip[:, 63:108], "right_hand_pose": clip[:, 108:153]}
+pose = layout.vectors_to_dict(clip, keys=("body_pose", "left_hand_pose", "right_hand_pose"))
 if run:
     clean(prior, pose, parts="body,left_hand,right_hand", cfg=CLEAN.with_(steps=steps))
 print(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM")))
@@ -126,9 +126,8 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
     clip = data.load_amass_take(ctx.root).vectors
     frames = 1000 if not ctx.quick else 32
     clip = np.concatenate([clip, clip])[:frames]
-    clip[:, 153:] = 0
-    pose = {"body_pose": clip[:, :63], "left_hand_pose": clip[:, 63:108], "right_hand_pose": clip[:, 108:153],
-            "jaw_pose": clip[:, 153:156], "expression": clip[:, 156:]}
+    clip[:, layout.PART_SLICES["face"]] = 0
+    pose = layout.vectors_to_dict(clip, keys=layout.KEY_SLICES)
     steps = CLEAN.steps if not ctx.quick else ctx.sizes.steps
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -152,7 +151,7 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
 
 def _clip_speed_rows(prior: Prior, ctx: Context, tag: str, dev) -> list[str]:
     """Two-hand clip completion of a 1000-frame take (the AMASS take's body, twice over), 1 and 5 hypotheses."""
-    body = data.load_amass_take(ctx.root).vectors[:, :63]
+    body = data.load_amass_take(ctx.root).vectors[:, layout.PART_SLICES["body"]]
     frames = 1000 if not ctx.quick else 32
     pose = {"body_pose": np.concatenate([body, body])[:frames]}
     cfg = COMPLETE if not ctx.quick else COMPLETE.with_(steps=ctx.sizes.steps)
