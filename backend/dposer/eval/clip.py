@@ -212,9 +212,33 @@ def predictability(root=None) -> str:
     dl, dr = left - left.mean(0), right - right.mean(0)
     corr = np.nanmean([np.corrcoef(dl[:, i], dr[:, i])[0, 1] for i in range(dl.shape[1])])
     body = v[:, layout.PART_SLICES["body"]]
-    return (f"finger take: correlation of the right hand's motion with the mirrored left hand's r = {corr:.2f}; "
+    text = (f"finger take: correlation of the right hand's motion with the mirrored left hand's r = {corr:.2f}; "
             f"per-dim std over the take: body {np.degrees(body.std(0).mean()):.1f} deg, left fingers "
             f"{np.degrees(left.std(0).mean()):.1f} deg, right fingers {np.degrees(right.std(0).mean()):.1f} deg")
+    return text + "; " + "; ".join(_in_take_bounds(v, missing) for missing in HAND_SIDES)
+
+
+def _in_take_bounds(v: np.ndarray, missing: str, fps: int = 120, ridge: float = 0.1) -> str:
+    """Oracles that see the take itself (leave-one-second-out): the hidden hand's own mean over the other seconds,
+    and a ridge regression from body + other hand fitted on them. Not answers a user has; they split the error of
+    any answer fitted elsewhere into the take's static hand shape and its motion."""
+    other = HAND_SIDES[1 - HAND_SIDES.index(missing)]
+    m = np.arange(layout.PART_SLICES[missing].start, layout.PART_SLICES[missing].stop)
+    o = np.r_[np.arange(layout.PART_SLICES["body"].stop), np.arange(layout.PART_SLICES[other].start,
+                                                                      layout.PART_SLICES[other].stop)]
+    block = np.arange(len(v)) // fps
+    const, reg = v.copy(), v.copy()
+    for b in np.unique(block):
+        te, tr = block == b, block != b
+        x, y = v[tr][:, o], v[tr][:, m]
+        mx, my = x.mean(0), y.mean(0)
+        c = (x - mx).T @ (x - mx) / len(x)
+        w = np.linalg.solve(c + ridge * np.trace(c) / len(c) * np.eye(len(c)), (x - mx).T @ (y - my) / len(x))
+        const[np.ix_(te, m)] = my
+        reg[np.ix_(te, m)] = my + (v[te][:, o] - mx) @ w
+    return (f"{missing.replace('_', ' ')} from the take itself (leave-one-second-out): its own mean shape "
+            f"{_per_frame_deg(const, v, missing).mean():.1f} deg, ridge from body + other hand "
+            f"{_per_frame_deg(reg, v, missing).mean():.1f} deg")
 
 
 def bench_clip(ctx) -> str:
