@@ -189,3 +189,16 @@ def test_group_norm_matches_torch():
     b.square().sum().backward()
     assert torch.allclose(x.grad, x2.grad, atol=1e-4)
     assert torch.allclose(ours.weight.grad, ref.weight.grad, atol=1e-4)
+
+
+@needs_data
+def test_torchrun_two_processes(tmp_path, data_root):
+    """`torchrun --nproc_per_node 2 -m dposer train` (DDP, gloo on CPU) trains and writes its checkpoints."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", DPOSER_DATA=str(data_root))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "dposer", "train",
+           "--config", str(TINY), "--out", str(tmp_path / "ddp"), "--seed", "0"]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    _, meta = read_checkpoint(tmp_path / "ddp" / "last.safetensors")
+    assert meta["step"] == str(TrainConfig.load(TINY).steps)
+    assert (tmp_path / "ddp" / "prior.safetensors").exists()
