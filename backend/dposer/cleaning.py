@@ -12,7 +12,8 @@ Everything here works per joint on joint-local rotations, as unit quaternions ma
   prediction before looking again, so a spike does not also flag its neighbours. The residual is what the rotation
   moves: the largest angle by which it turns the joint's descendants (its child bones and the ends of its subtree,
   as posed in that frame), so a twist about a straight limb, which moves nothing (a converter's twist flip on a
-  straight arm), is not a fault; a joint with no descendant (a foot) uses the full rotation angle. A fault is
+  straight arm), is not a fault; a joint with no descendant (a foot) uses the full rotation angle. The threshold
+  stays the joint's full-rotation residual scale, so this only ever removes candidates. A fault is
   entered and left by a jump: the steps into and out of it are larger than the steps just outside it (a fast
   foot strike turns the ankle quickly but does not come straight back);
 - the jitter level: the MAD of each joint's 4th-difference residual, in degrees per axis.
@@ -171,17 +172,17 @@ def _moved_angle(pred: np.ndarray, q: np.ndarray, probe: np.ndarray | None) -> n
 def _interval_residuals(q: np.ndarray, L: int, probe: np.ndarray | None = None):
     """For every interval [a, a+L-1] with two frames of context either side: the cubic prediction of its frames
     from the context (nA, L, J, 4) and the residuals (nA, L, J): what replacing a frame by its prediction moves
-    (:func:`_moved_angle`). Returns (firsts, pred, resid)."""
+    (:func:`_moved_angle`) and its full rotation angle. Returns (firsts, pred, moved, full)."""
     F = len(q)
     first = np.arange(2, F - L - 1)
     if len(first) == 0:
-        return first, None, None
+        return first, None, None, None
     w = _lagrange(np.array([-2.0, -1.0, L, L + 1.0]), np.arange(L, dtype=float))
     ctx = q[first[:, None] + np.array([-2, -1, L, L + 1])]  # (nA, 4, J, 4)
     pred = _unit(np.einsum("lc,ncjd->nljd", w, ctx))
     idx = first[:, None] + np.arange(L)
     inside = q[idx]
-    return first, pred, _moved_angle(pred, inside, None if probe is None else probe[idx])
+    return first, pred, _moved_angle(pred, inside, None if probe is None else probe[idx]), _angle(pred, inside)
 
 
 def _constant_offset(pred: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -201,17 +202,19 @@ def _constant_offset(pred: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray | None = None,
-                  probe: np.ndarray | None = None):
+                  probe: np.ndarray | None = None, jumps: bool = True):
     """Greedy interval outliers (see the module doc). ``fixed`` (F, J) cells already flagged (skipped as
     candidates, their values already replaced); ``probe`` (F, J, K, 3) from :func:`probes` (None: residuals are
-    full rotation angles). Returns (flags (F, J), q with the flagged cells replaced)."""
+    full rotation angles); ``jumps``: require the jumps into and out of an outlier (SPIKE_EDGE). Returns (flags
+    (F, J), q with the flagged cells replaced, often (J,): joints with too many outliers to be faults, whose flags
+    are dropped)."""
     q = q.copy()
     F, J, _ = q.shape
     flags = np.zeros((F, J), bool)
     taken = flags if fixed is None else fixed.copy()
     scales = {}
     for L in range(1, min(MAX_INTERVAL, F - 4) + 1):
-        _, _, r = _interval_residuals(q, L, probe)
+        r = _interval_residuals(q, L)[3]  # the scale: the joint's full rotation residuals
         m = r.min(1)
         # the MAD scale, and the 90th percentile for joints whose real motion is bursty (a toe is still most of
         # the time and flexes fast at every toe-off: 10-20% of the frames, far fewer than a fault holds)
@@ -223,13 +226,13 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
         # round, which sees the accepted ones replaced by their predictions)
         cands = []
         for L, scale in scales.items():
-            first, pred, r = _interval_residuals(q, L, probe)
+            first, pred, r, _ = _interval_residuals(q, L, probe)
             thr = np.maximum(np.radians(floor_deg) * (1 + 0.05 * (L - 1)), k * scale)
             score = r.min(1) / thr  # (nA, J)
             inside = first[:, None] + np.arange(L)
             score[taken[inside].any(1)] = 0
             i, j = np.nonzero(score > 1)
-            if len(i):  # entered and left by a jump: the steps into and out of it beat the steps just outside it
+            if jumps and len(i):  # entered and left by a jump: the steps into and out of it beat those outside it
                 seg = q[first[i, None] + np.array([-2, -1, 0, L - 1, L, L + 1]), j[:, None]]
                 st = _angle(seg[:, 1:], seg[:, :-1])  # before, in, (across the interval), out, after
                 ok = np.minimum(st[:, 1], st[:, 3]) >= SPIKE_EDGE * np.maximum(st[:, 0], st[:, 4])
@@ -259,7 +262,7 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
     # a joint with many 'outliers' is one whose real motion is bursty (a toe at every step): not faults
     often = count > max(2, F / OUTLIER_EVERY)
     flags[:, often] = False
-    return flags, q
+    return flags, q, often
 
 
 def find_held(q: np.ndarray, joints: list) -> np.ndarray:
@@ -380,8 +383,11 @@ def detect(aa: np.ndarray, joints: list, strength: float, orient: np.ndarray | N
         limit = find_limit_breaks(aa[a:b], joints)
         known = held | limit
         qs = _fill(qs, known)
-        out, _ = find_outliers(qs, OUTLIER_K * k_mult, OUTLIER_FLOOR_DEG * k_mult, fixed=known,
-                               probe=probes(aa[a:b], joints))
+        k, floor = OUTLIER_K * k_mult, OUTLIER_FLOOR_DEG * k_mult
+        out, _, _ = find_outliers(qs, k, floor, fixed=known, probe=probes(aa[a:b], joints))
+        # a bursty joint is told by every interval above the threshold, fault-shaped or not (a walk's ankle
+        # crosses it at every step, sometimes with a jump in and out: the take's motion, not faults)
+        out[:, find_outliers(qs, k, floor, fixed=known, jumps=False)[2]] = False
         kinds["held"][a:b], kinds["limit"][a:b], kinds["outlier"][a:b] = held, limit, out
     flags = kinds["held"] | kinds["limit"] | kinds["outlier"]
     return Detection(cuts, flags, kinds)
