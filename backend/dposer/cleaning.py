@@ -52,6 +52,7 @@ POP_MIN_FRAMES = 3  # outliers this long must be one constant offset (pops); sho
 POP_SPREAD = 0.5  # ... varying by at most this fraction of the offset over the interval
 POP_EDGE = 3.0  # ... and entered and left by steps this many times its frames' median step
 SPIKE_EDGE = 1.5  # every outlier is entered and left by steps this many times the steps just outside it
+SMOOTH_C = 4.0  # jitter smoothing weight at strength 1: the noise-optimal weight at strength 0.5
 HELD_FRAMES = 8  # a limb frozen this long while the body moves is a dropout
 HELD_EPS = 1e-5  # radians: 'frozen' = moves less than this per frame
 
@@ -415,7 +416,7 @@ def repair(aa: np.ndarray, det: Detection, strength: float) -> tuple[np.ndarray,
     F, J, _ = q.shape
     out = q.copy()
     noise = 0.0
-    c = 4.0 * strength ** 2  # smoothing weight multiplier: 0 at strength 0, 1 at 0.5, 4 at 1
+    c = SMOOTH_C * strength ** 2  # smoothing weight multiplier: 0 at strength 0, SMOOTH_C / 4 at 0.5
     for a, b in _segments(F, det.cuts):
         if b - a < 5:
             continue
