@@ -8,46 +8,29 @@ prints ours / the better filter over all frames and on fault frames, and the unf
 from __future__ import annotations
 
 import argparse
-import tarfile
 from pathlib import Path
 
 import numpy as np
 
-from dposer import cleaning, faults, layout
-from dposer.convert import convert_bvh
-from dposer.corpus import archive
-from dposer.eval.cleaning import Take, _tune_filters, clean_methods, run_clean_bench, tuning_takes
+from dposer import cleaning, faults
+from dposer.eval.cleaning import Take, _tune_filters, bandai_takes, clean_methods, run_clean_bench, tuning_takes
 from dposer.prior import load_prior
 
 
 def dataset2_takes(every: int, root=None) -> list[Take]:
-    cache = Path.home() / ".cache" / "dposer" / f"tune_clean_d2_every{every}.npz"
+    """Every ``every``-th dataset-2 clip by name, converted once and cached outside the repository."""
+    cache = Path.home() / ".cache" / "dposer" / f"tune_clean_dataset2_every{every}.npz"
     if cache.exists():
         z = np.load(cache)
         names = sorted({k.split("/")[0] for k in z.files})
         return [Take(n, z[f"{n}/v"], z[f"{n}/orient"], z[f"{n}/trans"], float(z[f"{n}/fps"])) for n in names]
-    takes = _convert_dataset2(every, root)
+    takes = bandai_takes(root, every=every, dataset=2)
     arrays = {}
     for t in takes:
         arrays |= {f"{t.name}/v": t.vectors, f"{t.name}/orient": t.orient, f"{t.name}/trans": t.trans,
                    f"{t.name}/fps": np.float64(t.fps)}
     np.savez(cache, **arrays)
     return takes
-
-
-def _convert_dataset2(every: int, root=None) -> list[Take]:
-    texts = {}
-    with tarfile.open(archive(2, root), "r|xz") as tar:
-        for m in tar:
-            if m.isfile() and m.name.endswith(".bvh"):
-                texts[Path(m.name).stem] = tar.extractfile(m).read().decode()
-    out = []
-    for name in sorted(texts)[::every]:
-        r = convert_bvh(texts[name])
-        vec = np.zeros((len(r["body_pose"]), layout.DIM), np.float32)
-        vec[:, :63] = r["body_pose"]
-        out.append(Take(name, vec, r["global_orient"], r["trans"], float(r["mocap_framerate"])))
-    return out
 
 
 def main():

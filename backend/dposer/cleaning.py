@@ -149,10 +149,9 @@ def probes(aa: np.ndarray, joints: list) -> np.ndarray:
     return out
 
 
-def _moved_angle(pred: np.ndarray, q: np.ndarray, probe: np.ndarray | None) -> np.ndarray:
+def _moved_angle(pred: np.ndarray, q: np.ndarray, probe: np.ndarray | None, full: np.ndarray) -> np.ndarray:
     """Angle (radians) by which replacing rotations ``q`` (..., 4) with ``pred`` turns the probe vectors
-    (..., K, 3) (the largest over K); the full rotation angle where a joint has no probes."""
-    full = _angle(pred, q)
+    (..., K, 3) (the largest over K); the full rotation angle ``full`` where a joint has no probes."""
     if probe is None:
         return full
     # e = conj(q) * pred, as (x, y, z, w); rotate each probe v: v' = v + 2 w (u x v) + 2 u x (u x v)
@@ -183,7 +182,8 @@ def _interval_residuals(q: np.ndarray, L: int, probe: np.ndarray | None = None):
     pred = _unit(np.einsum("lc,ncjd->nljd", w, ctx))
     idx = first[:, None] + np.arange(L)
     inside = q[idx]
-    return first, pred, _moved_angle(pred, inside, None if probe is None else probe[idx]), _angle(pred, inside)
+    full = _angle(pred, inside)
+    return first, pred, _moved_angle(pred, inside, None if probe is None else probe[idx], full), full
 
 
 def _constant_offset(pred: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -49,9 +49,9 @@ def tuning_takes(root=None) -> list[Take]:
     return takes
 
 
-def bandai_takes(root=None, limit: int | None = None, every: int = 1) -> list[Take]:
-    """Bandai Namco dataset-1 clips (held out: never used to train or tune) as SMPL-X body poses on the built-in
-    skeleton, converted by :func:`dposer.convert.convert_bvh` (the one BVH path; ``dposer corpus`` caches the same
+def bandai_takes(root=None, limit: int | None = None, every: int = 1, dataset: int = 1) -> list[Take]:
+    """Bandai Namco dataset-1 clips (held out: never used to train or tune; ``dataset=2``: the training set's clips,
+    for tuning) as SMPL-X body poses on the built-in skeleton, converted by :func:`dposer.convert.convert_bvh` (the one BVH path; ``dposer corpus`` caches the same
     conversion but without the root translation that foot skating needs). Clips in sorted name order, every
     ``every``-th of them, at most ``limit``; the archive is read in one pass (nothing is extracted)."""
     import tarfile
@@ -60,10 +60,10 @@ def bandai_takes(root=None, limit: int | None = None, every: int = 1) -> list[Ta
     from ..corpus import archive
 
     texts = {}
-    with tarfile.open(archive(1, root), "r|xz") as tar:  # one pass (seeking back in an .xz re-decompresses)
+    with tarfile.open(archive(dataset, root), "r|xz") as tar:  # one pass (seeking back in an .xz re-decompresses)
         for m in tar:
             if m.isfile() and m.name.endswith(".bvh"):
-                texts[Path(m.name).stem.replace("dataset-1_", "")] = tar.extractfile(m).read().decode()
+                texts[Path(m.name).stem.replace(f"dataset-{dataset}_", "")] = tar.extractfile(m).read().decode()
     out = []
     for name in sorted(texts)[::every][:limit]:
         r = convert_bvh(texts[name])
