@@ -218,21 +218,28 @@ def _moved_angle(pred: np.ndarray, q: np.ndarray, probe: np.ndarray | None, full
     return np.where(have.any(-1), vis, full)
 
 
-def _interval_residuals(q: np.ndarray, L: int, probe: np.ndarray | None = None):
+def _interval_residuals(q: np.ndarray, L: int):
     """For every interval [a, a+L-1] with two frames of context either side: the cubic prediction of its frames
-    from the context (nA, L, J, 4) and the residuals (nA, L, J): what replacing a frame by its prediction moves
-    (:func:`_moved_angle`) and its full rotation angle. Returns (firsts, pred, moved, full)."""
+    from the context (nA, L, J, 4) and their full rotation angles from it (nA, L, J). Returns (firsts, pred, full)."""
     F = len(q)
     first = np.arange(2, F - L - 1)
     if len(first) == 0:
-        return first, None, None, None
-    w = _lagrange(np.array([-2.0, -1.0, L, L + 1.0]), np.arange(L, dtype=float))
+        return first, None, None
     ctx = q[first[:, None] + np.array([-2, -1, L, L + 1])]  # (nA, 4, J, 4)
-    pred = _unit(np.einsum("lc,ncjd->nljd", w, ctx))
-    idx = first[:, None] + np.arange(L)
-    inside = q[idx]
-    full = _angle(pred, inside)
-    return first, pred, _moved_angle(pred, inside, None if probe is None else probe[idx], full), full
+    pred = _unit(np.einsum("lc,ncjd->nljd", _cubic(L), ctx))
+    return first, pred, _angle(pred, q[first[:, None] + np.arange(L)])
+
+
+def _cubic(L: int) -> np.ndarray:
+    """(L, 4) weights of the cubic through frames -2, -1, L, L+1, evaluated at 0..L-1."""
+    return _lagrange(np.array([-2.0, -1.0, L, L + 1.0]), np.arange(L, dtype=float))
+
+
+def _residual_at(q: np.ndarray, first: np.ndarray, j: np.ndarray, L: int) -> np.ndarray:
+    """(n, L) full rotation angles of the intervals [first, first+L-1] of joints j (n,) from their cubic."""
+    ctx = q[first[:, None] + np.array([-2, -1, L, L + 1]), j[:, None]]  # (n, 4, 4)
+    pred = _unit(np.einsum("lc,ncd->nld", _cubic(L), ctx))
+    return _angle(pred, q[first[:, None] + np.arange(L), j[:, None]])
 
 
 def _constant_offset(pred: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -267,7 +274,7 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
     taken = flags if fixed is None else fixed.copy()
     scales = {}
     for L in range(1, min(MAX_INTERVAL, F - 4) + 1):
-        r = _interval_residuals(q, L)[3]  # the scale: the joint's full rotation residuals
+        r = _interval_residuals(q, L)[2]  # the scale: the joint's full rotation residuals
         m = r.min(1)
         # the MAD scale, and the 90th percentile for joints whose real motion is bursty (a toe is still most of
         # the time and flexes fast at every toe-off: 10-20% of the frames, far fewer than a fault holds)
@@ -280,13 +287,18 @@ def find_outliers(q: np.ndarray, k: float, floor_deg: float, fixed: np.ndarray |
         # round, which sees the accepted ones replaced by their predictions)
         cands = []
         for L, scale in scales.items():
-            first, pred, r, _ = _interval_residuals(q, L, probe)
+            first, pred, full = _interval_residuals(q, L)
             thr = np.maximum(np.radians(floor_deg) * (1 + 0.05 * (L - 1)), k * scale)
-            score = r.min(1) / thr  # (nA, J)
+            score = full.min(1) / thr  # (nA, J)
             inside = first[:, None] + np.arange(L)
             score[taken[inside].any(1)] = 0
-            if qc is not None:  # ... and as far off in the chain's composed rotation
-                score = np.minimum(score, _interval_residuals(qc, L)[3].min(1) / thr)
+            i, j = np.nonzero(score > 1)
+            # what a rotation moves is at most its angle, so only these candidates need the finer tests
+            if probe is not None and len(i):  # the angle it turns the joint's descendants
+                moved = _moved_angle(pred[i, :, j], q[inside[i], j[:, None]], probe[inside[i], j[:, None]], full[i, :, j])
+                score[i, j] = moved.min(1) / thr[j]
+            if qc is not None and len(i):  # ... and as far off in the chain's composed rotation
+                score[i, j] = np.minimum(score[i, j], _residual_at(qc, first[i], j, L).min(1) / thr[j])
             i, j = np.nonzero(score > 1)
             if jumps and len(i):  # entered and left by a jump: the steps into and out of it beat those outside it
                 seg = q[first[i, None] + np.array([-2, -1, 0, L - 1, L, L + 1]), j[:, None]]
