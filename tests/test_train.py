@@ -202,3 +202,13 @@ def test_torchrun_two_processes(tmp_path, data_root):
     _, meta = read_checkpoint(tmp_path / "ddp" / "last.safetensors")
     assert meta["step"] == str(TrainConfig.load(TINY).steps)
     assert (tmp_path / "ddp" / "prior.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "backend" / "dposer" / "configs").glob("*.json")))
+def test_every_shipped_config_loads_and_its_network_fits_the_checkpoint_limit(name):
+    """Each config in configs/ parses (no unknown keys, mix weights sum to 1) and exports within the 16 MiB fp16
+    limit of a bundled checkpoint."""
+    cfg = TrainConfig.load(REPO / "backend" / "dposer" / "configs" / name)
+    assert abs(sum(cfg.mix.values()) - 1) < 1e-6
+    params = sum(p.numel() for p in ScoreNet(cfg.net).parameters())
+    assert 2 * params <= 16 * 1024 * 1024
