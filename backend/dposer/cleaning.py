@@ -79,9 +79,13 @@ class Detection:
 def to_quaternions(aa: np.ndarray) -> np.ndarray:
     """(F, J, 3) axis-angle -> (F, J, 4) unit quaternions (x, y, z, w), sign-continuous in time."""
     F, J, _ = aa.shape
-    q = Rotation.from_rotvec(aa.reshape(-1, 3)).as_quat().reshape(F, J, 4)
+    return _continuous(Rotation.from_rotvec(aa.reshape(-1, 3)).as_quat().reshape(F, J, 4))
+
+
+def _continuous(q: np.ndarray) -> np.ndarray:
+    """(F, J, 4) quaternions with signs flipped so that each joint's stay on one hemisphere from frame to frame."""
     dots = np.einsum("fjc,fjc->fj", q[1:], q[:-1])
-    sign = np.concatenate([np.ones((1, J)), np.cumprod(np.where(dots < 0, -1.0, 1.0), axis=0)])
+    sign = np.concatenate([np.ones((1, q.shape[1])), np.cumprod(np.where(dots < 0, -1.0, 1.0), axis=0)])
     return q * sign[..., None]
 
 
@@ -99,12 +103,6 @@ def _unit(q: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
-def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Quaternion product a * b, (x, y, z, w)."""
-    va, wa, vb, wb = a[..., :3], a[..., 3:], b[..., :3], b[..., 3:]
-    return np.concatenate([wa * vb + wb * va + np.cross(va, vb), wa * wb - (va * vb).sum(-1, keepdims=True)], -1)
-
-
 def chain_parents(joints: list) -> np.ndarray:
     """(J,) for each joint (by name) the index in ``joints`` of its nearest ancestor among them, -1 if none."""
     pos = {layout.JOINT_INDEX[n]: i for i, n in enumerate(joints)}
@@ -120,21 +118,14 @@ def chain_parents(joints: list) -> np.ndarray:
 def chained(q: np.ndarray, parents: np.ndarray) -> np.ndarray:
     """(F, J, 4) each joint's rotation composed with its ancestors' among the examined joints (its orientation in
     the frame of the topmost one's parent: a leg's in the pelvis's), sign-continuous in time."""
+    F, J, _ = q.shape
     out = q.copy()
-    order = sorted(range(q.shape[1]), key=lambda j: _depth(parents, j))
-    for j in order:
-        if parents[j] >= 0:
-            out[:, j] = _qmul(out[:, parents[j]], q[:, j])
-    dots = np.einsum("fjc,fjc->fj", out[1:], out[:-1])
-    sign = np.concatenate([np.ones((1, q.shape[1])), np.cumprod(np.where(dots < 0, -1.0, 1.0), axis=0)])
-    return out * sign[..., None]
-
-
-def _depth(parents: np.ndarray, j: int) -> int:
-    d = 0
-    while parents[j] >= 0:
-        j, d = parents[j], d + 1
-    return d
+    done = parents < 0
+    while not done.all():  # parents before children, whatever the order of the joints
+        for j in np.nonzero(~done & done[np.maximum(parents, 0)])[0]:
+            out[:, j] = (Rotation.from_quat(out[:, parents[j]]) * Rotation.from_quat(q[:, j])).as_quat()
+            done[j] = True
+    return _continuous(out)
 
 
 def find_cuts(q: np.ndarray, orient_q: np.ndarray | None = None) -> list:

@@ -51,9 +51,10 @@ def tuning_takes(root=None) -> list[Take]:
 
 def bandai_takes(root=None, limit: int | None = None, every: int = 1, dataset: int = 1) -> list[Take]:
     """Bandai Namco dataset-1 clips (held out: never used to train or tune; ``dataset=2``: the training set's clips,
-    for tuning) as SMPL-X body poses on the built-in skeleton, converted by :func:`dposer.convert.convert_bvh` (the one BVH path; ``dposer corpus`` caches the same
-    conversion but without the root translation that foot skating needs). Clips in sorted name order, every
-    ``every``-th of them, at most ``limit``; the archive is read in one pass (nothing is extracted)."""
+    for tuning) as SMPL-X body poses on the built-in skeleton, converted by :func:`dposer.convert.convert_bvh` (the
+    one BVH path; ``dposer corpus`` caches the same conversion but without the root translation that foot skating
+    needs). Clips in sorted name order, every ``every``-th of them, at most ``limit``; the archive is read in one
+    pass (nothing is extracted)."""
     import tarfile
 
     from ..convert import convert_bvh
