@@ -2,12 +2,14 @@
 
     dposer bench heldout --checkpoint A.safetensors [--against B.safetensors] [--n 300]
 
-Test sets: the AMASS body test split (what ``bench completion`` uses) and converted Bandai Namco dataset-1 frames
-(``dposer corpus`` cache; never trained on), ``n`` frames spread evenly over all 174 takes. Tasks: left_leg,
+Test sets: the AMASS body test split (what ``bench completion`` uses), the two whole AMASS takes in the shared data
+(other subjects than the training poses; ``n`` frames spread evenly over their 1,101) and converted Bandai Namco
+dataset-1 frames (``dposer corpus`` cache; never trained on), ``n`` frames spread evenly over all 174 takes. Tasks: left_leg,
 right_arm, trunk (the joints are filled in; the rest of the body is given). Rows: each checkpoint (the default
 completion solver, one hypothesis) and, for each body training pool - AMASS train (v1's body data) and AMASS train
 + converted Bandai dataset-2 (v2's: every ``stride``-th frame, plus mirror images) - the nearest neighbour on the
-observed joints and the Gaussian conditional mean (least squares on the pool). Intervals: 95% bootstrap over the
+observed joints and the Gaussian conditional mean (least squares on the pool); and, for a limb, its mirror image:
+the other side's limb mirrored across the body (free, no data). Intervals: 95% bootstrap over the
 test poses; checkpoint differences are paired (the same poses). With two checkpoints the hand tasks of
 ``bench completion`` (hands given body, pinky + ring given hand) are compared too.
 """
@@ -21,6 +23,7 @@ from . import bench, data, layout
 from .corpus import default_path, load_body
 
 TASKS = ("left_leg", "right_arm", "trunk")
+MIRRORED = "mirrored other limb"
 
 
 def _vec(body: np.ndarray) -> np.ndarray:
@@ -29,11 +32,26 @@ def _vec(body: np.ndarray) -> np.ndarray:
     return v
 
 
+def _spread(x: np.ndarray, n: int) -> np.ndarray:
+    return x[np.linspace(0, len(x) - 1, min(n, len(x))).round().astype(int)]
+
+
 def test_sets(root=None, n: int = 300, bandai1=None) -> dict[str, np.ndarray]:
     amass = data.load_part_set("body", "test", root).vectors
-    b1 = load_body(bandai1 or default_path(1))
-    pick = np.linspace(0, len(b1) - 1, min(n, len(b1))).round().astype(int)
-    return {"AMASS body test split": amass[:n], "Bandai Namco dataset-1 (converted, held out)": _vec(b1[pick])}
+    takes = np.concatenate([_vec(t.vectors[:, layout.PART_SLICES["body"]])
+                            for t in (data.load_amass_take(root), data.load_finger_take(root))])
+    return {"AMASS body test split": amass[:n], "AMASS takes (500 + 601 frames, unseen)": _spread(takes, n),
+            "Bandai Namco dataset-1 (converted, held out)": _vec(_spread(load_body(bandai1 or default_path(1)), n))}
+
+
+def mirrored_limb(truth: np.ndarray, missing: str) -> np.ndarray | None:
+    """The missing limb filled with the other side's, mirrored (``layout.mirror_pose``); None for the trunk."""
+    if not missing.startswith(("left_", "right_")):
+        return None
+    m = layout.names_to_dims(missing)
+    out = truth.copy()
+    out[:, m] = layout.mirror_pose(truth)[:, m]
+    return out
 
 
 def body_pools(root=None, bandai2=None, stride: int = 4) -> dict[str, np.ndarray]:
@@ -83,6 +101,9 @@ def run(priors: dict, root=None, n: int = 300, stride: int = 4, log=print) -> tu
                 errs[f"nearest neighbour ({pool_name})"] = bench.completion_errors(bench.baseline_nearest(case), case)
                 errs[f"Gaussian conditional ({pool_name})"] = bench.completion_errors(
                     gaussian_conditional(pool, truth, task), case)
+            mirrored = mirrored_limb(truth, task)
+            if mirrored is not None:
+                errs[MIRRORED] = bench.completion_errors(mirrored, case)
             case = _case(task, truth, pools["AMASS"])
             for label, prior in priors.items():
                 t0 = time.time()
@@ -91,16 +112,16 @@ def run(priors: dict, root=None, n: int = 300, stride: int = 4, log=print) -> tu
                     f"({time.time() - t0:.0f} s)")
             res[set_name][task] = {k: e["mpjpe_mm"] for k, e in errs.items()}
             for k, e in errs.items():
-                rows.setdefault(k, []).append(f"{_ci(e['mpjpe_mm'])} mm, {e['geodesic_deg'].mean():.1f} deg")
+                rows.setdefault(k, {})[task] = f"{_ci(e['mpjpe_mm'])} mm, {e['geodesic_deg'].mean():.1f} deg"
         for k, cells in rows.items():
-            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+            lines.append(f"| {k} | " + " | ".join(cells.get(task, "n/a") for task in TASKS) + " |")
         lines.append("")
     labels = list(priors)
     lines += ["Paired differences of MPJPE (mm; negative = the first is better) [95% paired bootstrap interval]:", "",
               "| test set | task | " + " | ".join(_pairs(labels)) + " |", "|---|---|" + "---|" * len(_pairs(labels))]
     for set_name, tasks in res.items():
         for task, r in tasks.items():
-            cells = [_ci(r[a] - r[b]) for a, b in _pair_keys(labels)]
+            cells = [_ci(r[a] - r[b]) if b in r else "n/a" for a, b in _pair_keys(labels)]
             lines.append(f"| {set_name} | {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines), res
 
@@ -112,6 +133,7 @@ def _pair_keys(labels: list[str]) -> list[tuple[str, str]]:
     for lab in labels:
         for pool in ("AMASS", "AMASS + Bandai-2"):
             out.append((lab, f"Gaussian conditional ({pool})"))
+        out.append((lab, MIRRORED))
     return out
 
 
