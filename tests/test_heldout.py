@@ -1,5 +1,6 @@
 """dposer.heldout: the free answers the held-out body benchmark measures checkpoints against."""
 import numpy as np
+import pytest
 from dposer import heldout, layout
 
 
@@ -36,12 +37,35 @@ def test_the_mirrored_limb_is_exact_on_a_symmetric_pose_and_absent_for_the_trunk
     assert heldout.mirrored_limb(pose, "trunk") is None
 
 
-def test_the_test_sets_hold_the_unseen_amass_takes(data_root, tmp_path):
-    bandai1 = tmp_path / "bandai1.npz"  # a stand-in for the dposer corpus cache (made by `dposer corpus`)
-    np.savez(bandai1, body_pose=np.full((40, 63), 0.1, np.float32), clip=np.repeat([0, 1], 20))
-    sets = heldout.test_sets(data_root, n=50, bandai1=bandai1)
+@pytest.fixture
+def _stand_in_cache(tmp_path):
+    """A stand-in for the Bandai dataset-1 cache of `dposer corpus` (not made in CI: it needs the BVH archives)."""
+    path = tmp_path / "bandai1.npz"
+    np.savez(path, body_pose=np.full((40, 63), 0.1, np.float32), clip=np.repeat([0, 1], 20))
+    return path
+
+
+def test_the_test_sets_hold_the_unseen_amass_takes(data_root, _stand_in_cache):
+    sets = heldout.test_sets(data_root, n=50, bandai1=_stand_in_cache)
     takes = sets["AMASS takes (500 + 601 frames, unseen)"]
     assert takes.shape == (50, layout.DIM)
     assert np.abs(takes[:, layout.PART_SLICES["body"]]).sum(1).min() > 0  # real body poses, nothing else
     assert not takes[:, layout.PART_SLICES["body"].stop:].any()
     assert len(sets["Bandai Namco dataset-1 (converted, held out)"]) == 40
+
+
+def test_checkpoints_answer_what_dposer_complete_returns(data_root, _stand_in_cache):
+    from dposer import bench
+    from dposer.prior import load_prior
+
+    prior = load_prior()
+    truth = heldout.test_sets(data_root, n=4, bandai1=_stand_in_cache)["AMASS body test split"]
+    case = heldout._case("left_leg", truth, truth)
+    one = heldout._completed(prior, case, 1)
+    np.testing.assert_array_equal(one, bench.run_completion(prior, case)[0])  # one hypothesis: that hypothesis
+    m = layout.names_to_dims("left_leg")
+    body = np.setdiff1d(np.arange(layout.PART_SLICES["body"].start, layout.PART_SLICES["body"].stop), m)
+    np.testing.assert_allclose(one[:, body], truth[:, body], atol=1e-5)  # the observed body joints are kept
+    mean = heldout._completed(prior, case, 3)
+    hyp = bench.run_completion(prior, case, hypotheses=3)[1]
+    assert not np.allclose(mean[:, m], hyp[0][:, m])  # three: their mean, not the rank-1 hypothesis

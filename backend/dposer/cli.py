@@ -659,6 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--against", default=None, help="heldout: a second checkpoint to compare with (paired)")
     b.add_argument("--against-label", default="(against)", help="heldout: row label of --against")
     b.add_argument("--n", type=POSITIVE, default=None, help="test poses per completion task (default 150)")
+    b.add_argument("--hypotheses", type=POSITIVE, default=None,
+                   help="heldout: hypotheses per pose, the checkpoints' answer being their mean (default 1)")
     b.add_argument("--every", type=POSITIVE, default=1,
                    help="clean: every n-th Bandai dataset-1 clip, sorted by name (default 1: all 174)")
     b.add_argument("--data", default=None)

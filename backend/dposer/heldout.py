@@ -6,7 +6,8 @@ Test sets: the AMASS body test split (what ``bench completion`` uses), the two w
 (other subjects than the training poses; ``n`` frames spread evenly over their 1,101) and converted Bandai Namco
 dataset-1 frames (``dposer corpus`` cache; never trained on), ``n`` frames spread evenly over all 174 takes. Tasks: left_leg,
 right_arm, trunk (the joints are filled in; the rest of the body is given). Rows: each checkpoint (the default
-completion solver, one hypothesis) and, for each body training pool - AMASS train (v1's body data) and AMASS train
+completion solver; with ``hypotheses`` K > 1 the mean of K, as ``dposer complete --hypotheses K`` returns it) and,
+for each body training pool - AMASS train (v1's body data) and AMASS train
 + converted Bandai dataset-2 (v2's: every ``stride``-th frame, plus mirror images) - the nearest neighbour on the
 observed joints and the Gaussian conditional mean (least squares on the pool); and, for a limb, its mirror image:
 the other side's limb mirrored across the body (free, no data). Intervals: 95% bootstrap over the
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import bench, data, layout
 from .corpus import default_path, load_body
+from .tasks import complete
 
 TASKS = ("left_leg", "right_arm", "trunk")
 MIRRORED = "mirrored other limb"
@@ -77,12 +79,18 @@ def _case(task: str, truth: np.ndarray, pool: np.ndarray) -> bench.CompletionCas
     return bench.CompletionCase(task, {"body_pose": truth[:, layout.KEY_SLICES["body_pose"]]}, truth, task, "body", "body", pool, pool.mean(0))
 
 
+def _completed(prior, case: bench.CompletionCase, hypotheses: int) -> np.ndarray:
+    """What ``dposer complete`` returns under the standard keys: the hypothesis, or the mean of several."""
+    res = complete(prior, case.pose, case.missing, hypotheses=hypotheses, seed=0)
+    return layout.dict_to_vectors({key: res[key] for key in layout.KEY_SLICES})
+
+
 def _ci(x: np.ndarray, digits: int = 1) -> str:
     lo, hi = bench.bootstrap_ci(x)
     return f"{x.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def run(priors: dict, root=None, n: int = 300, stride: int = 4, log=print) -> tuple[str, dict]:
+def run(priors: dict, root=None, n: int = 300, stride: int = 4, log=print, hypotheses: int = 1) -> tuple[str, dict]:
     """Markdown tables and {set: {task: {row: per-pose MPJPE mm}}} for the checkpoints in ``priors`` (label ->
     Prior)."""
     sets, pools = test_sets(root, n), body_pools(root, stride=stride)
@@ -107,7 +115,7 @@ def run(priors: dict, root=None, n: int = 300, stride: int = 4, log=print) -> tu
             case = _case(task, truth, pools["AMASS"])
             for label, prior in priors.items():
                 t0 = time.time()
-                errs[label] = bench.completion_errors(bench.run_completion(prior, case)[0], case)
+                errs[label] = bench.completion_errors(_completed(prior, case, hypotheses), case)
                 log(f"heldout: {set_name} / {task} / {label}: {errs[label]['mpjpe_mm'].mean():.1f} mm "
                     f"({time.time() - t0:.0f} s)")
             res[set_name][task] = {k: e["mpjpe_mm"] for k, e in errs.items()}
@@ -141,9 +149,9 @@ def _pairs(labels: list[str]) -> list[str]:
     return [f"{a} - {b}" for a, b in _pair_keys(labels)]
 
 
-def hand_tasks(priors: dict, root=None, n: int = 150) -> str:
-    """Hands given body and pinky + ring given hand (``bench completion``'s hand tasks): each checkpoint, one
-    hypothesis, default solver; paired difference of the last against the first."""
+def hand_tasks(priors: dict, root=None, n: int = 150, hypotheses: int = 1) -> str:
+    """Hands given body and pinky + ring given hand (``bench completion``'s hand tasks): each checkpoint, default
+    solver (``hypotheses`` as in :func:`run`); paired difference of the last against the first."""
     labels = list(priors)
     lines = ["| task | " + " | ".join(f"{lab} mm" for lab in labels) +
              (f" | {labels[-1]} - {labels[0]} mm (paired)" if len(labels) > 1 else "") + " |",
@@ -151,7 +159,7 @@ def hand_tasks(priors: dict, root=None, n: int = 150) -> str:
     for case in bench.completion_cases("test", n, root):
         if case.scope != "hands":
             continue
-        errs = {lab: bench.completion_errors(bench.run_completion(p, case)[0], case)["mpjpe_mm"]
+        errs = {lab: bench.completion_errors(_completed(p, case, hypotheses), case)["mpjpe_mm"]
                 for lab, p in priors.items()}
         cells = [_ci(errs[lab], 2) for lab in labels]
         if len(labels) > 1:
@@ -166,11 +174,15 @@ def run_cli(a, prior, against=None) -> None:
     if against is not None:
         priors = {f"DPoser {a.against_label}": against, **priors}
     t0 = time.time()
-    body, _ = run(priors, a.data, n=a.n or 300)
-    body += "\n\nHand tasks (test split):\n\n" + hand_tasks(priors, a.data)
+    k = a.hypotheses or 1
+    body, _ = run(priors, a.data, n=a.n or 300, hypotheses=k)
+    body = (f"Checkpoints: the mean of {k} hypotheses per pose (`dposer complete --hypotheses {k}`).\n\n" if k > 1 else
+            "Checkpoints: one hypothesis per pose (`dposer complete`'s default).\n\n") + body
+    body += "\n\nHand tasks (test split):\n\n" + hand_tasks(priors, a.data, hypotheses=k)
     print(f"## heldout ({time.time() - t0:.0f} s)\n{body}\n", flush=True)
     if a.write:
         cmd = "dposer bench heldout" + " ".join(f" --{k} {v}" for k, v in (
             ("checkpoint", a.checkpoint), ("label", a.label), ("against", a.against),
-            ("against-label", a.against_label if a.against else None), ("n", a.n), ("write", a.write)) if v)
+            ("against-label", a.against_label if a.against else None), ("n", a.n), ("hypotheses", a.hypotheses),
+            ("write", a.write)) if v)
         bench.write_section(a.write, "heldout", body + f"\n\n*({time.time() - t0:.0f} s)*", cmd)
