@@ -652,9 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(b)
     b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed",
                                     "batch", "all", "quick", "heldout"],
-                   help="heldout (not in 'all'): body completion on the AMASS test split and converted Bandai "
-                        "dataset-1 against baselines fitted to AMASS and to AMASS + Bandai dataset-2 (needs the "
-                        "`dposer corpus` caches)")
+                   help="heldout (not in 'all'): body completion on the AMASS test split, the two whole AMASS takes and "
+                        "converted Bandai dataset-1 against the mirrored other limb and baselines fitted to AMASS and "
+                        "to AMASS + Bandai dataset-2 (needs the `dposer corpus` caches)")
     b.add_argument("--label", default="(checkpoint)", help="heldout: row label of --checkpoint")
     b.add_argument("--against", default=None, help="heldout: a second checkpoint to compare with (paired)")
     b.add_argument("--against-label", default="(against)", help="heldout: row label of --against")
