@@ -25,7 +25,8 @@ def main():
         raise SystemExit("different normalisers: only a fine-tune and its start can be interpolated")
     sa, sb = a.net.state_dict(), b.net.state_dict()
     a.net.load_state_dict({k: (1 - args.alpha) * sa[k].float() + args.alpha * sb[k].float() for k in sa})
-    save_prior(args.out, a.net, a.normalizer, {"interpolation": f"{1 - args.alpha} x {args.a} + {args.alpha} x {args.b}"})
+    info = {"interpolation": f"{1 - args.alpha} x {args.a} + {args.alpha} x {args.b}"}
+    save_prior(args.out, a.net, a.normalizer, info)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """Held-out body completion of checkpoints against baselines fitted to the same body data (``dposer bench heldout``).
 
-    dposer bench heldout --checkpoint A.safetensors [--against B.safetensors] [--n 300]
+    dposer bench heldout --checkpoint A.safetensors [--against B.safetensors] [--n 300] [--hypotheses K]
 
 Test sets: the AMASS body test split (what ``bench completion`` uses), the two whole AMASS takes in the shared data
 (other subjects than the training poses; ``n`` frames spread evenly over their 1,101) and converted Bandai Namco
-dataset-1 frames (``dposer corpus`` cache; never trained on), ``n`` frames spread evenly over all 174 takes. Tasks: left_leg,
-right_arm, trunk (the joints are filled in; the rest of the body is given). Rows: each checkpoint (the default
-completion solver; with ``hypotheses`` K > 1 the mean of K, as ``dposer complete --hypotheses K`` returns it) and,
-for each body training pool - AMASS train (v1's body data) and AMASS train
-+ converted Bandai dataset-2 (v2's: every ``stride``-th frame, plus mirror images) - the nearest neighbour on the
-observed joints and the Gaussian conditional mean (least squares on the pool); and, for a limb, its mirror image:
-the other side's limb mirrored across the body (free, no data). Intervals: 95% bootstrap over the
-test poses; checkpoint differences are paired (the same poses). With two checkpoints the hand tasks of
-``bench completion`` (hands given body, pinky + ring given hand) are compared too.
+dataset-1 frames (``dposer corpus`` cache; never trained on), ``n`` frames spread evenly over all 174 takes.
+Tasks: left_leg, right_arm, trunk (the joints are filled in; the rest of the body is given). Rows: each checkpoint
+(the default completion solver; with ``hypotheses`` K > 1 the mean of K, as ``dposer complete --hypotheses K``
+returns it) and, for each body training pool - AMASS train (v1's body data) and AMASS train + converted Bandai
+dataset-2 (v2's: every ``stride``-th frame, plus mirror images) - the nearest neighbour on the observed joints and
+the Gaussian conditional mean (least squares on the pool); and, for a limb, its mirror image: the other side's limb
+mirrored across the body (free, no data). Intervals: 95% bootstrap over the test poses; checkpoint differences are
+paired (the same poses). With two checkpoints the hand tasks of ``bench completion`` (hands given body, pinky +
+ring given hand) are compared too.
 """
 from __future__ import annotations
 
