@@ -672,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     add_official_commands(sub)
+    from .motion.cli import add_commands as add_motion_commands
+
+    add_motion_commands(sub, b)
     return p
 
 
