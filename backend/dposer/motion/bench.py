@@ -1,0 +1,235 @@
+"""``dposer bench fill``: gap filling on held-out takes against the free answers and DPoser.
+
+    dposer bench fill --write docs/benchmarks.md
+
+Takes (never trained on): converted Bandai Namco dataset 1 (every ``--every``-th take, sorted by name; 30 fps),
+and from other studios at their own rates: the AMASS take ``amass_sample_smplh_500f`` (120 fps), CMU 131_03 hop
+(120 fps) and the held-out cgspeed CMU takes that convert. Gaps of 0.25 / 0.5 / 1 / 2 s over the whole body
+(root + 21 joints), the left leg and the right arm, at every position where the gap has at least 0.5 s of motion
+on each side (positions 1 s apart). Methods: SLERP across the gap, the cubic rotation spline, DPoser per-frame
+completion (the bundled pose prior; every 8th take and the AMASS take; the root, which it does not model, by SLERP), the motion
+prior's raw answer, and ``dposer fill`` (the prior where its probes beat the spline, else the spline).
+
+Metrics over the filled cells: mean geodesic degrees; mean joint position error (mm) of the 22 body joints on the
+gap's frames (built-in skeleton, root-relative: no translation); LAFAN1-style L2Q (L2 norm of the 22 global
+quaternions per frame, signs aligned) and L2P (L2 norm of the 66 global joint coordinates per frame, each z-scored
+with the motion corpus' training statistics; root-relative, so not the papers' exact protocol).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from .. import data, skeleton
+from ..convert_back import world_rotations
+from . import corpus, interp
+from .fill import fill, geodesic_deg
+from .masks import part_joints
+
+GAPS_S = (0.25, 0.5, 1.0, 2.0)
+PARTS = ("body", "left_leg", "right_arm")
+CONTEXT_S = 0.5
+METHODS = ("slerp", "spline", "dposer", "prior_raw", "fill")
+DPOSER_EVERY = 8  # DPoser (slow: a solve per gap) on every 8th take and the AMASS take
+MAX_POSITIONS = 4  # gap positions per take and condition, spread over the take
+
+
+def held_out_takes(root=None, every: int = 2) -> list[tuple[str, str, np.ndarray, float]]:
+    """[(group, name, (F, 22, 3) float64, fps)] of the bench's takes."""
+    from ..convert import convert_bvh
+
+    out = []
+    with np.load(corpus.bandai.default_path(1)) as d:
+        body, orient, clip, names = d["body_pose"], d["global_orient"], d["clip"], d["names"]
+    for i in range(0, len(names), every):
+        rows = clip == i
+        out.append(("Bandai dataset 1", str(names[i]), corpus.stack(orient[rows], body[rows]).astype(np.float64), 30.0))
+    ps = data.load_pose_file(data.data_root(root) / "amass" / "amass_sample_smplh_500f.npz")
+    out.append(("other studios", "AMASS amass_sample_smplh_500f",
+                corpus.stack(ps.extras["global_orient"], ps.vectors[:, :63]).astype(np.float64),
+                float(ps.extras.get("framerate", 120.0))))
+    r = convert_bvh(data.data_root(root) / "bvh" / "other_studios" / "cmu_131_03_hop.bvh")
+    out.append(("other studios", "CMU 131_03 hop", corpus.stack(r["global_orient"], r["body_pose"]).astype(np.float64),
+                float(r["mocap_framerate"])))
+    for name, rot, split in corpus._bvh_takes(data.data_root(root), lambda s: None):
+        if split == "test" and "cgspeed" in name:
+            out.append(("other studios", f"CMU {name.split('/')[-1]}", rot.astype(np.float64), corpus.RATE))
+    return out
+
+
+def positions(n: int, fps: float, gap: int) -> list[int]:
+    """First frames of the gaps placed in a take of n frames (CONTEXT_S on each side, 1 s apart)."""
+    ctx = int(round(CONTEXT_S * fps))
+    lo, hi = ctx, n - ctx - gap
+    if hi < lo:
+        return []
+    step = max(int(round(fps)), 1)
+    pos = list(range(lo + ((hi - lo) % step) // 2, hi + 1, step))
+    return [pos[i] for i in np.unique(np.linspace(0, len(pos) - 1, MAX_POSITIONS).round().astype(int))] if pos else []
+
+
+class Metrics:
+    """Position / quaternion metrics against one take's truth."""
+
+    def __init__(self, truth: np.ndarray, l2p_mean, l2p_std):
+        self.truth = truth
+        self.pos = self._pos(truth)
+        self.quat = self._quat(truth)
+        self.mu, self.sd = l2p_mean, l2p_std
+
+    @staticmethod
+    def _pos(rot):
+        full = torch.zeros(len(rot), 55, 3, dtype=torch.float64)
+        full[:, :22] = torch.as_tensor(rot)
+        return skeleton.forward_kinematics(full, skeleton.REST_OFFSETS.astype(np.float64)).numpy()[:, :22]
+
+    @staticmethod
+    def _quat(rot):
+        G = world_rotations(rot[:, 0], rot[:, 1:].reshape(len(rot), 63))
+        return Rotation.from_matrix(G.reshape(-1, 3, 3)).as_quat().reshape(len(rot), 22, 4)
+
+    def __call__(self, est: np.ndarray, mask: np.ndarray) -> dict:
+        frames = np.flatnonzero(mask.any(1))
+        pos = self._pos(est[frames])
+        q = self._quat(est[frames])
+        qt = self.quat[frames]
+        q = np.where((q * qt).sum(-1, keepdims=True) < 0, -q, q)
+        pt = self.pos[frames]
+        return {"deg": float(geodesic_deg(est[mask], self.truth[mask]).mean()),
+                "mm": float(np.linalg.norm(pos - pt, axis=-1).mean() * 1000),
+                "l2q": float(np.linalg.norm((q - qt).reshape(len(frames), -1), axis=1).mean()),
+                "l2p": float(np.linalg.norm(((pos - pt) / self.sd).reshape(len(frames), -1), axis=1).mean())}
+
+
+def l2p_statistics() -> tuple[np.ndarray, np.ndarray]:
+    """Std of the root-relative global joint positions over the training takes (every 10th frame)."""
+    rot = np.concatenate([r[::10] for _, r in corpus.load("train")]).astype(np.float64)
+    pos = Metrics._pos(rot)
+    return pos.mean(0), np.maximum(pos.std(0), 1e-3)
+
+
+def dposer_fill(pose_prior, rot: np.ndarray, mask: np.ndarray, fps: float) -> np.ndarray:
+    """Per-frame DPoser completion of the gap's body joints (the root by SLERP)."""
+    from .. import tasks
+
+    out = interp.fill(rot, mask, fps, "slerp")
+    frames = np.flatnonzero(mask.any(1))
+    joints = np.flatnonzero(mask.any(0))
+    names = [skeleton.layout.JOINT_NAMES[j] for j in joints if j > 0]
+    if not names:
+        return out
+    pose = {"global_orient": out[frames, 0].astype(np.float32),
+            "body_pose": rot[frames, 1:].reshape(len(frames), 63).astype(np.float32)}
+    res = tasks.complete(pose_prior, pose, names, seed=0)
+    body = np.asarray(res["body_pose"], np.float64).reshape(len(frames), 21, 3)
+    sel = mask[frames][:, 1:]
+    block = out[frames]
+    block[:, 1:][sel] = body[sel]
+    out[frames] = block
+    return out
+
+
+def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
+    """{(group, part, gap_s): {method: {metric: mean}}, plus 'n' and 'prior_used'}."""
+    mu, sd = l2p_statistics()
+    acc: dict = {}
+    for ti, (group, name, rot, fps) in enumerate(takes):
+        m = Metrics(rot, mu, sd)
+        t0 = time.time()
+        for gap_s in GAPS_S:
+            g = max(1, int(round(gap_s * fps)))
+            for a in positions(len(rot), fps, g):
+                for part in PARTS:
+                    mask = np.zeros(rot.shape[:2], bool)
+                    mask[a:a + g] = part_joints(part).numpy()
+                    est = {"slerp": interp.fill(rot, mask, fps, "slerp"), "spline": interp.fill(rot, mask, fps, "spline")}
+                    if prior is not None:
+                        est["prior_raw"], _ = fill(rot, mask, fps, prior, check=False)
+                        est["fill"], rec = fill(rot, mask, fps, prior)
+                    if pose_prior is not None and (ti % DPOSER_EVERY == 0 or name.startswith("AMASS")):
+                        est["dposer"] = dposer_fill(pose_prior, rot, mask, fps)
+                    cell = acc.setdefault((group, part, gap_s), {"n": 0, "prior_used": 0})
+                    cell["n"] += 1
+                    if prior is not None:
+                        cell["prior_used"] += rec[0]["method"] == "prior"
+                        cell.setdefault("chosen", []).append(rec[0]["method"])
+                    for k, e in est.items():
+                        for mk, v in m(e, mask).items():
+                            cell.setdefault(k, {}).setdefault(mk, []).append(v)
+        log(f"{ti + 1}/{len(takes)} {name}: {time.time() - t0:.1f} s")
+    return acc
+
+
+def speed(prior, takes) -> str:
+    """Seconds to fill a 1 s whole-body gap in the middle of a 1000-frame take (the longest held-out one)."""
+    group, name, rot, fps = max(takes, key=lambda t: len(t[2]))
+    rot = rot[:1000]
+    g = int(round(fps))
+    mask = np.zeros(rot.shape[:2], bool)
+    a = len(rot) // 2 - g // 2
+    mask[a:a + g] = True
+    fill(rot, mask, fps, prior)  # warm up
+    t = time.perf_counter()
+    fill(rot, mask, fps, prior)
+    secs = time.perf_counter() - t
+    mask3 = np.zeros_like(mask)
+    for c in (200, 500, 800):
+        mask3[c:c + g] = True
+    t = time.perf_counter()
+    fill(rot, mask3, fps, prior)
+    secs3 = time.perf_counter() - t
+    return (f"1000-frame take ({name}, {fps:g} fps): one 1 s whole-body gap filled in {secs:.2f} s, three in "
+            f"{secs3:.2f} s (torch {torch.get_num_threads()} thread(s), probes included)")
+
+
+def table(acc: dict) -> str:
+    def mean(cell, k, mk):
+        return float(np.mean(cell[k][mk])) if k in cell else float("nan")
+
+    lines = ["| takes | part | gap | n | SLERP deg | spline deg | DPoser deg | prior raw deg | **fill deg** | "
+             "fill / better free | prior used | fill mm (free) | fill L2Q (free) | fill L2P (free) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (group, part, gap_s), cell in sorted(acc.items(), key=lambda kv: (kv[0][0], PARTS.index(kv[0][1]), kv[0][2])):
+        free = min(("slerp", "spline"), key=lambda k: mean(cell, k, "deg"))
+        f = "fill" if "fill" in cell else free
+        d = {k: mean(cell, k, "deg") for k in METHODS}
+        ratio = d[f] / d[free]
+        lines.append(
+            f"| {group} | {part} | {gap_s:g} s | {cell['n']} | {d['slerp']:.2f} | {d['spline']:.2f} | "
+            f"{d['dposer']:.2f} | {d['prior_raw']:.2f} | **{d[f]:.2f}** | {ratio:.2f} | "
+            f"{cell['prior_used']}/{cell['n']} | {mean(cell, f, 'mm'):.1f} ({mean(cell, free, 'mm'):.1f}) | "
+            f"{mean(cell, f, 'l2q'):.3f} ({mean(cell, free, 'l2q'):.3f}) | "
+            f"{mean(cell, f, 'l2p'):.3f} ({mean(cell, free, 'l2p'):.3f}) |")
+    return "\n".join(lines)
+
+
+def run(checkpoint=None, write=None, data=None, every: int = 2, log=print) -> str:
+    from ..prior import load_prior
+    from .checkpoint import DEFAULT
+    from .prior import load_motion_prior
+
+    prior = load_motion_prior(checkpoint) if (checkpoint or DEFAULT.is_file()) else None
+    takes = held_out_takes(data, every)
+    t0 = time.time()
+    acc = evaluate(prior, takes, load_prior(None), log=log)
+    body = (f"Motion prior: `{checkpoint or DEFAULT}`" + ("" if prior else " (none: fill = spline)") + "\n\n"
+            f"Takes: {sum(t[0] != 'other studios' for t in takes)} Bandai dataset-1 takes (every {every}th), "
+            f"other studios: {', '.join(t[1] for t in takes if t[0] == 'other studios')}. "
+            "n = gaps (positions x takes); *free* = the better of SLERP and the spline for that row, in degrees; "
+            "DPoser on every 8th take and the AMASS take only.\n\n" + table(acc))
+    if prior is not None:
+        body += "\n\nSpeed: " + speed(prior, takes)
+    body += f"\n\n*({time.time() - t0:.0f} s)*"
+    print(body)
+    if write:
+        import shlex
+        import sys
+
+        from ..bench import write_section
+
+        write_section(write, "fill", body, "dposer " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
+    return body

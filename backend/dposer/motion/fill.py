@@ -1,0 +1,279 @@
+"""Filling gaps of a take (``dposer fill``): the motion prior where it proves itself, else the better free answer.
+
+For each run of missing frames the prior fills a window around it; it also fills *probe* gaps of the same shape
+placed in the observed motion beside the real one (up to four, before and after), where the truth is known, and
+so do SLERP and the cubic rotation spline. The gap gets the answer with the lowest error on the probes (ties and
+gaps without room for a probe: the spline). So a take unlike anything the prior learned gets a free answer. Cells outside the gap are never
+written: the output's other values are the input's, bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from ..io import DataError, Npz, check_output, save_npz, write_text
+from ..rotations import quaternion_to_axis_angle
+from . import interp
+from .corpus import stack
+from .masks import part_joints
+
+N_PROBES = 4
+FREE = ("spline", "slerp")  # the free answers, the fallback first
+
+
+def geodesic_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle (degrees) between axis-angle rotations (..., 3)."""
+    shape = a.shape[:-1]
+    d = Rotation.from_rotvec(a.reshape(-1, 3)).inv() * Rotation.from_rotvec(b.reshape(-1, 3))
+    return np.degrees(d.magnitude()).reshape(shape)
+
+
+def probe_offsets(mask: np.ndarray, first: int, last: int) -> list[int]:
+    """Shifts of the gap first..last (its mask pattern) into fully observed motion beside it (nearest first)."""
+    n = len(mask)
+    length = last - first + 1
+    step = length + max(2, length // 2)
+    joints = mask[first:last + 1].any(0)
+    out = []
+    for k in (1, 2, 3):
+        for o in (-k * step, k * step):
+            a, b = first + o, last + o
+            if a >= 1 and b <= n - 2 and not mask[a - 1:b + 2][:, joints].any():
+                out.append(o)
+    return out[:N_PROBES]
+
+
+def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int = 10,
+         check: bool = True) -> tuple[np.ndarray, list]:
+    """(filled (F, 22, 3) axis-angle, a record per gap) for a take ``rot`` (F, 22, 3) (root + 21 body joints)
+    whose cells ``mask`` (F, 22) are to be filled. Without a prior every gap gets the cubic rotation spline.
+    ``check=False`` takes the prior's answer wherever it fits, without probing (for measuring it)."""
+    rot = np.asarray(rot, np.float64)
+    mask = np.asarray(mask, bool)
+    if rot.ndim != 3 or rot.shape[1:] != (22, 3) or mask.shape != rot.shape[:2]:
+        raise DataError(f"fill needs rotations (F, 22, 3) and a mask (F, 22); got {rot.shape} and {mask.shape}")
+    if (mask.all(0) & mask.any(0)).any():
+        raise DataError("a joint to fill is missing on every frame: there is no motion around the gap to fill from")
+    free = {kind: interp.fill(rot, mask, fps, kind) for kind in FREE}
+    out = rot.copy()
+    out[mask] = free["spline"][mask]
+    records = []
+    for first, last in interp._runs(mask.any(1)):
+        rec = {"first": int(first), "last": int(last), "method": "spline"}
+        records.append(rec)
+        pattern = mask[first:last + 1]
+        fits = prior is not None and prior.region_start(first, last, len(rot), fps) is not None
+        offsets = probe_offsets(mask, first, last) if check else []
+        jobs = [(mask, first, last)]
+        for o in offsets:
+            pm = mask.copy()
+            pm[first + o:last + o + 1] |= pattern
+            jobs.append((pm, first + o, last + o))
+        answers = {k: [v[first:last + 1]] + [_interp_cells(rot, pm, fps, a, b, k) for pm, a, b in jobs[1:]]
+                   for k, v in free.items()}
+        if fits:
+            answers["prior"] = _fill_windows(prior, rot, fps, jobs, steps)
+        if not check:
+            if fits:
+                rec["method"] = "prior"
+                out[first:last + 1][pattern] = answers["prior"][0][pattern]
+            continue
+        if not offsets:
+            rec["why"] = "no observed motion beside the gap to check the prior on"
+            continue
+        errs = {}
+        for k, vals in answers.items():
+            errs[k] = float(np.mean(np.concatenate(
+                [geodesic_deg(v[pattern], rot[a:b + 1][pattern]) for v, (_, a, b) in zip(vals[1:], jobs[1:])])))
+        rec.update(probes=len(offsets), probe_err={k: round(v, 3) for k, v in errs.items()})
+        if not fits:
+            rec["why"] = "no motion prior" if prior is None else "gap longer than the prior's windows"
+        best = min(errs, key=lambda k: (errs[k], k != "spline"))  # ties go to the spline
+        rec["method"] = best
+        out[first:last + 1][pattern] = answers[best][0][pattern]
+    return out, records
+
+
+def _interp_cells(rot, mask, fps, first, last, kind: str) -> np.ndarray:
+    """SLERP's or the spline's values (last - first + 1, 22, 3) on frames first..last under ``mask``."""
+    out = rot[first:last + 1].copy()
+    for j in np.flatnonzero(mask[first:last + 1].any(0)):
+        out[:, j] = interp.fill_joint(rot[:, j], mask[:, j], fps, kind)[first:last + 1]
+    return out
+
+
+def _fill_windows(prior, rot, fps, jobs, steps) -> list[np.ndarray]:
+    """The prior's fill (b - a + 1, 22, 3) of each job (mask, a, b), one batch."""
+    quats, missing, starts = [], [], []
+    for m, a, b in jobs:
+        t0 = prior.region_start(a, b, len(rot), fps)
+        q, mm = prior.window(rot, m, fps, t0)
+        quats.append(q)
+        missing.append(mm)
+        starts.append(t0)
+    qw = prior._run(quats, missing, steps)
+    out = []
+    for (m, a, b), t0, q in zip(jobs, starts, qw):
+        qf = prior._at_frames(q, t0, np.arange(a, b + 1), fps)
+        out.append(quaternion_to_axis_angle(qf).double().numpy())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Takes in files
+
+def parse_frames(text: str, n: int) -> tuple[int, int]:
+    """'A-B' (0-based, inclusive; 'A' alone = one frame) -> (A, B), checked against a take of n frames."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(text))
+    if not m:
+        raise DataError(f"--frames must be A-B with whole numbers, 0-based and inclusive (e.g. 120-150), got {text!r}")
+    a, b = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+    if a > b:
+        raise DataError(f"--frames {text}: the first frame {a} is after the last {b}")
+    if b >= n:
+        raise DataError(f"--frames {text}: the take has {n} frames (0-{n - 1})")
+    if a == 0 and b == n - 1:
+        raise DataError(f"--frames {text} covers the whole take: there is no motion around the gap to fill from")
+    return a, b
+
+
+@dataclass
+class Take:
+    kind: str  # "amass", "smplx" (six keys), "pose_body" or "bvh"
+    rot: np.ndarray  # (F, 22, 3) root + body axis-angle
+    fps: float | None
+    arrays: dict = field(default_factory=dict)  # the npz's members, as read
+    has_root: bool = True
+    conversion: dict | None = None
+
+
+def _fps_of(arrays: dict) -> float | None:
+    for key in ("mocap_framerate", "mocap_frame_rate", "fps"):
+        if key in arrays and np.asarray(arrays[key]).size == 1:
+            v = float(np.asarray(arrays[key]).reshape(()))
+            if np.isfinite(v) and v > 0:
+                return v
+    return None
+
+
+def _rows(a, name: str, width: int) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2 or a.shape[1] != width or not np.issubdtype(a.dtype, np.number):
+        raise DataError(f"'{name}' must be a (frames, {width}) numeric array, got {a.dtype} {a.shape}")
+    if not np.isfinite(a).all():
+        raise DataError(f"'{name}' holds NaN or infinite values")
+    return a
+
+
+def read_take(path) -> Take:
+    """A six-key SMPL-X npz, an AMASS npz (``poses``), a ``pose_body``/``root_orient`` npz or a BVH take."""
+    path = Path(path)
+    if path.suffix.lower() == ".bvh":
+        from ..convert import convert_bvh
+
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        conv = convert_bvh(path)
+        return Take("bvh", stack(conv["global_orient"], conv["body_pose"]).astype(np.float64),
+                    float(conv["mocap_framerate"]), {"trans": conv["trans"]}, True, conv)
+    d = Npz(path)
+    arrays = {k: d[k] for k in d}
+    fps = _fps_of(arrays)
+    if "poses" in arrays:
+        p = _rows(arrays["poses"], "poses", np.asarray(arrays["poses"]).shape[-1])
+        if p.shape[1] < 66:
+            raise DataError(f"AMASS 'poses' needs at least 66 columns (root + body), got {p.shape[1]}")
+        return Take("amass", p[:, :66].reshape(-1, 22, 3).astype(np.float64), fps, arrays)
+    for body_key, root_key, kind in (("body_pose", "global_orient", "smplx"), ("pose_body", "root_orient", "pose_body")):
+        if body_key in arrays:
+            body = _rows(arrays[body_key], body_key, 63)
+            has_root = root_key in arrays
+            root = _rows(arrays[root_key], root_key, 3) if has_root else np.zeros((len(body), 3))
+            if len(root) != len(body):
+                raise DataError(f"'{root_key}' has {len(root)} rows but '{body_key}' has {len(body)}")
+            return Take(kind, stack(root, body).astype(np.float64), fps, arrays, has_root)
+    raise DataError(f"{path}: no body motion found; expected the SMPL-X keys (body_pose, global_orient), AMASS "
+                    f"'poses' or 'pose_body'; the file has {sorted(arrays)}")
+
+
+def _write_cells(arr: np.ndarray, filled: np.ndarray, mask: np.ndarray, first_joint: int = 0) -> np.ndarray:
+    """A copy of ``arr`` (F, 3 * J) with joint columns of the masked cells set from ``filled`` (F, 22, 3)."""
+    out = np.array(arr, copy=True)
+    for j in range(22):
+        rows = np.flatnonzero(mask[:, j])
+        c = 3 * (j - first_joint)
+        if len(rows) and c >= 0 and c + 3 <= out.shape[1]:
+            out[rows, c:c + 3] = filled[rows, j].astype(out.dtype)
+    return out
+
+
+def _load_prior(checkpoint):
+    """The motion prior of ``checkpoint``, else the bundled one, else None (the free answers only)."""
+    from .checkpoint import DEFAULT
+    from .prior import load_motion_prior
+
+    return load_motion_prior(checkpoint) if (checkpoint or DEFAULT.is_file()) else None
+
+
+def fill_file(inp, output, frames: str, parts: str = "body", fps: float | None = None, checkpoint=None,
+              steps: int | None = None, log=print) -> dict:
+    """``dposer fill``: fill frames A-B of ``parts`` of the take ``inp``; write the same format to ``output``."""
+    inp = Path(inp)
+    is_bvh = inp.suffix.lower() == ".bvh"
+    if is_bvh and Path(output).suffix.lower() != ".bvh":
+        raise DataError(f"a BVH take is written back as BVH: give an output ending in .bvh, got {output}")
+    final = check_output(output, [inp], npz=not is_bvh)
+    take = read_take(inp)
+    n = len(take.rot)
+    a, b = parse_frames(frames, n)
+    joints = part_joints(parts).numpy()
+    if not take.has_root:
+        joints[0] = False
+    if not joints.any():
+        raise DataError(f"--parts {parts}: nothing to fill")
+    rate = fps or take.fps
+    if rate is None:
+        rate = 30.0
+        log("no frame rate in the file and no --fps: assuming 30 fps")
+    mask = np.zeros((n, 22), bool)
+    mask[a:b + 1] = joints
+    prior = _load_prior(checkpoint)
+    filled, records = fill(take.rot, mask, rate, prior, steps or 10)
+    for r in records:
+        probes = ", ".join(f"{k} {v:.2f}" for k, v in r.get("probe_err", {}).items())
+        log(f"frames {r['first']}-{r['last']}: {r['method']}" + (f" (probe errors, deg: {probes})" if probes else "")
+            + (f" ({r['why']})" if "why" in r else ""))
+    trans_missing = np.zeros(n, bool)
+    if joints[0]:
+        trans_missing[a:b + 1] = True
+    if is_bvh:
+        from .. import bvh, convert_back
+
+        conv = take.conversion
+        before = {"global_orient": conv["global_orient"], "body_pose": conv["body_pose"]}
+        after = {"global_orient": _write_cells(conv["global_orient"], filled, mask),
+                 "body_pose": _write_cells(conv["body_pose"], filled, mask, first_joint=1)}
+        text = bvh.dumps(convert_back.apply_to_bvh(bvh.read(inp), json.loads(conv["bone_map"]), before, after))
+        write_text(final, text, inputs=[inp])
+    else:
+        out = dict(take.arrays)
+        if take.kind == "amass":
+            out["poses"] = _write_cells(out["poses"], filled, mask)
+        else:
+            body_key, root_key = ("body_pose", "global_orient") if take.kind == "smplx" else ("pose_body", "root_orient")
+            out[body_key] = _write_cells(out[body_key], filled, mask, first_joint=1)
+            if take.has_root:
+                out[root_key] = _write_cells(out[root_key], filled, mask)
+        if "trans" in out and trans_missing.any():
+            tr = _rows(out["trans"], "trans", 3)
+            out["trans"] = np.array(tr, copy=True)
+            out["trans"][trans_missing] = interp.fill_linear(tr, trans_missing, rate)[trans_missing].astype(tr.dtype)
+        save_npz(final, out, inputs=[inp])
+    log(f"wrote {final}")
+    return {"output": str(final), "gaps": records}

@@ -1,0 +1,151 @@
+"""dposer fill: the cells outside the gap are the input's bit for bit, no pop at the gap's edges, clear errors.
+Run on real takes (the HumanEva gestures clip, the AMASS take, the CMU hop BVH) with a random-weight motion prior
+(the mechanics need no trained checkpoint)."""
+import numpy as np
+import pytest
+
+from conftest import needs_data
+
+
+@pytest.fixture(scope="module")
+def prior():
+    from dposer.motion.prior import random_motion_prior
+
+    return random_motion_prior(seed=3)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(prior, tmp_path_factory):
+    """The random-weight prior as a checkpoint file (the real save / load path)."""
+    from dposer.motion.checkpoint import save_motion
+
+    path = tmp_path_factory.mktemp("motion") / "random.safetensors"
+    save_motion(path, prior.net, prior.resid_scale, {"note": "random weights"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def gestures(data_root):
+    from dposer.motion.corpus import stack
+
+    d = np.load(data_root / "dposer_x" / "gestures_clip_240f.npz")
+    return d["pose_body"], d["root_orient"]
+
+
+def _geo(a, b):
+    from dposer.motion.fill import geodesic_deg
+
+    return geodesic_deg(a, b)
+
+
+@needs_data
+def test_fill_file_keeps_every_other_cell_bit_exact(tmp_path, gestures, checkpoint):
+    from dposer.motion import fill as F
+
+    body, root = gestures
+    src = tmp_path / "take.npz"
+    trans = np.cumsum(np.full((len(body), 3), 0.01, np.float32), 0)
+    np.savez(src, body_pose=body.astype(np.float32), global_orient=root.astype(np.float32), trans=trans,
+             betas=np.arange(10, dtype=np.float32), mocap_framerate=np.float64(30.0))
+    F.fill_file(src, tmp_path / "out.npz", "100-129", parts="left_leg,right_arm", checkpoint=checkpoint, log=lambda s: None)
+    out = np.load(tmp_path / "out.npz")
+    inp = np.load(src)
+    assert sorted(out.files) == sorted(inp.files)
+    assert np.array_equal(out["betas"], inp["betas"]) and np.array_equal(out["trans"], inp["trans"])
+    assert np.array_equal(out["global_orient"], inp["global_orient"])  # the root is not in the parts
+    changed = out["body_pose"] != inp["body_pose"]
+    cols = np.zeros(63, bool)
+    from dposer.motion.masks import part_joints
+
+    for j in np.flatnonzero(part_joints("left_leg,right_arm").numpy()):
+        cols[3 * (j - 1):3 * j] = True
+    rows = np.zeros(len(body), bool)
+    rows[100:130] = True
+    assert not changed[~rows].any() and not changed[:, ~cols].any()
+    assert changed[rows][:, cols].any()
+
+
+@needs_data
+def test_whole_body_fill_of_an_amass_take_fills_trans_only_in_the_gap(tmp_path, data_root, checkpoint):
+    from dposer.motion import fill as F
+
+    src = data_root / "amass" / "amass_sample_smplh_500f.npz"
+    F.fill_file(src, tmp_path / "out.npz", "200-259", checkpoint=checkpoint, log=lambda s: None)
+    out, inp = np.load(tmp_path / "out.npz"), np.load(src)
+    for k in inp.files:
+        if k not in ("poses", "trans"):
+            assert np.array_equal(out[k], inp[k]), k
+    for k in ("poses", "trans"):
+        same = (out[k] == inp[k]).all(1)
+        assert same[:200].all() and same[260:].all(), k
+    assert not np.array_equal(out["poses"][200:260, :66], inp["poses"][200:260, :66])
+    assert np.array_equal(out["poses"][:, 66:], inp["poses"][:, 66:])  # hands untouched
+
+
+@needs_data
+def test_no_pop_at_the_gap_edges(gestures, prior):
+    """The step into and out of the gap is of the size of the take's own steps beside it, even with a random
+    network (the residual ramps in from the observed frames)."""
+    from dposer.motion.corpus import stack
+    from dposer.motion.fill import fill
+
+    body, root = gestures
+    rot = stack(root, body).astype(np.float64)
+    mask = np.zeros((len(rot), 22), bool)
+    a, b = 90, 129
+    mask[a:b + 1] = True
+    out, rec = fill(rot, mask, 30.0, prior, check=False)
+    assert rec[0]["method"] == "prior"
+    assert _geo(out[a:b + 1], rot[a:b + 1]).max() > 1.0  # the random prior did change the gap
+    steps = _geo(out[1:], out[:-1])  # (F - 1, 22): step from frame i to i + 1
+    beside = np.r_[steps[a - 6:a - 1], steps[b + 1:b + 6]].max(0)  # observed steps next to the gap
+    for edge in (a - 1, b):  # into the gap, out of it
+        assert (steps[edge] <= 2.0 * beside + 0.5).all(), (edge, steps[edge], beside)
+
+
+@needs_data
+def test_probes_pick_a_free_answer_without_a_prior(gestures):
+    from dposer.motion.corpus import stack
+    from dposer.motion.fill import fill
+
+    body, root = gestures
+    rot = stack(root, body).astype(np.float64)
+    mask = np.zeros((len(rot), 22), bool)
+    mask[110:125, 1:] = True
+    out, rec = fill(rot, mask, 30.0, None)
+    assert rec[0]["method"] in ("spline", "slerp") and rec[0]["probes"] >= 2
+    assert set(rec[0]["probe_err"]) == {"spline", "slerp"}
+    assert np.array_equal(out[~mask], rot[~mask])
+
+
+def test_bad_frame_ranges_give_clear_errors():
+    from dposer.io import DataError
+    from dposer.motion.fill import parse_frames
+
+    assert parse_frames("10-20", 100) == (10, 20) and parse_frames("7", 100) == (7, 7)
+    for text, msg in (("20-10", "after the last"), ("10-100", "has 100 frames"), ("a-b", "A-B"),
+                      ("0-99", "whole take"), ("-5-3", "A-B")):
+        with pytest.raises(DataError, match=msg):
+            parse_frames(text, 100)
+
+
+@needs_data
+def test_cli_fill_reports_a_bad_range(tmp_path, data_root, capsys):
+    from dposer.cli import main
+
+    rc = main(["fill", "--input", str(data_root / "dposer_x" / "gestures_clip_240f.npz"), "--frames", "230-260",
+               "--output", str(tmp_path / "o.npz")])
+    assert rc == 2 and "the take has 240 frames" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
+@needs_data
+def test_bvh_fill_changes_only_the_gap_frames(tmp_path, data_root, checkpoint):
+    from dposer import bvh
+    from dposer.motion import fill as F
+
+    src = data_root / "bvh" / "other_studios" / "cmu_131_03_hop.bvh"
+    F.fill_file(src, tmp_path / "out.bvh", "400-459", parts="right_arm", checkpoint=checkpoint, log=lambda s: None)
+    a, b = bvh.read(src), bvh.read(tmp_path / "out.bvh")
+    same = (a.motion == b.motion).all(1)
+    assert same[:400].all() and same[460:].all() and not same[400:460].all()
