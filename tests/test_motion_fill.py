@@ -33,14 +33,14 @@ def gestures(data_root):
 
 
 def _geo(a, b):
-    from dposer.motion.fill import geodesic_deg
+    from dposer.motion.filling import geodesic_deg
 
     return geodesic_deg(a, b)
 
 
 @needs_data
 def test_fill_file_keeps_every_other_cell_bit_exact(tmp_path, gestures, checkpoint):
-    from dposer.motion import fill as F
+    from dposer.motion import filling as F
 
     body, root = gestures
     src = tmp_path / "take.npz"
@@ -67,7 +67,7 @@ def test_fill_file_keeps_every_other_cell_bit_exact(tmp_path, gestures, checkpoi
 
 @needs_data
 def test_whole_body_fill_of_an_amass_take_fills_trans_only_in_the_gap(tmp_path, data_root, checkpoint):
-    from dposer.motion import fill as F
+    from dposer.motion import filling as F
 
     src = data_root / "amass" / "amass_sample_smplh_500f.npz"
     F.fill_file(src, tmp_path / "out.npz", "200-259", checkpoint=checkpoint, log=lambda s: None)
@@ -87,7 +87,7 @@ def test_no_pop_at_the_gap_edges(gestures, prior):
     """The step into and out of the gap is of the size of the take's own steps beside it, even with a random
     network (the residual ramps in from the observed frames)."""
     from dposer.motion.corpus import stack
-    from dposer.motion.fill import fill
+    from dposer.motion.filling import fill
 
     body, root = gestures
     rot = stack(root, body).astype(np.float64)
@@ -106,7 +106,7 @@ def test_no_pop_at_the_gap_edges(gestures, prior):
 @needs_data
 def test_probes_pick_a_free_answer_without_a_prior(gestures):
     from dposer.motion.corpus import stack
-    from dposer.motion.fill import fill
+    from dposer.motion.filling import fill
 
     body, root = gestures
     rot = stack(root, body).astype(np.float64)
@@ -120,7 +120,7 @@ def test_probes_pick_a_free_answer_without_a_prior(gestures):
 
 def test_bad_frame_ranges_give_clear_errors():
     from dposer.io import DataError
-    from dposer.motion.fill import parse_frames
+    from dposer.motion.filling import parse_frames
 
     assert parse_frames("10-20", 100) == (10, 20) and parse_frames("7", 100) == (7, 7)
     for text, msg in (("20-10", "after the last"), ("10-100", "has 100 frames"), ("a-b", "A-B"),
@@ -142,7 +142,7 @@ def test_cli_fill_reports_a_bad_range(tmp_path, data_root, capsys):
 @needs_data
 def test_bvh_fill_changes_only_the_gap_frames(tmp_path, data_root, checkpoint):
     from dposer import bvh
-    from dposer.motion import fill as F
+    from dposer.motion import filling as F
 
     src = data_root / "bvh" / "other_studios" / "cmu_131_03_hop.bvh"
     F.fill_file(src, tmp_path / "out.bvh", "400-459", parts="right_arm", checkpoint=checkpoint, log=lambda s: None)

@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 from .. import data, skeleton
 from ..convert_back import world_rotations
 from . import corpus, interp
-from .fill import fill, geodesic_deg
+from .filling import fill, geodesic_deg
 from .masks import part_joints
 
 GAPS_S = (0.25, 0.5, 1.0, 2.0)

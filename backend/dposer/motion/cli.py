@@ -23,7 +23,7 @@ def cmd_motion_train(a):
 
 
 def cmd_fill(a):
-    from .fill import fill_file
+    from .filling import fill_file
 
     fill_file(a.input, a.output, a.frames, parts=a.parts, fps=a.fps, checkpoint=a.checkpoint, steps=a.steps,
               log=lambda s: print(s, file=sys.stderr))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..rotations import axis_angle_to_quaternion, quaternion_to_axis_angle, matrix_to_quaternion
-from . import interp
+from ..rotations import axis_angle_to_quaternion, matrix_to_quaternion, quaternion_to_axis_angle
 from .checkpoint import DEFAULT, read_motion
 from .corpus import RATE
 from .masks import MAX_GAP
@@ -30,10 +28,11 @@ class MotionPrior:
 
     # -- windows on a take's own time axis --------------------------------------------------------------
 
-    def window(self, rot: np.ndarray, mask: np.ndarray, fps: float, t0: float):
-        """(quat (W, 22, 4), missing (W, 22)) of the take on the internal grid t0 + k / RATE. A cell is observed
-        when both source frames around its time are; cells outside the take are missing."""
-        w = self.frames
+    def window(self, rot: np.ndarray, mask: np.ndarray, fps: float, t0: float, frames: int | None = None):
+        """(quat (W, 22, 4), missing (W, 22)) of the take on the internal grid t0 + k / RATE, k < W (default: the
+        prior's window). A cell is observed when both source frames around its time are; cells outside the take
+        are missing."""
+        w = frames or self.frames
         n = len(rot)
         pos = (t0 + np.arange(w) / RATE) * fps
         inside = (pos >= -1e-6) & (pos <= n - 1 + 1e-6)
@@ -47,22 +46,24 @@ class MotionPrior:
         return q, torch.as_tensor(missing)
 
     @torch.no_grad()
-    def _run(self, quats, missing, steps: int, noise=None, start: float = 1.0, r_start=None):
+    def _run(self, quats, missing, steps: int, noise=None, start: float = 1.0):
         """Quaternions (B, W, 22, 4) of the windows with their missing cells filled (residual ramped in from
-        the observed cells)."""
+        the observed cells). ``start`` < 1: the windows' own values are re-noised to that level and denoised
+        (variations)."""
         q = torch.stack(quats)
         m = torch.stack(missing)
         x6, b6, turn = prepare(q, m)
+        r_start = (x6 - b6) * m[..., None] if start < 1 else None
         r = sample(self.net, b6, m, self.resid_scale, steps=steps, noise=noise, start=start, r_start=r_start)
         r = r * edge_ramp(m)[..., None]
         out = matrix_to_quaternion(finish(b6, r, turn))
         return torch.where(m[..., None], out, q)
 
     def _at_frames(self, qw, t0: float, frames: np.ndarray, fps: float) -> torch.Tensor:
-        """Quaternions (len(frames), 22, 4) of a filled window at the take's frames (SLERP on the grid)."""
+        """Quaternions (len(frames), 22, 4) of a filled grid ``qw`` (K, 22, 4) at the take's frames (SLERP)."""
         k = (frames / fps - t0) * RATE
-        k0 = np.clip(np.floor(k + 1e-6).astype(int), 0, self.frames - 1)
-        k1 = np.minimum(k0 + 1, self.frames - 1)
+        k0 = np.clip(np.floor(k + 1e-6).astype(int), 0, len(qw) - 1)
+        k1 = np.minimum(k0 + 1, len(qw) - 1)
         frac = torch.as_tensor(np.clip(k - k0, 0, 1), dtype=torch.float32)[:, None, None]
         return _slerp(qw[k0], qw[k1], frac)
 
@@ -89,6 +90,51 @@ class MotionPrior:
         q, m = self.window(rot, mask, fps, t0)
         qw = self._run([q], [m], steps)[0]
         return self._at_frames(qw, t0, np.arange(first, last + 1), fps)
+
+    def fill(self, rot: np.ndarray, mask: np.ndarray, fps: float, steps: int = 10, check: bool = True):
+        """(filled (F, 22, 3), a record per gap): :func:`dposer.motion.filling.fill` with this prior."""
+        from .filling import fill
+
+        return fill(rot, mask, fps, self, steps=steps, check=check)
+
+    def sample_like(self, rot: np.ndarray, fps: float, strength: float = 0.3, seed: int = 0,
+                    lock: np.ndarray | None = None, steps: int = 10) -> np.ndarray:
+        """A variation (F, 22, 3) of the take ``rot`` (F, 22, 3) at ``fps``: its motion re-noised to ``strength``
+        (0 = the take itself, 1 = unrelated motion) and denoised, window by window (each window continues from
+        the last one's second half). Cells of ``lock`` (F, 22) keep the take's values exactly."""
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        rot = np.asarray(rot, np.float64)
+        n = len(rot)
+        lock = np.zeros((n, 22), bool) if lock is None else np.asarray(lock, bool)
+        if strength == 0 or lock.all():
+            return rot.copy()
+        k_total = int(np.floor((n - 1) / fps * RATE + 1e-6)) + 1
+        grid_q, _ = self.window(rot, np.zeros((n, 22), bool), fps, 0.0, frames=k_total)
+        _, keep = self.window(rot, ~lock, fps, 0.0, frames=k_total)
+        keep = ~keep  # grid cells whose source frames are both locked
+        done = torch.zeros(k_total, dtype=torch.bool)
+        gen = torch.Generator().manual_seed(seed)
+        w, hop = self.frames, self.frames // 2
+        s = 0
+        while True:
+            a = min(s, max(0, k_total - w))
+            idx = torch.arange(a, min(a + w, k_total))
+            q = torch.zeros(w, 22, 4)
+            q[..., 0] = 1
+            q[:len(idx)] = grid_q[idx]
+            missing = torch.ones(w, 22, dtype=torch.bool)
+            missing[:len(idx)] = ~(keep[idx] | done[idx][:, None])
+            noise = torch.randn(1, w, 22, 6, generator=gen)
+            qw = self._run([q], [missing], steps, noise=noise, start=float(strength))[0]
+            grid_q[idx] = qw[:len(idx)]
+            done[idx] = True
+            if a + w >= k_total:
+                break
+            s += hop
+        out = quaternion_to_axis_angle(self._at_frames(grid_q, 0.0, np.arange(n), fps)).double().numpy()
+        out[lock] = rot[lock]
+        return out
 
 
 def edge_ramp(m: torch.Tensor) -> torch.Tensor:
