@@ -84,8 +84,8 @@ def test_whole_body_fill_of_an_amass_take_fills_trans_only_in_the_gap(tmp_path, 
 
 @needs_data
 def test_no_pop_at_the_gap_edges(gestures, prior):
-    """The step into and out of the gap is of the size of the take's own steps beside it, even with a random
-    network (the residual ramps in from the observed frames)."""
+    """The step into and out of the gap is of the size of the steps around it, even with a random network (the
+    residual ramps in from the observed frames)."""
     from dposer.motion.corpus import stack
     from dposer.motion.filling import fill
 
@@ -96,11 +96,14 @@ def test_no_pop_at_the_gap_edges(gestures, prior):
     mask[a:b + 1] = True
     out, rec = fill(rot, mask, 30.0, prior, check=False)
     assert rec[0]["method"] == "prior"
-    assert _geo(out[a:b + 1], rot[a:b + 1]).max() > 1.0  # the random prior did change the gap
+    from dposer.motion import interp
+
+    slerp = interp.fill(rot, mask, 30.0, "slerp")
+    assert _geo(out[a:b + 1], slerp[a:b + 1]).max() > 1.0  # the random network did move the gap off SLERP
     steps = _geo(out[1:], out[:-1])  # (F - 1, 22): step from frame i to i + 1
-    beside = np.r_[steps[a - 6:a - 1], steps[b + 1:b + 6]].max(0)  # observed steps next to the gap
-    for edge in (a - 1, b):  # into the gap, out of it
-        assert (steps[edge] <= 2.0 * beside + 0.5).all(), (edge, steps[edge], beside)
+    for edge, near in ((a - 1, [a - 3, a - 2, a, a + 1]), (b, [b - 2, b - 1, b + 1, b + 2])):  # into, out of it
+        limit = 2.0 * steps[near].max(0) + 0.25  # the two steps on each side of the edge's step (without the
+        assert (steps[edge] <= limit).all(), (edge, steps[edge], limit)  # ramp, this network's pop is ~3x them)
 
 
 @needs_data

@@ -69,7 +69,7 @@ class MotionNet(nn.Module):
         h = self.inp(torch.cat([r_t.reshape(b, w, -1), base.reshape(b, w, -1), mask.float()], -1))
         h = h + self.pos[:w] + self.time_embedding(t)[:, None]
         h = self.norm(self.enc(h))
-        return self.out(h).reshape(b, w, NJ, 6) * (~mask)[..., None]  # observed cells: zero residual
+        return self.out(h).reshape(b, w, NJ, 6) * mask[..., None]  # observed cells: zero residual
 
 
 def count_parameters(net: nn.Module) -> int:
