@@ -36,10 +36,10 @@ PARTS = ("body", "left_leg", "right_arm")
 CONTEXT_S = 0.5
 METHODS = ("slerp", "spline", "free_pick", "dposer", "prior_raw", "fill")
 DPOSER_EVERY = 8  # DPoser (slow: a solve per gap) on every 8th take and the AMASS take
-MAX_POSITIONS = 4  # gap positions per take and condition, spread over the take
+MAX_POSITIONS = 3  # gap positions per take and condition, spread over the take
 
 
-def held_out_takes(root=None, every: int = 2) -> list[tuple[str, str, np.ndarray, float]]:
+def held_out_takes(root=None, every: int = 4) -> list[tuple[str, str, np.ndarray, float]]:
     """[(group, name, (F, 22, 3) float64, fps)] of the bench's takes."""
     from ..convert import convert_bvh
 
@@ -209,7 +209,7 @@ def table(acc: dict) -> str:
     return "\n".join(lines)
 
 
-def run(checkpoint=None, write=None, data=None, every: int = 2, log=print) -> str:
+def run(checkpoint=None, write=None, data=None, every: int = 4, log=print) -> str:
     from ..prior import load_prior
     from .checkpoint import DEFAULT
     from .prior import load_motion_prior

@@ -32,7 +32,7 @@ def cmd_fill(a):
 def cmd_bench_fill(a):
     from .bench import run
 
-    run(checkpoint=a.checkpoint, write=a.write, data=a.data, every=a.every)
+    run(checkpoint=a.motion_checkpoint, write=a.write, data=a.data, every=a.every if a.every > 1 else 4)
 
 
 def add_commands(sub, bench_parser) -> None:
@@ -68,6 +68,10 @@ def add_commands(sub, bench_parser) -> None:
     f.add_argument("--steps", type=int, default=None, help="sampler steps (default 10)")
     f.set_defaults(func=cmd_fill)
 
+    bench_parser.add_argument("--motion-checkpoint", default=None,
+                              help="fill: the motion prior (default: the bundled one; without one: the free answers)")
+    every = next(x for x in bench_parser._actions if x.dest == "every")
+    every.help += "; fill: every n-th dataset-1 take, where the default 1 means every 4th (all 174: slow)"
     name = next(x for x in bench_parser._actions if x.dest == "name")
     name.choices = list(name.choices) + ["fill"]
     name.help = (name.help or "") + "; fill: gap filling (motion prior) against SLERP, the spline and DPoser"
