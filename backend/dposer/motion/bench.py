@@ -7,7 +7,7 @@ and from other studios at their own rates: the AMASS take ``amass_sample_smplh_5
 (120 fps) and the held-out cgspeed CMU takes that convert. Gaps of 0.25 / 0.5 / 1 / 2 s over the whole body
 (root + 21 joints), the left leg and the right arm, at every position where the gap has at least 0.5 s of motion
 on each side (positions 1 s apart). Methods: SLERP across the gap, the cubic rotation spline, DPoser per-frame
-completion (the bundled pose prior; every 8th take and the AMASS take; the root, which it does not model, by SLERP), the motion
+completion (the bundled pose prior; every 8th Bandai take; the root, which it does not model, by SLERP), the motion
 prior's raw answer, the probes' pick of SLERP or the spline without a prior (``dposer fill`` with no checkpoint),
 and ``dposer fill`` (the prior where its probes beat the spline, else the spline).
 
@@ -35,11 +35,11 @@ GAPS_S = (0.25, 0.5, 1.0, 2.0)
 PARTS = ("body", "left_leg", "right_arm")
 CONTEXT_S = 0.5
 METHODS = ("slerp", "spline", "free_pick", "dposer", "prior_raw", "fill")
-DPOSER_EVERY = 8  # DPoser (slow: a solve per gap) on every 8th take and the AMASS take
+DPOSER_EVERY = 8  # DPoser (slow: a solve per gap) on every 8th Bandai take
 MAX_POSITIONS = 3  # gap positions per take and condition, spread over the take
 
 
-def held_out_takes(root=None, every: int = 4) -> list[tuple[str, str, np.ndarray, float]]:
+def held_out_takes(root=None, every: int = 6) -> list[tuple[str, str, np.ndarray, float]]:
     """[(group, name, (F, 22, 3) float64, fps)] of the bench's takes."""
     from ..convert import convert_bvh
 
@@ -152,7 +152,7 @@ def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
                     if prior is not None:
                         est["prior_raw"], _ = fill(rot, mask, fps, prior, check=False)
                         est["fill"], rec = fill(rot, mask, fps, prior)
-                    if pose_prior is not None and (ti % DPOSER_EVERY == 0 or name.startswith("AMASS")):
+                    if pose_prior is not None and ti % DPOSER_EVERY == 0 and group != "other studios":
                         est["dposer"] = dposer_fill(pose_prior, rot, mask, fps)
                     cell = acc.setdefault((group, part, gap_s), {"n": 0, "prior_used": 0})
                     cell["n"] += 1
@@ -209,7 +209,7 @@ def table(acc: dict) -> str:
     return "\n".join(lines)
 
 
-def run(checkpoint=None, write=None, data=None, every: int = 4, log=print) -> str:
+def run(checkpoint=None, write=None, data=None, every: int = 6, log=print) -> str:
     from ..prior import load_prior
     from .checkpoint import DEFAULT
     from .prior import load_motion_prior
@@ -222,7 +222,7 @@ def run(checkpoint=None, write=None, data=None, every: int = 4, log=print) -> st
             f"Takes: {sum(t[0] != 'other studios' for t in takes)} Bandai dataset-1 takes (every {every}th), "
             f"other studios: {', '.join(t[1] for t in takes if t[0] == 'other studios')}. "
             "n = gaps (positions x takes); *free* = the better of SLERP and the spline for that row, in degrees; "
-            "DPoser on every 8th take and the AMASS take only.\n\n" + table(acc))
+            "DPoser on every 8th Bandai take only.\n\n" + table(acc))
     if prior is not None:
         body += "\n\nSpeed: " + speed(prior, takes)
     body += f"\n\n*({time.time() - t0:.0f} s)*"

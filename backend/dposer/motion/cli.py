@@ -32,7 +32,7 @@ def cmd_fill(a):
 def cmd_bench_fill(a):
     from .bench import run
 
-    run(checkpoint=a.motion_checkpoint, write=a.write, data=a.data, every=a.every if a.every > 1 else 4)
+    run(checkpoint=a.motion_checkpoint, write=a.write, data=a.data, every=a.every if a.every > 1 else 6)
 
 
 def add_commands(sub, bench_parser) -> None:
@@ -64,14 +64,14 @@ def add_commands(sub, bench_parser) -> None:
     f.add_argument("--parts", default="body", help="body (root + 21 joints), or groups/joints, e.g. left_leg,right_arm")
     f.add_argument("--fps", type=float, default=None, help="frame rate (default: from the file, else 30)")
     f.add_argument("--output", required=True, help="the same format as the input")
-    f.add_argument("--checkpoint", default=None, help="motion prior (default: the bundled one; without one: spline)")
+    f.add_argument("--checkpoint", default=None, help="motion prior (default: the bundled one; without one: SLERP or the spline, picked by probes)")
     f.add_argument("--steps", type=int, default=None, help="sampler steps (default 10)")
     f.set_defaults(func=cmd_fill)
 
     bench_parser.add_argument("--motion-checkpoint", default=None,
                               help="fill: the motion prior (default: the bundled one; without one: the free answers)")
     every = next(x for x in bench_parser._actions if x.dest == "every")
-    every.help += "; fill: every n-th dataset-1 take, where the default 1 means every 4th (all 174: slow)"
+    every.help += "; fill: every n-th dataset-1 take (the default 1 gives every 6th: all 174 take long)"
     name = next(x for x in bench_parser._actions if x.dest == "name")
     name.choices = list(name.choices) + ["fill"]
     name.help = (name.help or "") + "; fill: gap filling (motion prior) against SLERP, the spline and DPoser"
