@@ -47,7 +47,8 @@ def test_fill_file_keeps_every_other_cell_bit_exact(tmp_path, gestures, checkpoi
     trans = np.cumsum(np.full((len(body), 3), 0.01, np.float32), 0)
     np.savez(src, body_pose=body.astype(np.float32), global_orient=root.astype(np.float32), trans=trans,
              betas=np.arange(10, dtype=np.float32), mocap_framerate=np.float64(30.0))
-    F.fill_file(src, tmp_path / "out.npz", "100-129", parts="left_leg,right_arm", checkpoint=checkpoint, log=lambda s: None)
+    F.fill_file(src, tmp_path / "out.npz", "100-129", parts="left_leg,right_arm", checkpoint=checkpoint,
+                log=lambda s: None)
     out = np.load(tmp_path / "out.npz")
     inp = np.load(src)
     assert sorted(out.files) == sorted(inp.files)

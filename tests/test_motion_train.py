@@ -21,7 +21,8 @@ def test_resample_by_time_keeps_the_frames_that_coincide():
     # a 24 fps take at 30 fps: a non-integer ratio, between the source frames
     src = resample(rot[:97], 120.0, 24.0)
     up = resample(src, 24.0, 30.0)
-    assert up.shape == (24, 2, 3) and np.allclose(up[0], src[0], atol=1e-6) and np.allclose(up[5], src[4], atol=1e-5)  # both at 1/6 s
+    assert up.shape == (24, 2, 3) and np.allclose(up[0], src[0], atol=1e-6)
+    assert np.allclose(up[5], src[4], atol=1e-5)  # both at 1/6 s
 
 
 def test_masks_cover_every_kind_and_name_parts():

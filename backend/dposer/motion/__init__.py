@@ -24,7 +24,8 @@ Modules: :mod:`.corpus` (data, resampling), :mod:`.masks` (training masks, part 
 schedule, interpolation base, sampler), :mod:`.train`, :mod:`.checkpoint`, :mod:`.prior` (inference),
 :mod:`.interp` (SLERP / spline), :mod:`.filling` (gap filling, files), :mod:`.bench`, :mod:`.cli`.
 """
-_API = {"fill": "filling", "read_take": "filling", "Take": "filling", "MotionPrior": "prior", "load_motion_prior": "prior",
+_API = {"fill": "filling", "read_take": "filling", "Take": "filling", "MotionPrior": "prior",
+        "load_motion_prior": "prior",
         "random_motion_prior": "prior"}
 __all__ = sorted(_API)
 

@@ -147,8 +147,8 @@ def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
                 for part in PARTS:
                     mask = np.zeros(rot.shape[:2], bool)
                     mask[a:a + g] = part_joints(part).numpy()
-                    est = {"slerp": interp.fill(rot, mask, fps, "slerp"), "spline": interp.fill(rot, mask, fps, "spline"),
-                           "free_pick": fill(rot, mask, fps, None)[0]}
+                    est = {k: interp.fill(rot, mask, fps, k) for k in ("slerp", "spline")}
+                    est["free_pick"] = fill(rot, mask, fps, None)[0]
                     if prior is not None:
                         est["prior_raw"], _ = fill(rot, mask, fps, prior, check=False)
                         est["fill"], rec = fill(rot, mask, fps, prior)
@@ -158,7 +158,6 @@ def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
                     cell["n"] += 1
                     if prior is not None:
                         cell["prior_used"] += rec[0]["method"] == "prior"
-                        cell.setdefault("chosen", []).append(rec[0]["method"])
                     for k, e in est.items():
                         for mk, v in m(e, mask).items():
                             cell.setdefault(k, {}).setdefault(mk, []).append(v)

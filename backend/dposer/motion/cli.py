@@ -64,7 +64,8 @@ def add_commands(sub, bench_parser) -> None:
     f.add_argument("--parts", default="body", help="body (root + 21 joints), or groups/joints, e.g. left_leg,right_arm")
     f.add_argument("--fps", type=float, default=None, help="frame rate (default: from the file, else 30)")
     f.add_argument("--output", required=True, help="the same format as the input")
-    f.add_argument("--checkpoint", default=None, help="motion prior (default: the bundled one; without one: SLERP or the spline, picked by probes)")
+    f.add_argument("--checkpoint", default=None,
+                   help="motion prior (default: the bundled one; without one: SLERP or the spline, picked by probes)")
     f.add_argument("--steps", type=int, default=None, help="sampler steps (default 10)")
     f.set_defaults(func=cmd_fill)
 

@@ -195,7 +195,8 @@ def read_take(path) -> Take:
         if p.shape[1] < 66:
             raise DataError(f"AMASS 'poses' needs at least 66 columns (root + body), got {p.shape[1]}")
         return Take("amass", p[:, :66].reshape(-1, 22, 3).astype(np.float64), fps, arrays)
-    for body_key, root_key, kind in (("body_pose", "global_orient", "smplx"), ("pose_body", "root_orient", "pose_body")):
+    for body_key, root_key, kind in (("body_pose", "global_orient", "smplx"),
+                                     ("pose_body", "root_orient", "pose_body")):
         if body_key in arrays:
             body = _rows(arrays[body_key], body_key, 63)
             has_root = root_key in arrays
@@ -271,7 +272,8 @@ def fill_file(inp, output, frames: str, parts: str = "body", fps: float | None =
         if take.kind == "amass":
             out["poses"] = _write_cells(out["poses"], filled, mask)
         else:
-            body_key, root_key = ("body_pose", "global_orient") if take.kind == "smplx" else ("pose_body", "root_orient")
+            smplx = take.kind == "smplx"
+            body_key, root_key = ("body_pose", "global_orient") if smplx else ("pose_body", "root_orient")
             out[body_key] = _write_cells(out[body_key], filled, mask, first_joint=1)
             if take.has_root:
                 out[root_key] = _write_cells(out[root_key], filled, mask)

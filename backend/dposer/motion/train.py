@@ -1,6 +1,7 @@
 """Training the motion prior (``dposer motion-train``): masked diffusion over windows of the motion corpus.
 
-    OMP_NUM_THREADS=1 nohup dposer motion-train --out ~/.cache/dposer/motion/run > ~/.cache/dposer/motion/train.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup dposer motion-train --out ~/.cache/dposer/motion/run \
+        > ~/.cache/dposer/motion/train.log 2>&1 &
     dposer motion-train --out ~/.cache/dposer/motion/run --resume      # go on after a stop
     torchrun --nproc_per_node 2 -m dposer motion-train --out RUN          # several processes (DDP)
 
