@@ -9,7 +9,7 @@ resamples by time to the prior's internal 30 fps and back, so 24-120 fps takes a
     prior = load_motion_prior()                    # weights/motion.safetensors (or a path); fp32 on CPU
     take = read_take("take.npz")                   # six-key SMPL-X npz, AMASS npz or BVH -> take.rot, take.fps
     filled, gaps = fill(take.rot, mask, take.fps, prior)   # prior where its probes beat SLERP/spline, else those
-    filled, gaps = prior.fill(take.rot, mask, take.fps, check=False)   # the prior's own answer, unchecked
+    filled, gaps = fill(take.rot, mask, take.fps, prior, check=False)   # the prior's own answer, unchecked
     variation = prior.sample_like(take.rot, take.fps, strength=0.3, seed=1, lock=lock_mask)
 
 - :func:`fill`: only masked cells change (bit-exact elsewhere); ``gaps`` says per gap which answer was used and

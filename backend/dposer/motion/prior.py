@@ -91,12 +91,6 @@ class MotionPrior:
         qw = self._run([q], [m], steps)[0]
         return self._at_frames(qw, t0, np.arange(first, last + 1), fps)
 
-    def fill(self, rot: np.ndarray, mask: np.ndarray, fps: float, steps: int = 10, check: bool = True):
-        """(filled (F, 22, 3), a record per gap): :func:`dposer.motion.filling.fill` with this prior."""
-        from .filling import fill
-
-        return fill(rot, mask, fps, self, steps=steps, check=check)
-
     def sample_like(self, rot: np.ndarray, fps: float, strength: float = 0.3, seed: int = 0,
                     lock: np.ndarray | None = None, steps: int = 10) -> np.ndarray:
         """A variation (F, 22, 3) of the take ``rot`` (F, 22, 3) at ``fps``: its motion re-noised to ``strength``
