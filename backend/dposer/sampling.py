@@ -16,14 +16,16 @@ from .sde import alpha_sigma, drift_diffusion
 def ddim(prior: Prior, n: int, steps: int = 100, t_end: float = 1e-3, gen: torch.Generator | None = None,
          mask: torch.Tensor | None = None, progress: Callable[[int, int], None] | None = None,
          x0: torch.Tensor | None = None, t_start: float = 1.0, fixed: torch.Tensor | None = None,
-         cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+         cancel: Callable[[], bool] | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Deterministic DDIM (eta = 0); returns normalised x_0 estimates (n, 256).
 
     By default starts from x_1 ~ N(0, I). With ``x0`` (normalised poses) and ``t_start`` < 1 it starts from x0
     noised to t_start (SDEdit: a variation of x0 whose distance grows with t_start); dims where ``fixed`` is True
-    are re-imposed from x0 (noised to the current t) at every step and exactly at the end.
+    are re-imposed from x0 (noised to the current t) at every step and exactly at the end. ``noise`` (n, 256): the
+    starting noise (default drawn from ``gen``), e.g. one draw shared by rows that should answer alike.
     """
-    noise = torch.randn(n, layout.DIM, generator=gen).to(prior.device)
+    if noise is None:
+        noise = torch.randn(n, layout.DIM, generator=gen).to(prior.device)
     ts = torch.linspace(t_start, t_end, steps + 1, device=prior.device)
     if x0 is None:
         x = noise
