@@ -203,11 +203,32 @@ def cmd_vary(a):
     _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
+    if a.clip:
+        return _vary_clip(a, prior, ps, pose)
     if not 0 <= a.index < len(ps):
         raise ValueError(f"--index {a.index} is out of range: the input holds {len(ps)} poses")
     one = {k: v[a.index : a.index + 1] for k, v in pose.items()}
     res = vary(prior, one, a.n, strength=a.strength, seed=a.seed, lock=a.lock or ())
     _save(a, res)
+
+
+def _vary_clip(a, prior, ps, pose):
+    from .vary_clip import DDIM_STEPS, anchor_frames, ddim_steps, vary_clip
+
+    fps = a.fps or _file_fps(a.input, ps) or 30.0
+    if "trans" in ps.extras:
+        pose["trans"] = ps.extras["trans"]
+    steps = ddim_steps(DDIM_STEPS, a.strength)
+    print(f"vary --clip: {a.n} variations of {len(ps)} frames at {fps:g} fps"
+          f"{'' if 'trans' in pose else ' (no translation in the file: feet are not re-planted)'}")
+    res = vary_clip(prior, pose, a.n, strength=a.strength, seed=a.seed, lock=a.lock or (), fps=fps,
+                    progress=_bar(steps, "vary"))
+    res["fps"] = np.float32(fps)
+    if "betas" in ps.extras:
+        res["betas"] = ps.extras["betas"]
+    _save(a, res)
+    print(f"{len(anchor_frames(len(ps), fps))} anchor frames x {a.n} variations through the prior; every key is "
+          "(variations, frames, width)")
 
 
 def cmd_refine(a):
@@ -584,8 +605,13 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--steps", type=POSITIVE, default=None)
     cl.set_defaults(func=cmd_clean)
 
-    v = task("vary", "N variations of one pose (strength 0 = identical, 1 = unrelated)")
-    v.add_argument("--index", type=SEED, default=0, help="which pose of the input file")
+    v = task("vary", "N variations of one pose, or with --clip of a whole take (strength 0 = identical, 1 = unrelated)")
+    v.add_argument("--index", type=SEED, default=0, help="which pose of the input file (without --clip)")
+    v.add_argument("--clip", action="store_true",
+                   help="the rows are the frames of one take: N variations of the whole motion, each key (N, frames, "
+                        "width); a translation is varied too, so planted feet stay planted")
+    v.add_argument("--fps", type=_number(0.0, 10000.0, lo_open=True), default=None,
+                   help="frame rate of the take for --clip (default: from the file, else 30)")
     v.add_argument("--n", type=POSITIVE, default=8)
     v.add_argument("--strength", type=_number(0.0, 1.0), default=0.3, help="0 = identical, 1 = unrelated")
     v.add_argument("--lock", type=_names, default=None)

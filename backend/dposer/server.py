@@ -281,9 +281,9 @@ ARGS: dict[str, dict[str, tuple]] = {
                  "clip": (_bool, False), "fps": (_float(1.0, 1000.0), None)},
     "clean": {"clip": (_pose_arg(MAX_FRAMES, ("trans",)), REQUIRED), "strength": (_float(0.0, 1.0), 0.5),
               "parts": (_names, "body"), "lock": (_names, []), "seed": (_seed, 0)},
-    "vary": {"pose": (_pose_arg(MAX_POSES), REQUIRED), "n": (_int(1, MAX_N, limit=True), REQUIRED),
+    "vary": {"pose": (_pose_arg(MAX_FRAMES, ("trans",)), REQUIRED), "n": (_int(1, MAX_N, limit=True), REQUIRED),
              "strength": (_float(0.0, 1.0), 0.3), "seed": (_seed, 0), "lock": (_names, []),
-             "steps": (_int(1, MAX_STEPS, limit=True), 50)},
+             "steps": (_int(1, MAX_STEPS, limit=True), 50), "clip": (_bool, False), "fps": (_float(1.0, 1000.0), None)},
     "refine": {"pose": (_pose_arg(MAX_POSES), REQUIRED), "strength": (_float(0.0, 1.0, lo_open=True), 0.3),
                "lock": (_names, []), "seed": (_seed, 0)},
     "fit": {"targets": (_targets, REQUIRED), "pose": (_pose_arg(MAX_POSES), None), "free": (_names, "body,hands"),
@@ -294,8 +294,11 @@ ARGS: dict[str, dict[str, tuple]] = {
 
 
 def _cross_checks(op: str, a: dict) -> None:
-    if op == "vary" and _rows(a["pose"]) != 1:
-        raise RequestError("invalid_args", f"vary takes one pose (1 row), got {_rows(a['pose'])}; use n for more")
+    if op == "vary" and not a["clip"] and _rows(a["pose"]) != 1:
+        raise RequestError("invalid_args", f"vary takes one pose (1 row), got {_rows(a['pose'])}; use n for more, "
+                           "or clip=true for a take")
+    if op == "vary" and a["clip"] and _rows(a["pose"]) < 2:
+        raise RequestError("invalid_args", f"vary with clip=true takes a take of at least 2 frames, got {_rows(a['pose'])}")
     if op == "complete" and not a["clip"] and _rows(a["pose"]) > MAX_POSES:
         raise RequestError("limit_exceeded", f"'pose' has {_rows(a['pose'])} rows, the limit is {MAX_POSES} "
                            f"(with clip=true, {MAX_FRAMES} frames)")
@@ -324,6 +327,10 @@ def work(op: str, a: dict) -> int:
         return _rows(a["pose"]) * a["hypotheses"] * COMPLETE.steps
     if op == "clean":
         return _rows(a["clip"]) * CLEAN.steps
+    if op == "vary" and a["clip"]:
+        from .vary_clip import anchor_frames, ddim_steps
+
+        return a["n"] * len(anchor_frames(_rows(a["pose"]), a["fps"] or 30.0)) * ddim_steps(a["steps"], a["strength"])
     if op == "vary":
         return a["n"] * max(2, round(a["steps"] * a["strength"])) + COMPLETE.steps
     if op == "refine":
@@ -639,6 +646,11 @@ def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> M
                               clip=a["clip"], fps=a["fps"], **kw)
     if op == "clean":
         return tasks.clean(prior, a["clip"], strength=a["strength"], parts=a["parts"], lock=a["lock"], seed=a["seed"], **kw)
+    if op == "vary" and a["clip"]:
+        from .vary_clip import vary_clip
+
+        return vary_clip(prior, a["pose"], a["n"], strength=a["strength"], seed=a["seed"], lock=a["lock"], fps=a["fps"],
+                         steps=a["steps"], **kw)
     if op == "vary":
         return tasks.vary(prior, a["pose"], a["n"], strength=a["strength"], seed=a["seed"], lock=a["lock"],
                           steps=a["steps"], **kw)

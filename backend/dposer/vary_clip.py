@@ -55,6 +55,11 @@ def _rotation_dims() -> np.ndarray:
     return m
 
 
+def ddim_steps(steps: int, strength: float) -> int:
+    """DDIM steps from t = strength: ``steps`` scaled by the strength, at least 2 (as the single-pose vary)."""
+    return max(2, int(round(steps * strength)))
+
+
 def anchor_frames(frames: int, fps: float) -> np.ndarray:
     """Frame indices varied by the prior: every fps / ANCHOR_HZ frames, the last frame included."""
     stride = max(1, int(round(fps / ANCHOR_HZ)))
@@ -121,11 +126,11 @@ def bound_wander(offsets: np.ndarray, vectors: np.ndarray, limit: float = MAX_WA
 
 
 def pose_prior_sampler(prior: Prior, vectors: np.ndarray, present: np.ndarray, fixed: np.ndarray, n: int,
-                       strength: float, seed: int, fps: float, progress: Callable | None = None,
-                       cancel: Callable | None = None) -> np.ndarray:
+                       strength: float, seed: int, fps: float, steps: int = DDIM_STEPS,
+                       progress: Callable | None = None, cancel: Callable | None = None) -> np.ndarray:
     """N varied takes (N, F, 256) from the pose prior: anchors varied by DDIM with one noise per variation, the
     per-joint offsets interpolated and low-passed (module docstring). ``present`` (256,) the dims the take has,
-    ``fixed`` (256,) the dims to keep."""
+    ``fixed`` (256,) the dims to keep; ``steps`` DDIM steps at strength 1 (scaled by the strength)."""
     from .sampling import ddim
 
     frames = len(vectors)
@@ -137,7 +142,7 @@ def pose_prior_sampler(prior: Prior, vectors: np.ndarray, present: np.ndarray, f
     noise = torch.randn((n, 1, layout.DIM), generator=gen).expand(n, a, layout.DIM).reshape(n * a, -1)
     part_mask = torch.from_numpy(layout.part_mask_from_dims(present[None])).to(prior.device).expand(n * a, -1)
     keep = torch.from_numpy(fixed | ~present).to(prior.device).expand(n * a, -1)
-    x = ddim(prior, n * a, steps=max(2, int(round(DDIM_STEPS * strength))), x0=x0, t_start=strength, fixed=keep,
+    x = ddim(prior, n * a, steps=ddim_steps(steps, strength), x0=x0, t_start=strength, fixed=keep,
              mask=None if part_mask.all() else part_mask, noise=noise.to(prior.device), progress=progress,
              cancel=cancel)
     varied = torch.where(keep, raw.repeat(n, 1), prior.denormalize(x)).cpu().numpy().astype(np.float64)
@@ -203,8 +208,8 @@ def ground_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied:
 
 
 def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int = 0, lock=(),
-              fps: float | None = None, sampler: Sampler | None = None, progress: Callable | None = None,
-              cancel: Callable | None = None) -> TaskResult:
+              fps: float | None = None, steps: int = DDIM_STEPS, sampler: Sampler | None = None,
+              progress: Callable | None = None, cancel: Callable | None = None) -> TaskResult:
     """``n`` variations of a take (F frames): every key of the result is (n, F, D); ``trans`` (n, F, 3) when the
     take has one, each variation's own (planted feet kept planted). ``strength`` 0 = the take, higher = more
     different (the single-pose vary's noise level). ``lock`` joints, the root orientation and keys absent from
@@ -228,7 +233,8 @@ def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int
         varied = np.broadcast_to(vectors, (n,) + vectors.shape).copy()
     else:
         sampler = sampler or pose_prior_sampler
-        varied = sampler(prior, ps.vectors, present, fixed, n, strength, seed, fps, progress=progress, cancel=cancel)
+        varied = sampler(prior, ps.vectors, present, fixed, n, strength, seed, fps, steps=steps, progress=progress,
+                         cancel=cancel)
     keep = fixed | ~present
     varied = np.where(keep, vectors[None], varied).astype(np.float32)  # locked and absent dims bit-exact
     orient = ps.extras.get("global_orient", np.zeros((len(ps), 3), np.float32))
