@@ -15,7 +15,8 @@ from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..temporal import lowpass
 from ..vary_clip import OFFSET_SIGMA_S, apply_offsets, foot_contacts, foot_positions
 
-MOVING_DEG = 5.0  # a joint "moves" in a take when its rotation's RMS angle about its mean rotation exceeds this
+MOVING_DEG = 5.0
+PLAUSIBILITY_FRAMES = 240  # frames of a take (evenly spread) scored by the prior  # a joint "moves" in a take when its rotation's RMS angle about its mean rotation exceeds this
 
 
 def rotation_joints(present: np.ndarray) -> list[str]:
@@ -101,22 +102,15 @@ def free_answer(take: np.ndarray, free: np.ndarray, n: int, distance_deg: float,
                 present: np.ndarray | None = None) -> np.ndarray:
     """The take plus smooth random per-joint rotation offsets (white noise low-passed like the variations'
     offsets), scaled so the mean distance from the take is ``distance_deg``: (N, F, 256). ``free`` (256,) the
-    dims that may change."""
+    dims that may change. (A joint's distance from the take is the angle of its offset, so the scale is exact.)"""
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((n, len(take), layout.DIM))
     off = lowpass(torch.from_numpy(noise), OFFSET_SIGMA_S * fps).numpy() * free
     joints = rotation_joints(free if present is None else present & free)
-    off /= off.std() + 1e-12
-    lo, hi = 0.0, 1.0
-    while mean_distance(take, apply_offsets(take, off * hi), joints) < distance_deg and hi < 1e3:
-        lo, hi = hi, 2 * hi
-    for _ in range(30):  # bisection on the scale (the distance grows with it)
-        mid = 0.5 * (lo + hi)
-        if mean_distance(take, apply_offsets(take, off * mid), joints) < distance_deg:
-            lo = mid
-        else:
-            hi = mid
-    return apply_offsets(take, off * 0.5 * (lo + hi))
+    all_joints = rotation_joints(np.ones(layout.DIM, bool) if present is None else present)
+    angle = np.stack([np.linalg.norm(off[..., layout.joint_vector_slice(j)], axis=-1) for j in joints], -1)
+    scale = np.radians(distance_deg) * len(all_joints) / len(joints) / angle.mean()
+    return apply_offsets(take, off * scale)
 
 
 def mean_distance(take: np.ndarray, varied: np.ndarray, joints: list[str]) -> float:
@@ -134,7 +128,7 @@ def measure(take: np.ndarray, varied: np.ndarray, present: np.ndarray, fps: floa
             var_trans=None, prior=None) -> dict:
     """Every number of the bench for one take (F, 256) and its variations (N, F, 256). ``var_trans`` (N, F, 3)
     the variations' translations (default the take's). With ``prior``, the prior's plausibility residual of
-    the frames (lower = more plausible; ``dposer.solver.plausibility``)."""
+    ``PLAUSIBILITY_FRAMES`` of the frames (lower = more plausible; ``dposer.solver.plausibility``)."""
     joints = rotation_joints(present)
     st, sv = steps_deg(take, joints), steps_deg(varied, joints)
     corr, moving = correlations(take, varied, joints)
@@ -161,7 +155,10 @@ def measure(take: np.ndarray, varied: np.ndarray, present: np.ndarray, fps: floa
         dims = torch.from_numpy(present).to(prior.device)
         part_mask = torch.from_numpy(layout.part_mask_from_dims(present[None])).to(prior.device)
 
+        rows = np.linspace(0, len(take) - 1, min(len(take), PLAUSIBILITY_FRAMES)).round().astype(int)
+
         def score(v):
+            v = v[..., rows, :]
             x = prior.normalize(torch.from_numpy(v.reshape(-1, layout.DIM).astype(np.float32)).to(prior.device))
             pm = None if part_mask.all() else part_mask.expand(len(x), -1)
             return float(plausibility(prior, x, seed=0, part_mask=pm, dims=dims).mean())
