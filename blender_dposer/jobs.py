@@ -10,6 +10,7 @@ import numpy as np
 
 from . import bone_maps
 from . import crowd
+from . import crowd_time
 from . import keyframes as kf
 from . import params as P
 from . import preview
@@ -358,20 +359,30 @@ class CleanJob(_KeepUnwrittenJob):
 
 
 class VaryJob(_KeepUnwrittenJob):
-    """``dposer.vary``: the current frame's pose -> ``vary`` (n) -> n poses of the body, jaw and hand bones (minus
-    locked ones), keyed on the current frame of n new armatures in a grid (``RIGS``) or of n new actions (``ACTIONS``).
-    Everything is built before anything is created; a failure while creating removes what was made."""
+    """``dposer.vary``: on a rig with an action, the motion over the action's frame range (or ``frame_start`` ..
+    ``frame_end``) -> ``vary`` with ``clip`` -> n varied motions keyed on every frame; on a rig without one, the
+    current frame's pose -> n poses keyed on the current frame. The body, jaw and hand bones (minus locked ones) are
+    written, on n new armatures in a grid (``RIGS``) or n new actions (``ACTIONS``), each delayed by its start
+    offset (:func:`.crowd_time.start_offsets`). Everything is built before anything is created; a failure while
+    creating removes what was made."""
 
     op = "vary"
     verb = "varied"
+    max_frames = MAX_CLEAN_FRAMES  # an animated rig's range is varied as one clip (the server's clip limit)
 
     def __init__(self, context, count: int, strength: float, lock: str, lock_selected: bool, seed: int,
-                 mode: str = "RIGS", spacing: float = 0.0):
+                 mode: str = "RIGS", spacing: float = 0.0, start_offset: int = 0, frame_start: int | None = None,
+                 frame_end: int | None = None):
         check_param(P.VARY_COUNT, count)
         check_param(P.VARY_STRENGTH, strength)
+        check_param(P.VARY_START_OFFSET, start_offset)
         if mode not in ("RIGS", "ACTIONS"):
             raise JobError(f"mode must be 'RIGS' or 'ACTIONS', got {mode!r}")
-        obj = self._setup(context, None, None)
+        obj = active_armature(context)
+        action_range = kf.action_frame_range(obj)
+        if frame_start is None and frame_end is None and action_range is not None and action_range[1] > action_range[0]:
+            frame_start, frame_end = action_range  # an animated rig: vary its whole motion
+        obj = self._setup(context, frame_start, frame_end)
         locked = locked_joints(obj, self.bone_map, lock, lock_selected)
         allowed = _keyed_joints(_POSE_KEYS)
         self.fill = [(j, self.bone_map[j]) for j in rm.JOINT_NAMES
@@ -380,20 +391,30 @@ class VaryJob(_KeepUnwrittenJob):
             raise JobError(f"Nothing to vary on '{obj.name}' ({self.preset.label}): every body, jaw and hand bone "
                            f"is locked or unmapped{_selection_hint(obj, lock_selected)}")
         self.count, self.mode, self.spacing = int(count), mode, float(spacing)
+        self.offsets = crowd_time.start_offsets(self.count, int(start_offset), int(seed))
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
         self.args = {"pose": pose, "n": self.count, "strength": float(strength), "lock": keep, "seed": int(seed)}
+        if len(self.frames) > 1:  # a range is a take: varied as one motion
+            render = context.scene.render
+            self.args.update(clip=True, fps=float(render.fps) / float(render.fps_base or 1.0))
         self._seed_previous(obj)
 
     def keys_from_result(self, result: dict) -> list[list[kf.BoneKeys]]:
-        aa = rm.joints_from_pose_dict(result)
-        if aa.shape[0] != self.count or not np.all(np.isfinite(aa)):
-            raise JobError(f"the backend returned {aa.shape[0]} variations, {self.count} were asked for")
+        """Keys of each variation: (n, frames, width) arrays over a range, (n, width) for one pose."""
+        arrays = {k: np.asarray(v) for k, v in result.items() if k in rm.KEY_JOINTS}
+        n = len(next(iter(arrays.values()))) if arrays else 0
+        if n != self.count:
+            raise JobError(f"the backend returned {n} variations, {self.count} were asked for")
         idx = [rm.JOINT_INDEX[j] for j, _ in self.fill]
         out = []
         for i in range(self.count):
+            one = {k: (v[i] if v.ndim == 3 else v[i:i + 1]) for k, v in arrays.items()}
+            aa = rm.joints_from_pose_dict(one)
+            if not np.all(np.isfinite(aa)):
+                raise JobError("the backend returned a variation with non-finite values")
             pose = self.aa.copy()
-            pose[:, idx] = aa[i:i + 1, idx]
+            pose[:, idx] = aa[:, idx]
             out.append(self._keys_for(pose))
         return out
 
@@ -405,9 +426,9 @@ class VaryJob(_KeepUnwrittenJob):
         try:
             if self.mode == "RIGS":
                 made = crowd.make_variation_rigs(context, obj, variations, frame, self.spacing, made_objects,
-                                            made_actions, made_collections)
+                                                 made_actions, made_collections, self.offsets)
             else:
-                made = crowd.make_variation_actions(obj, variations, made_actions)
+                made = crowd.make_variation_actions(obj, variations, made_actions, self.offsets)
         except Exception:
             for o in made_objects:
                 bpy.data.objects.remove(o)
@@ -421,5 +442,7 @@ class VaryJob(_KeepUnwrittenJob):
 
     def summary(self, n_keys: int) -> str:
         what = "armatures" if self.mode == "RIGS" else "actions"
-        return (f"DPoser: {self.count} variations of '{self.obj_name}' ({self.preset.label}, {len(self.fill)} bones) "
-                f"as new {what}: {', '.join(self.created[:3])}{', ...' if len(self.created) > 3 else ''}")
+        motion = "" if len(self.frames) == 1 else f", frames {int(self.frames[0])}-{int(self.frames[-1])}"
+        starts = f", start offsets {min(self.offsets)}-{max(self.offsets)} frames" if max(self.offsets) else ""
+        return (f"DPoser: {self.count} variations of '{self.obj_name}' ({self.preset.label}, {len(self.fill)} bones"
+                f"{motion}{starts}) as new {what}: {', '.join(self.created[:3])}{', ...' if len(self.created) > 3 else ''}")

@@ -283,8 +283,9 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
 
 
 class DPOSER_OT_vary(_JobOperator, bpy.types.Operator):
-    """Make variations of the active armature's pose on the current frame with the DPoser-X prior: new armatures
-    in a grid (a crowd) or new actions on this armature"""
+    """Make variations of the active armature's motion (over its action's frame range) or, without an action, of
+    its pose on the current frame, with the DPoser-X prior: new armatures in a grid (a crowd) or new actions on
+    this armature"""
 
     bl_idname = "dposer.vary"
     bl_label = "Variations"
@@ -298,14 +299,21 @@ class DPOSER_OT_vary(_JobOperator, bpy.types.Operator):
                               ("ACTIONS", "Actions", "New actions on this armature (copies of its action with the "
                                "variation keyed on the current frame); the armature keeps its own action")])
     spacing: P.bpy_prop(P.VARY_SPACING, "Spacing")
+    start_offset: P.bpy_prop(P.VARY_START_OFFSET, "Start Offset")
+    frame_start: IntProperty(name="Start", description="First frame (unset: the start of the armature's action)",
+                             options={"SKIP_SAVE"})
+    frame_end: IntProperty(name="End", description="Last frame (unset: the end of the armature's action)",
+                           options={"SKIP_SAVE"})
     lock: StringProperty(name="Lock", default="", description=_LOCK_DESCRIPTION)
     lock_selected: BoolProperty(name="Lock selected bones", default=True, description=_LOCK_SELECTED_DESCRIPTION)
     seed: P.bpy_prop(P.SEED, "Seed")
-    _params = {"count": P.VARY_COUNT, "strength": P.VARY_STRENGTH, "spacing": P.VARY_SPACING, "seed": P.SEED}
+    _params = {"count": P.VARY_COUNT, "strength": P.VARY_STRENGTH, "spacing": P.VARY_SPACING,
+               "start_offset": P.VARY_START_OFFSET, "seed": P.SEED}
 
     def _job_from_props(self, context) -> VaryJob:
+        start, end = _frame_args(self)
         return VaryJob(context, self.count, self.strength, self.lock, self.lock_selected, self.seed, self.mode,
-                       self.spacing)
+                       self.spacing, self.start_offset, start, end)
 
 
 class _Running:

@@ -54,6 +54,9 @@ CLEAN_STRENGTH = Param("strength", 0.5, 0.0, 1.0, description="0 = change nothin
                        "jitter more and leans more on the prior")
 VARY_COUNT = Param("count", 8, 1, 1000, description="How many variations")
 VARY_STRENGTH = Param("strength", 0.3, 0.0, 1.0, description="0 = identical, 1 = unrelated poses")
+VARY_START_OFFSET = Param("start_offset", 0, 0, 100000, description="On an animated rig: each copy starts up to this "
+                          "many frames later than the original (spread over the copies, seeded), so the crowd is not "
+                          "in lockstep")
 VARY_SPACING = Param("spacing", 0.0, 0.0, None, description="Grid spacing (0 = from the rig's size)")
 
 

@@ -117,11 +117,23 @@ def test_actions_and_start_offsets(walk):
         if slot is not None:
             obj.animation_data.action_slot = slot
 
+    names = [f"{obj.name}.var{i + 1:03d}" for i in range(4)]
+    assert bpy.ops.dposer.vary(count=4, strength=0.3, seed=3, lock_selected=False) == {"FINISHED"}
+    in_step = [kf.snapshot(bpy.data.objects[n]) for n in names]
+    for n in names:
+        bpy.data.objects.remove(bpy.data.objects[n])
+    bpy.data.collections.remove(bpy.data.collections[f"{obj.name} variations"])
     assert bpy.ops.dposer.vary(count=4, strength=0.3, seed=3, start_offset=12, lock_selected=False) == {"FINISHED"}
-    starts = sorted(int(round(bpy.data.objects[f"{obj.name}.var{i + 1:03d}"].animation_data.action.frame_range[0]))
-                    for i in range(4))
-    assert starts[0] >= 1 and starts[-1] <= 1 + 12 and len(set(starts)) == 4, starts
-    # an offset copy plays the same varied motion later: its pose at frame s + k is its unshifted pose at 1 + k
+    delays = []
+    for n, keys in zip(names, in_step):
+        shifted = kf.snapshot(bpy.data.objects[n])
+        assert set(shifted) == set(keys)
+        delay = shifted[next(iter(keys))][0, 0] - keys[next(iter(keys))][0, 0]
+        for k, v in keys.items():  # the same varied motion, every key ``delay`` frames later
+            assert np.allclose(shifted[k][:, 0] - delay, v[:, 0], atol=1e-3)
+            assert np.array_equal(shifted[k][:, 1], v[:, 1])
+        delays.append(int(round(delay)))
+    assert sorted(delays) == [0, 4, 8, 12], delays  # spread over 0..12, shuffled by the seed
 
 
 def test_variations_of_an_animated_rig_undo(walk):
