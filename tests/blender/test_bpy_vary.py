@@ -64,14 +64,17 @@ def angle(a, b):
 
 
 def test_vary_rigs(posed, real_poses, checkpoint):
-    """A crowd: N copies in a grid, each keyed on the current frame with the backend's variation of that frame's
-    pose; pairwise different, each as plausible as real poses (the prior's own residual, bounded by 1.5 x the worst
+    """A crowd: N copies in a grid, each keyed on one frame (asked for by frame_start = frame_end; an animated rig is
+    otherwise varied over its whole range, tests/blender/test_bpy_vary_motion.py) with the backend's variation of
+    that frame's pose; pairwise different, each as plausible as real poses (the prior's own residual, bounded by 1.5 x the worst
     of 32 real test poses, a bound noisy poses do not meet); the original and frame 1 untouched."""
     scene = bpy.context.scene
     scene.frame_set(2)
     before = scene_snapshot()
-    assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False) == {"FINISHED"}
+    assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False, frame_start=2,
+                               frame_end=2) == {"FINISHED"}
     args, backend = ops.last_request["args"], ops.last_request["backend"]
+    assert "clip" not in args and len(args["pose"]["body_pose"]) == 1
     assert args["n"] == N and args["strength"] == pytest.approx(0.3) and args["seed"] == 1
     assert args["lock"] == []  # nothing locked; the DPoser armature drives every modelled joint
     expected = rm.joints_from_pose_dict(backend.call("vary", args, timeout=300))
@@ -133,7 +136,8 @@ def test_vary_actions_and_locks(posed, real_poses):
             pb.bone.select = sel
     try:
         before = scene_snapshot()
-        assert bpy.ops.dposer.vary(count=3, mode="ACTIONS", seed=2, lock="left_elbow, right_hand") == {"FINISHED"}
+        assert bpy.ops.dposer.vary(count=3, mode="ACTIONS", seed=2, lock="left_elbow, right_hand", frame_start=1,
+                                   frame_end=1) == {"FINISHED"}
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")
     args, backend = ops.last_request["args"], ops.last_request["backend"]
@@ -182,7 +186,7 @@ def test_vary_failure_while_creating_leaves_nothing(posed, monkeypatch):
 
 def test_vary_modal(posed):
     """invoke()/modal() of the shared job operator drive Variations too (timer ticks run by hand, as in
-    test_random_pose_modal): the same armatures as execute()."""
+    test_random_pose_modal): the same armatures as execute(); the keyed rig (frames 1-2) is varied as a motion."""
     import time
 
     tick = type("E", (), {"type": "TIMER"})()
@@ -190,7 +194,8 @@ def test_vary_modal(posed):
     ops._start_modal = lambda context, op: None
     try:
         op = fake_modal_operator(ops.DPOSER_OT_vary, count=2, strength=0.3, seed=4, mode="RIGS", spacing=0.0,
-                                lock="", lock_selected=False)
+                                 lock="", lock_selected=False, start_offset=0)
+        op.properties = type("P", (), {"is_property_set": lambda _s, name: False})()
         assert op.invoke(bpy.context, tick) == {"RUNNING_MODAL"}
         deadline = time.monotonic() + 120
         while (r := op.modal(bpy.context, tick)) == {"PASS_THROUGH"}:
@@ -199,10 +204,13 @@ def test_vary_modal(posed):
     finally:
         ops._start_modal = real_start
     assert r == {"FINISHED"}, op.reports
-    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("vary", ops.last_request["args"]))
+    assert ops.last_request["args"]["clip"] is True
+    result = ops.last_request["backend"].call("vary", ops.last_request["args"])
     for i in range(2):
-        pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], 1.0)
-        assert angle(pose[WRITTEN], expected[i, WRITTEN]).max() < 1e-5
+        expected = rm.joints_from_pose_dict({k: v[i] for k, v in result.items() if k in rm.KEY_JOINTS})
+        for f in (1, 2):
+            pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], float(f))
+            assert angle(pose[WRITTEN], expected[f - 1, WRITTEN]).max() < 1e-5
 
 
 def test_vary_unkeyed_rig(prefs, bpy_addon, scene, real_poses):
