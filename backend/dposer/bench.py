@@ -9,6 +9,7 @@
     dposer bench steps        # solver steps vs error vs time (Pareto)
     dposer bench ranking      # picking one of K hypotheses
     dposer bench speed        # latency, throughput, FLOP/s against a measured matmul peak, memory
+    dposer bench vary         # variations of whole takes vs the free answer (smoothness, speed, skating ...)
 """
 from __future__ import annotations
 
@@ -290,6 +291,12 @@ def bench_clip(ctx: Context) -> str:
     return run(ctx)
 
 
+def bench_vary(ctx: Context) -> str:
+    from .eval.vary import bench_vary as run
+
+    return run(ctx)
+
+
 def bench_batch(ctx: Context) -> str:
     from .eval.batch import bench_batch as run
 
@@ -298,7 +305,7 @@ def bench_batch(ctx: Context) -> str:
 
 BENCHES = {"completion": bench_completion, "clip": bench_clip, "generation": bench_generation, "clean": bench_clean,
            "schedule": bench_schedule, "steps": bench_steps, "ranking": bench_ranking, "speed": bench_speed,
-           "batch": bench_batch}
+           "batch": bench_batch, "vary": bench_vary}
 
 
 def run_quick(prior: Prior, root=None) -> dict[str, str]:
