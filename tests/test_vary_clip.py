@@ -42,7 +42,7 @@ def gestures(data_root):
 def walk(data_root):
     from dposer.data import load_amass_take
 
-    return load_amass_take(data_root)  # 500 frames at 120 fps, body + hands, translation
+    return load_amass_take(data_root).subset(np.arange(300))  # 2.5 s of a walk at 120 fps, body + hands, translation
 
 
 def _vectors(res, ps) -> np.ndarray:

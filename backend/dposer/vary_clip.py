@@ -9,10 +9,10 @@ prior's own local variation around the take's poses:
 2. the offset of each joint at each anchor, the rotation taking the take's joint to the varied one (right
    multiplied: in the joint's own frame), is interpolated over the frames and low-passed (a Gaussian of
    ``OFFSET_SIGMA_S`` seconds), so the take's timing and every fast detail stay, only low-frequency changes are
-   added;
+   added; knees and elbows are only bent about their hinge axis;
 3. locked and absent dims stay exactly the take's;
-4. with a translation, feet planted in the take stay planted: the root translation of each variation is
-   corrected so the planted feet (contacts found on the take, :func:`foot_contacts`) follow the take's feet.
+4. with a translation, feet planted in the take stay planted (:func:`dposer.feet.plant_feet`: the root moved and
+   the legs bent by a small IK so each planted foot is where the take's is).
 
 The offsets come from a *sampler*: any callable with the signature of :func:`pose_prior_sampler` (a motion
 prior's ``sample_like`` wrapped the same way can replace it); steps 3-4 apply to whatever it returns.
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import data, layout
+from .feet import plant_feet, root_translation
 from .prior import Prior
 from .results import TaskResult
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -38,11 +39,6 @@ OFFSET_SIGMA_S = 0.25  # low-pass of the offsets (s): slower than the motion's o
 # angle limit, whatever the prior proposes; the constant part (the variation's "style") is free.
 MAX_WANDER = 0.5
 DDIM_STEPS = 50  # DDIM steps for strength 1 (scaled by the strength, at least 2), as the single-pose vary
-# Foot contacts of the take: a foot joint within CONTACT_HEIGHT_M of its lowest height in the take and moving
-# slower than CONTACT_SPEED_MS (m/s) is planted.
-CONTACT_HEIGHT_M = 0.05
-CONTACT_SPEED_MS = 0.5
-FEET = ("left_ankle", "left_foot", "right_ankle", "right_foot")
 ROTATION_KEYS = ("body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")
 
 Sampler = Callable[..., np.ndarray]
@@ -72,7 +68,7 @@ def rotation_offsets(base: np.ndarray, varied: np.ndarray) -> np.ndarray:
     others (expression)."""
     rot = _rotation_dims()
     out = varied - base
-    b = torch.from_numpy(base[..., rot].reshape(-1, 3).astype(np.float64))
+    b = torch.from_numpy(np.ascontiguousarray(base[..., rot]).reshape(-1, 3).astype(np.float64))
     v = torch.from_numpy(varied[..., rot].reshape(-1, 3).astype(np.float64))
     d = matrix_to_axis_angle(axis_angle_to_matrix(b).transpose(-1, -2) @ axis_angle_to_matrix(v))
     out[..., rot] = d.numpy().reshape(out[..., rot].shape)
@@ -125,6 +121,17 @@ def bound_wander(offsets: np.ndarray, vectors: np.ndarray, limit: float = MAX_WA
     return out
 
 
+def hinge_only(offsets: np.ndarray) -> np.ndarray:
+    """Offsets (..., 256) with the knees' and elbows' rotation kept to their hinge axis (``layout.HINGE_AXES``):
+    a variation bends them more or less, never sideways or twisted."""
+    out = offsets.copy()
+    for name, axis in layout.HINGE_AXES.items():
+        sl = layout.joint_vector_slice(name)
+        ax = np.asarray(axis, dtype=out.dtype)
+        out[..., sl] = (out[..., sl] @ ax)[..., None] * ax
+    return out
+
+
 def pose_prior_sampler(prior: Prior, vectors: np.ndarray, present: np.ndarray, fixed: np.ndarray, n: int,
                        strength: float, seed: int, fps: float, steps: int = DDIM_STEPS,
                        progress: Callable | None = None, cancel: Callable | None = None) -> np.ndarray:
@@ -147,64 +154,8 @@ def pose_prior_sampler(prior: Prior, vectors: np.ndarray, present: np.ndarray, f
              cancel=cancel)
     varied = torch.where(keep, raw.repeat(n, 1), prior.denormalize(x)).cpu().numpy().astype(np.float64)
     off = rotation_offsets(np.tile(vectors[anchors].astype(np.float64), (n, 1)), varied).reshape(n, a, -1)
-    off = bound_wander(smooth_offsets(off, anchors, frames, OFFSET_SIGMA_S * fps), vectors)
+    off = bound_wander(hinge_only(smooth_offsets(off, anchors, frames, OFFSET_SIGMA_S * fps)), vectors)
     return apply_offsets(vectors.astype(np.float64), off)
-
-
-def foot_positions(vectors: np.ndarray, orient: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    """World positions (..., F, 4, 3) of the ankles and toes (``FEET``) on the built-in skeleton."""
-    from .skeleton import forward_kinematics, full_pose
-
-    shape = vectors.shape[:-1]
-    v = torch.from_numpy(vectors.reshape(-1, layout.DIM).astype(np.float32))
-    o = torch.from_numpy(np.broadcast_to(orient, shape + (3,)).reshape(-1, 3).astype(np.float32))
-    t = torch.from_numpy(np.broadcast_to(trans, shape + (3,)).reshape(-1, 3).astype(np.float32))
-    with torch.no_grad():
-        j = forward_kinematics(full_pose(v, o), translation=t)
-    idx = [layout.JOINT_INDEX[f] for f in FEET]
-    return j[:, idx].numpy().reshape(shape + (len(FEET), 3)).astype(np.float64)
-
-
-def foot_contacts(feet: np.ndarray, fps: float) -> np.ndarray:
-    """(F, 4) planted feet of one take's foot positions (F, 4, 3) (+Y up): near the foot's lowest height and
-    slow."""
-    h = feet[..., 1]
-    low = h <= h.min(0, keepdims=True) + CONTACT_HEIGHT_M
-    v = np.linalg.norm(np.diff(feet, axis=0), axis=-1) * fps
-    speed = np.concatenate([v[:1], np.minimum(v[1:], v[:-1]), v[-1:]], 0) if len(v) > 1 else np.zeros_like(h)
-    return low & (speed < CONTACT_SPEED_MS)
-
-
-def ground_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: np.ndarray, fps: float) -> np.ndarray:
-    """Translations (N, F, 3) for the varied takes (N, F, 256) that keep the take's planted feet planted.
-
-    Horizontally the shift moves the planted feet of a variation exactly as the take's move (mean over the foot
-    joints planted on both frames; unchanged between contacts), starting from where the take's feet are at its
-    first contact: a variation with a longer stride travels further instead of sliding its feet. Vertically the
-    planted feet are put at the take's heights (interpolated between contacts), lightly low-passed."""
-    ref = foot_positions(take, orient, trans)  # (F, 4, 3)
-    contacts = foot_contacts(ref, fps)
-    n = len(varied)
-    if not contacts.any():
-        return np.broadcast_to(trans, (n,) + trans.shape).copy()
-    var = foot_positions(varied, orient, trans)  # (N, F, 4, 3)
-    w = contacts.astype(np.float64)
-    gap = ref[None] - var  # where the take's feet are, seen from each variation's
-    first = int(np.nonzero(contacts.any(1))[0][0])
-    both = w[1:] * w[:-1]  # (F-1, 4): planted on both frames of the step
-    step = (np.diff(gap, axis=1) * both[None, :, :, None]).sum(2) / np.maximum(both.sum(1), 1)[None, :, None]
-    shift = np.zeros((n, len(take), 3))
-    start = (gap[:, first] * w[first][None, :, None]).sum(1) / w[first].sum()
-    shift[:, first] = start
-    shift[:, first + 1:] = start[:, None] + np.cumsum(step[:, first:], axis=1)
-    shift[:, :first] = start[:, None]
-    has = w.sum(1) > 0
-    height = (gap[..., 1] * w[None]).sum(2) / np.maximum(w.sum(1), 1)[None]
-    t = np.arange(len(take))
-    for i in range(n):
-        shift[i, :, 1] = np.interp(t, t[has], height[i, has])
-    shift[..., 1] = lowpass(torch.from_numpy(shift[..., 1:2]), 0.03 * fps).numpy()[..., 0]
-    return trans[None] + shift
 
 
 def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int = 0, lock=(),
@@ -229,6 +180,7 @@ def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int
     if lock:
         fixed[layout.names_to_dims(lock)] = True
     vectors = ps.vectors.astype(np.float64)
+    orient = ps.extras.get("global_orient", np.zeros((len(ps), 3), np.float32))
     if strength == 0.0:
         varied = np.broadcast_to(vectors, (n,) + vectors.shape).copy()
     else:
@@ -236,13 +188,17 @@ def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int
         varied = sampler(prior, ps.vectors, present, fixed, n, strength, seed, fps, steps=steps, progress=progress,
                          cancel=cancel)
     keep = fixed | ~present
+    fields = {}
+    if "trans" in ps.extras and strength > 0:
+        trans = ps.extras["trans"].astype(np.float64)
+        varied, _ = plant_feet(vectors, orient.astype(np.float64), trans, varied, ~keep, fps)
+        # the legs' IK correction may not make a joint wander off its motion more than the sampler may
+        varied = apply_offsets(vectors, bound_wander(rotation_offsets(np.broadcast_to(vectors, varied.shape), varied), vectors))
+        fields["trans"] = root_translation(vectors, orient.astype(np.float64), trans, varied, fps).astype(np.float32)
+    elif "trans" in ps.extras:
+        fields["trans"] = np.broadcast_to(ps.extras["trans"], (n, len(ps), 3)).copy()
     varied = np.where(keep, vectors[None], varied).astype(np.float32)  # locked and absent dims bit-exact
-    orient = ps.extras.get("global_orient", np.zeros((len(ps), 3), np.float32))
     pose = layout.vectors_to_dict(varied.reshape(n * len(ps), -1), np.tile(orient, (n, 1)))
     pose = {k: v.reshape(n, len(ps), -1) for k, v in pose.items()
             if k == "global_orient" or present[layout.KEY_SLICES[k]].all()}
-    fields = {}
-    if "trans" in ps.extras:
-        trans = ps.extras["trans"].astype(np.float64)
-        fields["trans"] = ground_feet(ps.vectors, orient, trans, varied, fps).astype(np.float32)
     return TaskResult(pose, **fields)

@@ -13,7 +13,8 @@ import torch
 from .. import layout
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..temporal import lowpass
-from ..vary_clip import OFFSET_SIGMA_S, apply_offsets, foot_contacts, foot_positions
+from ..feet import foot_contacts, foot_positions
+from ..vary_clip import OFFSET_SIGMA_S, apply_offsets
 
 MOVING_DEG = 5.0
 PLAUSIBILITY_FRAMES = 240  # frames of a take (evenly spread) scored by the prior  # a joint "moves" in a take when its rotation's RMS angle about its mean rotation exceeds this
