@@ -1,12 +1,12 @@
-"""Feet on the ground for varied takes: foot contacts of a take, and keeping a variation's planted feet where the
-take has them (root translation + a small leg IK).
+"""Feet on the ground for varied takes: foot contacts of a take, and keeping a variation's planted feet planted.
 
 A take with a translation gives world foot positions (built-in skeleton, +Y up). A foot joint is planted where it
 is near its lowest height in the take and slow (:func:`foot_contacts`). A variation changes the legs, so its feet
-would slide; :func:`plant_feet` moves its root so the planted feet are, on average, where the take's are
-(interpolated between contacts, lightly low-passed), then bends its free leg joints (hips, ankles, and the knees
-about their hinge axis only) by the least, smoothest amount that puts each planted foot joint on the take's (soft contact weights, so there are no
-pops where a contact starts or ends).
+would slide. :func:`plant_feet` bends the variation's free leg joints (hips, ankles, and the knees about their
+hinge axis only) by the least, smoothest amount that keeps each planted foot joint where the variation had it when
+the contact started, moved as the take's moves since (:func:`footprints`), at the take's height (soft contact
+weights, so no pops where a contact starts or ends). :func:`root_translation` then moves each variation's root so
+its planted feet move as the take's (a longer stride travels further instead of sliding the feet).
 """
 from __future__ import annotations
 
@@ -133,21 +133,21 @@ def root_translation(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, va
 
 
 def plant_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: np.ndarray, free: np.ndarray,
-               fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Varied takes (N, F, 256) of a take (F, 256) with ``orient`` / ``trans`` (F, 3) -> (vectors, translations
-    (N, F, 3)) with the take's planted feet kept: the root shifted, the ``free`` (256,) dims of the leg joints
-    bent by a small IK (module docstring). Unchanged (and the take's translation) without contacts."""
+               fps: float) -> np.ndarray:
+    """Varied takes (N, F, 256) of a take (F, 256) with ``orient`` / ``trans`` (F, 3), the ``free`` (256,) dims
+    of their leg joints bent by a small IK so planted feet stay planted (module docstring); unchanged without
+    contacts. Their translations: :func:`root_translation` of the result."""
     ref = foot_positions(take, orient, trans)
     contacts = foot_contacts(ref, fps)
     n, f = varied.shape[:2]
     if not contacts.any():
-        return varied, np.broadcast_to(trans, (n, f, 3)).copy()
+        return varied
     new_trans = trans[None] + root_shift(ref, foot_positions(varied, orient, trans), contacts, fps)
     goal = footprints(ref, foot_positions(varied, orient, new_trans), contacts)
     dims = np.concatenate([_ik_dims(j) for j in LEGS])
     dims = dims[free[dims]]
     if len(dims) == 0:
-        return varied, new_trans
+        return varied
     w = lowpass(torch.from_numpy(contacts.astype(np.float64)[None]), CONTACT_SIGMA_S * fps)[0]  # (F, 4) soft
     w = w.repeat(n, 1).float()
     x = torch.from_numpy(varied.reshape(n * f, -1).astype(np.float32))
@@ -174,4 +174,4 @@ def plant_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: 
     with torch.no_grad():
         out = varied.copy()
         out.reshape(n * f, -1)[:, dims] += delta.double().numpy()
-    return out, new_trans
+    return out

@@ -11,11 +11,14 @@ prior's own local variation around the take's poses:
    ``OFFSET_SIGMA_S`` seconds), so the take's timing and every fast detail stay, only low-frequency changes are
    added; knees and elbows are only bent about their hinge axis;
 3. locked and absent dims stay exactly the take's;
-4. with a translation, feet planted in the take stay planted (:func:`dposer.feet.plant_feet`: the root moved and
-   the legs bent by a small IK so each planted foot is where the take's is).
+4. with a translation, feet planted in the take stay planted (:mod:`dposer.feet`: the legs bent by a small IK,
+   that correction held to the same wander bound, and each variation's root moved so its planted feet move as
+   the take's).
 
-The offsets come from a *sampler*: any callable with the signature of :func:`pose_prior_sampler` (a motion
-prior's ``sample_like`` wrapped the same way can replace it); steps 3-4 apply to whatever it returns.
+The raw variations come from a *sampler*: any callable with the signature of :func:`pose_prior_sampler`,
+``(prior, vectors (F, 256), present (256,), fixed (256,), n, strength, seed, fps, steps=, progress=, cancel=)
+-> (n, F, 256)``. A motion prior's ``sample_like(take, strength, seed, lock_mask)`` called once per variation
+(seed + i) fits it; steps 3-4 apply to whatever the sampler returns.
 """
 from __future__ import annotations
 
@@ -191,9 +194,10 @@ def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int
     fields = {}
     if "trans" in ps.extras and strength > 0:
         trans = ps.extras["trans"].astype(np.float64)
-        varied, _ = plant_feet(vectors, orient.astype(np.float64), trans, varied, ~keep, fps)
+        varied = plant_feet(vectors, orient.astype(np.float64), trans, varied, ~keep, fps)
         # the legs' IK correction may not make a joint wander off its motion more than the sampler may
-        varied = apply_offsets(vectors, bound_wander(rotation_offsets(np.broadcast_to(vectors, varied.shape), varied), vectors))
+        off = rotation_offsets(np.broadcast_to(vectors, varied.shape), varied)
+        varied = apply_offsets(vectors, bound_wander(off, vectors))
         fields["trans"] = root_translation(vectors, orient.astype(np.float64), trans, varied, fps).astype(np.float32)
     elif "trans" in ps.extras:
         fields["trans"] = np.broadcast_to(ps.extras["trans"], (n, len(ps), 3)).copy()
