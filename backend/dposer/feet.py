@@ -29,9 +29,10 @@ LEGS = tuple(f"{s}_{j}" for s in SIDES for j in ("hip", "knee", "ankle"))  # the
 CONTACT_SIGMA_S = 0.05  # soft contact weights: the 0/1 contacts low-passed (s)
 IK_STEPS = 60  # L-BFGS iterations (a least-squares problem: converges in tens)
 IK_FOOT_WEIGHT = 1e4  # per m^2 of planted-foot error (1 cm off costs 1) ...
-IK_KEEP_WEIGHT = 1.0  # ... per rad^2 of leg change (0.1 rad costs 0.01; a knee's costs IK_KNEE_KEEP x more) ...
-IK_KNEE_KEEP = 10.0  # the knees bend last: hips and ankles (and the root) take most of the correction
-IK_SMOOTH_WEIGHT = 100.0  # ... per rad^2 of frame-to-frame change of the leg correction
+IK_KEEP_WEIGHT = 1.0  # ... per rad^2 of leg change (0.1 rad costs 0.01) ...
+IK_SMOOTH_WEIGHT = 100.0  # ... per rad^2 of frame-to-frame change of the leg correction ...
+IK_WANDER_WEIGHT = 4.0  # ... per (the correction's wander about its mean / the joint's motion in the take)^2
+MIN_MOTION = 0.01  # radians: the motion a still joint is treated as having
 
 
 def _leg_feet(vectors: torch.Tensor, orient: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
@@ -133,10 +134,12 @@ def root_translation(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, va
 
 
 def plant_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: np.ndarray, free: np.ndarray,
-               fps: float) -> np.ndarray:
+               fps: float, motion: np.ndarray | None = None) -> np.ndarray:
     """Varied takes (N, F, 256) of a take (F, 256) with ``orient`` / ``trans`` (F, 3), the ``free`` (256,) dims
     of their leg joints bent by a small IK so planted feet stay planted (module docstring); unchanged without
-    contacts. Their translations: :func:`root_translation` of the result."""
+    contacts. ``motion`` (256,): each joint's motion in the take (RMS radians): the IK's correction of a joint
+    wanders over time at a cost of ``IK_WANDER_WEIGHT`` per (wander / motion)^2, so the joints that move little in
+    the take keep moving like the take's. Their translations: :func:`root_translation` of the result."""
     ref = foot_positions(take, orient, trans)
     contacts = foot_contacts(ref, fps)
     n, f = varied.shape[:2]
@@ -156,8 +159,8 @@ def plant_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: 
     target = torch.from_numpy(goal.reshape(n * f, len(FEET), 3).astype(np.float32))
     idx = torch.from_numpy(dims)
     delta = torch.zeros(n * f, len(dims), dtype=x.dtype, requires_grad=True)
-    knee = np.isin(dims, np.concatenate([_ik_dims(f"{s}_knee") for s in SIDES]))
-    keep = torch.from_numpy(np.where(knee, IK_KNEE_KEEP * IK_KEEP_WEIGHT, IK_KEEP_WEIGHT).astype(np.float32))
+    rms = np.full(len(dims), np.inf) if motion is None else motion[dims]
+    steady = torch.from_numpy((IK_WANDER_WEIGHT / np.maximum(rms, MIN_MOTION) ** 2).astype(np.float32))
     opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=IK_STEPS, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -165,8 +168,9 @@ def plant_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: 
         v = x.index_add(1, idx, delta)
         err = ((_leg_feet(v, o, t) - target) ** 2).sum(-1)
         d = delta.view(n, f, -1)
-        loss = (IK_FOOT_WEIGHT * (w * err).sum() + (keep * delta ** 2).sum()
-                + IK_SMOOTH_WEIGHT * ((d[:, 1:] - d[:, :-1]) ** 2).sum())
+        loss = (IK_FOOT_WEIGHT * (w * err).sum() + IK_KEEP_WEIGHT * (delta ** 2).sum()
+                + IK_SMOOTH_WEIGHT * ((d[:, 1:] - d[:, :-1]) ** 2).sum()
+                + (steady * (d - d.mean(1, keepdim=True)) ** 2).sum())
         loss.backward()
         return loss
 

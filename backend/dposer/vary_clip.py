@@ -102,23 +102,31 @@ def smooth_offsets(offsets: np.ndarray, anchors: np.ndarray, frames: int, sigma_
     return lowpass(torch.from_numpy(full), sigma_frames).numpy()
 
 
-def bound_wander(offsets: np.ndarray, vectors: np.ndarray, limit: float = MAX_WANDER) -> np.ndarray:
-    """Offsets (N, F, 256) with each rotation joint's time-varying part scaled down to at most ``limit`` x the
-    joint's motion in the take (F, 256) (RMS angles; ``MAX_WANDER``)."""
-    out = offsets.copy()
+def motion_rms(vectors: np.ndarray) -> np.ndarray:
+    """(256,) each rotation joint's motion in the take (F, 256): the RMS angle (radians) of its rotation about its
+    mean rotation, on each of its three dims; 0 on the other dims."""
     rot = _rotation_dims()
-    aa = torch.from_numpy(vectors[:, rot].reshape(len(vectors), -1, 3).astype(np.float64))
-    R = axis_angle_to_matrix(aa)  # (F, J, 3, 3)
+    R = axis_angle_to_matrix(torch.from_numpy(vectors[:, rot].reshape(len(vectors), -1, 3).astype(np.float64)))
     u, _, vt = torch.linalg.svd(R.mean(0))
     fix = torch.ones_like(u[..., 0])
     fix[..., -1] = torch.det(u @ vt)
     mean = u @ torch.diag_embed(fix) @ vt  # chordal mean rotation of each joint
     motion = matrix_to_axis_angle(mean.transpose(-1, -2) @ R).numpy()
-    motion_rms = np.sqrt((np.linalg.norm(motion - motion.mean(0), axis=-1) ** 2).mean(0))  # (J,)
+    out = np.zeros(layout.DIM)
+    out[rot] = np.repeat(np.sqrt((np.linalg.norm(motion - motion.mean(0), axis=-1) ** 2).mean(0)), 3)
+    return out
+
+
+def bound_wander(offsets: np.ndarray, vectors: np.ndarray, limit: float = MAX_WANDER) -> np.ndarray:
+    """Offsets (N, F, 256) with each rotation joint's time-varying part scaled down to at most ``limit`` x the
+    joint's motion in the take (F, 256) (:func:`motion_rms`; ``MAX_WANDER``)."""
+    out = offsets.copy()
+    rot = _rotation_dims()
+    rms = motion_rms(vectors)[rot][::3]  # (J,)
     off = out[..., rot].reshape(offsets.shape[0], offsets.shape[1], -1, 3)
     wander = off - off.mean(1, keepdims=True)
     wander_rms = np.sqrt((np.linalg.norm(wander, axis=-1) ** 2).mean(1))  # (N, J)
-    scale = np.minimum(1.0, limit * motion_rms[None] / np.maximum(wander_rms, 1e-12))
+    scale = np.minimum(1.0, limit * rms[None] / np.maximum(wander_rms, 1e-12))
     off = off.mean(1, keepdims=True) + wander * scale[:, None, :, None]
     out[..., rot] = off.reshape(offsets.shape[0], offsets.shape[1], -1)
     return out
@@ -194,7 +202,7 @@ def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int
     fields = {}
     if "trans" in ps.extras and strength > 0:
         trans = ps.extras["trans"].astype(np.float64)
-        varied = plant_feet(vectors, orient.astype(np.float64), trans, varied, ~keep, fps)
+        varied = plant_feet(vectors, orient.astype(np.float64), trans, varied, ~keep, fps, motion_rms(vectors))
         # the legs' IK correction may not make a joint wander off its motion more than the sampler may
         off = rotation_offsets(np.broadcast_to(vectors, varied.shape), varied)
         varied = apply_offsets(vectors, bound_wander(off, vectors))
