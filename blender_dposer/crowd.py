@@ -7,6 +7,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
+from . import crowd_root
 from . import keyframes as kf
 from . import rig_math as rm
 
@@ -35,10 +36,11 @@ def shift_keys(obj, frames: int) -> None:
 
 
 def make_variation_rigs(context, obj, variations, frame, spacing, made_objects, made_actions, made_collections,
-                        delays=None):
+                        delays=None, roots=None):
     """One copy of ``obj`` (sharing its armature data, with copies of its child objects and of its action) per
     variation, in a new collection, on a grid next to it; each keyed with its variation (on ``frame``, or on every
-    frame of an animated rig's range) and its action's keys delayed by ``delays[i]`` frames."""
+    frame of an animated rig's range, with its root location keys ``roots[i]`` = (bone, frames, (F, 3))) and its action's
+    keys delayed by ``delays[i]`` frames."""
     coll = bpy.data.collections.new(f"{obj.name} variations")
     made_collections.append(coll)
     context.scene.collection.children.link(coll)
@@ -64,6 +66,8 @@ def make_variation_rigs(context, obj, variations, frame, spacing, made_objects, 
                     m.object = rig
             coll.objects.link(c)
         kf.write_rotation_keys(rig, keys)
+        if roots:
+            crowd_root.write_location_keys(rig, *roots[i])
         if action is None:
             made_actions.append(rig.animation_data.action)
         delay = delays[i] if delays else 0
@@ -73,9 +77,10 @@ def make_variation_rigs(context, obj, variations, frame, spacing, made_objects, 
     return names
 
 
-def make_variation_actions(obj, variations, made_actions, delays=None):
+def make_variation_actions(obj, variations, made_actions, delays=None, roots=None):
     """One new action per variation on ``obj`` (a copy of its action with the variation keyed on the current frame,
-    or on every frame of an animated rig's range, delayed by ``delays[i]`` frames; fake user, so it is saved); the
+    or on every frame of an animated rig's range with its root location keys ``roots[i]``, delayed by ``delays[i]``
+    frames; fake user, so it is saved); the
     armature keeps its own action assigned."""
     ad = obj.animation_data
     had_animation = ad is not None
@@ -93,6 +98,8 @@ def make_variation_actions(obj, variations, made_actions, delays=None):
                 obj.animation_data_create()
             obj.animation_data.action = act
             kf.write_rotation_keys(obj, keys)
+            if roots:
+                crowd_root.write_location_keys(obj, *roots[i])
             shift_keys(obj, delays[i] if delays else 0)
             names.append(act.name)
     finally:

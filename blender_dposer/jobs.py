@@ -10,6 +10,7 @@ import numpy as np
 
 from . import bone_maps
 from . import crowd
+from . import crowd_root
 from . import crowd_time
 from . import keyframes as kf
 from . import params as P
@@ -395,9 +396,14 @@ class VaryJob(_KeepUnwrittenJob):
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
         self.args = {"pose": pose, "n": self.count, "strength": float(strength), "lock": keep, "seed": int(seed)}
-        if len(self.frames) > 1:  # a range is a take: varied as one motion
+        self.root = None
+        if len(self.frames) > 1:  # a range is a take: varied as one motion; its root moves so feet stay planted
             render = context.scene.render
             self.args.update(clip=True, fps=float(render.fps) / float(render.fps_base or 1.0))
+            self.root = crowd_root.RootMotion.read(obj, self.bone_map, self.retarget.C, self.frames)
+            if self.root is not None:
+                pose["trans"] = self.root.transl
+        self.root_locations = None
         self._seed_previous(obj)
 
     def keys_from_result(self, result: dict) -> list[list[kf.BoneKeys]]:
@@ -416,6 +422,11 @@ class VaryJob(_KeepUnwrittenJob):
             pose = self.aa.copy()
             pose[:, idx] = aa[:, idx]
             out.append(self._keys_for(pose))
+        if self.root is not None and "trans" in result:
+            trans = np.asarray(result["trans"], dtype=np.float64)
+            if trans.shape != (self.count, len(self.frames), 3) or not np.all(np.isfinite(trans)):
+                raise JobError(f"the backend returned translations of shape {trans.shape}")
+            self.root_locations = [(self.root.bone, self.frames, self.root.location_for(t)) for t in trans]
         return out
 
     def apply(self, context, variations: list[list[kf.BoneKeys]]) -> int:
@@ -426,9 +437,9 @@ class VaryJob(_KeepUnwrittenJob):
         try:
             if self.mode == "RIGS":
                 made = crowd.make_variation_rigs(context, obj, variations, frame, self.spacing, made_objects,
-                                                 made_actions, made_collections, self.offsets)
+                                                 made_actions, made_collections, self.offsets, self.root_locations)
             else:
-                made = crowd.make_variation_actions(obj, variations, made_actions, self.offsets)
+                made = crowd.make_variation_actions(obj, variations, made_actions, self.offsets, self.root_locations)
         except Exception:
             for o in made_objects:
                 bpy.data.objects.remove(o)

@@ -95,6 +95,35 @@ def test_variations_of_an_animated_rig_vary_every_frame(walk):
             assert np.linalg.norm(motions[i] - motions[j], axis=-1).max(1).mean() >= 0.01 * height
 
 
+def planted_slide(heads: np.ndarray, feet: list[int], planted: np.ndarray) -> float:
+    """Mean horizontal (armature X, Y) step of the foot bones' heads over the frame pairs ``planted`` (F-1, feet)."""
+    step = np.linalg.norm(np.diff(heads[:, feet, :2], axis=0), axis=-1)
+    return float(step[planted].mean())
+
+
+def test_copies_keep_planted_feet(walk):
+    """The feet the original plants (toe and ankle bone heads low and slow) slide no more on the copies, whose root
+    locations the backend moved: the take's root motion is sent as a translation and written back."""
+    obj = walk
+    frames = range(1, FRAMES + 1)
+    names = [pb.name for pb in obj.pose.bones]
+    feet = [names.index(b) for b in ("LeftFoot", "LeftToeBase", "RightFoot", "RightToeBase")]
+    original = bone_heads(obj, frames)
+    height = rig_height(obj)
+    z = original[:, feet, 2]
+    step = np.linalg.norm(np.diff(original[:, feet, :2], axis=0), axis=-1)
+    low = z <= z.min(0) + 0.03 * height
+    planted = low[1:] & low[:-1] & (step < 0.01 * height)
+    assert planted.mean() > 0.05
+    assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False) == {"FINISHED"}
+    assert "trans" in ops.last_request["args"]["pose"]
+    slide0 = planted_slide(original, feet, planted)
+    for i in range(N):
+        copy = bone_heads(bpy.data.objects[f"{obj.name}.var{i + 1:03d}"], frames)
+        slide = planted_slide(copy, feet, planted)
+        assert slide <= 1.25 * slide0 + 1e-4 * height, (i, slide, slide0)
+
+
 def test_actions_and_start_offsets(walk):
     """ACTIONS: each new action holds its own varied motion on every frame; the armature keeps its action. RIGS
     with a start offset: the copies start on different frames (keys shifted, seeded)."""
