@@ -8,6 +8,7 @@
     dposer bench schedule     # truncated vs uniform schedules, t_max/t_min, on the validation split
     dposer bench steps        # solver steps vs error vs time (Pareto)
     dposer bench ranking      # picking one of K hypotheses
+    dposer bench hands        # hands over a take: best estimate vs free answers, hypotheses' speed and error
     dposer bench speed        # latency, throughput, FLOP/s against a measured matmul peak, memory
 """
 from __future__ import annotations
@@ -290,6 +291,12 @@ def bench_clip(ctx: Context) -> str:
     return run(ctx)
 
 
+def bench_hands(ctx: Context) -> str:
+    from .eval.hands import bench_hands as run
+
+    return run(ctx)
+
+
 def bench_batch(ctx: Context) -> str:
     from .eval.batch import bench_batch as run
 
@@ -298,7 +305,7 @@ def bench_batch(ctx: Context) -> str:
 
 BENCHES = {"completion": bench_completion, "clip": bench_clip, "generation": bench_generation, "clean": bench_clean,
            "schedule": bench_schedule, "steps": bench_steps, "ranking": bench_ranking, "speed": bench_speed,
-           "batch": bench_batch}
+           "batch": bench_batch, "hands": bench_hands}
 
 
 def run_quick(prior: Prior, root=None) -> dict[str, str]:

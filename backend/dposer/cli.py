@@ -651,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks against baseline priors on held-out data (docs/benchmarks.md)")
     common(b)
     b.add_argument("name", choices=["completion", "clip", "generation", "clean", "schedule", "steps", "ranking", "speed",
-                                    "batch", "all", "quick", "heldout"],
+                                    "batch", "hands", "all", "quick", "heldout"],
                    help="heldout (not in 'all'): body completion on the AMASS test split, the two whole AMASS takes and "
                         "converted Bandai dataset-1 against the mirrored other limb and baselines fitted to AMASS and "
                         "to AMASS + Bandai dataset-2 (needs the `dposer corpus` caches)")
