@@ -99,7 +99,8 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     (:mod:`dposer.temporal`): each hypothesis is one coherent motion over the whole range (hypotheses are ranked as
     wholes, so ``<key>_hypotheses[i]`` is one take), the filled joints are low-passed along time with a Gaussian of
     ``sigma_s`` seconds (default ``temporal.SIGMA_S``), and takes longer than ``CLIP_WINDOW`` frames run in
-    overlapping, cross-faded windows.
+    overlapping, cross-faded windows. A hand missing on every frame is filled by :mod:`dposer.hands` instead: K
+    hypotheses that move like fingers, and its best estimate under the standard keys with ``combine='mean'``.
     """
     from .temporal import SIGMA_S, Temporal
 
@@ -112,9 +113,19 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     cfg = cfg or COMPLETE
     free = ~ps.present
     free[:, layout.names_to_dims(missing)] = True
+    hands = None
+    if clip and n > 1:  # hands free on every frame come from the hands-over-a-take model (dposer.hands)
+        from .hands import clip_hands
+
+        hands = clip_hands(ps.vectors, free, k, fps, seed)
+        if hands is not None:
+            ps.vectors[:, hands[0]] = hands[1]
+            free[:, hands[0]] = False
     raw = torch.from_numpy(ps.vectors).to(prior.device)
     free_t = torch.from_numpy(free).to(prior.device)
-    if clip and n > 1:
+    if not free.any():  # nothing left for the prior
+        sol = prior.normalize(raw).repeat(k, 1)
+    elif clip and n > 1:
         windows = _windows(n, CLIP_WINDOW, CLIP_OVERLAP)
         parts = []
         for i, (a, b) in enumerate(windows):
@@ -128,7 +139,9 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
         x = prior.normalize(raw).repeat(k, 1)
         sol = _solve_filled(prior, x, free_t.repeat(k, 1), k, seed, cfg, init_noise, None, progress, cancel)
     free_t = free_t.repeat(k, 1)
-    if k >= 3:
+    if hands is not None and not free.any():  # hands alone: ranked by closeness to their best estimate
+        scores = torch.from_numpy(((hands[2] - hands[1][None]) ** 2).mean((1, 2))[:, None]).float().expand(k, n)
+    elif k >= 3:
         # consensus ranking: hypotheses closest to their mean over the filled dims first (the medoid of the
         # prior's answers); measured on the validation split it beats the denoising-residual score, which
         # barely tells good from bad hypotheses (docs/benchmarks.md)
@@ -148,6 +161,9 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     out_raw = torch.where(free_t.reshape(k, n, -1), out_raw, raw.expand(k, n, -1))  # observed dims bit-exact
     out_raw = torch.gather(out_raw, 0, order[:, :, None].expand(-1, -1, out_raw.shape[-1]))
     mean = torch.where(free_t[:n], out_raw.mean(0), raw)  # observed dims bit-exact in the mean too
+    if hands is not None:  # the hands' hypotheses are their own motions (in rank order when only hands were filled)
+        hyp = torch.from_numpy(hands[2]).to(out_raw)
+        out_raw[:, :, hands[0]] = hyp[order[:, 0].cpu()] if not free.any() else hyp
     return _result(out_raw[0] if combine == "best" else mean, ps.extras,
                    hypotheses=layout.vectors_to_dict(out_raw.cpu().numpy(), keys=layout.KEY_SLICES),
                    scores=torch.gather(scores, 0, order).cpu().numpy())
