@@ -40,7 +40,7 @@ from __future__ import annotations
 import importlib
 
 # bpy-dependent submodules, registered in this order.
-_BPY_MODULES: tuple[str, ...] = ("preferences", "install_ops", "operators", "preview", "panel")
+_BPY_MODULES: tuple[str, ...] = ("preferences", "install_ops", "operators", "take_ops", "preview", "panel")
 _registered: list = []
 
 

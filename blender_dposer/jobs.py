@@ -151,7 +151,9 @@ class CompleteJob(PoseJob):
         rig, det = detect_rig(obj)
         self.fill = [(j, det.bone_map[j]) for j in fill if j in det.bone_map]
         if not self.fill:
-            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}")
+            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}: use "
+                           "SMPL-X Armature from Take (dposer.take_to_smplx) to add an SMPL-X armature keyed with its "
+                           "motion, and complete that one")
         obj = self._setup(context, frame_start, frame_end)
         if self.preview and int(hypotheses) * len(self.frames) > preview.MAX_PREVIEW_POSES:
             raise JobError(f"a preview keeps every hypothesis: at most {preview.MAX_PREVIEW_POSES} hypotheses x "

@@ -51,6 +51,7 @@ def draw_rig(layout, settings, obj):
     op = row.operator("dposer.calibrate_rest", text="Calibrate Rest", icon="POSE_HLT")
     op.method = "POSE"
     op.preset = settings.preset
+    box.operator("dposer.take_to_smplx", icon="OUTLINER_OB_ARMATURE")
 
 
 def _scene_range(op, settings, scene) -> None:

@@ -1,0 +1,100 @@
+"""SMPL-X Armature from Take in real bpy: a finger-less BVH take (synthetic, from a real AMASS take's body motion,
+written in centimetres) through Blender's BVH importer, calibrated, turned into a keyed DPoser armature, whose
+hands Complete then fills over the range: finger keys on every frame, knee and elbow angles following the take's,
+the pelvis following its root motion."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/setup_blender_venvs.sh)")
+pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
+
+from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import rig_math as rm  # noqa: E402
+
+from .conftest import keyed_quaternions  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bvh_synth import CMU_NAMES, synth_bvh  # noqa: E402
+
+FRAMES = 48
+HINGES = ("left_knee", "right_knee", "left_elbow", "right_elbow")
+FINGERS = [rm.JOINT_NAMES[j] for j in range(25, 55)]
+
+
+@pytest.fixture(scope="module")
+def motion(data_root):
+    """(body (F, 63), global_orient (F, 3), trans (F, 3)): the AMASS take at 30 fps, moved along x."""
+    from dposer.data import load_amass_take
+
+    ps = load_amass_take(data_root).subset(np.arange(0, 4 * FRAMES, 4))
+    body = ps.to_dict()["body_pose"].astype(np.float64)
+    orient = np.zeros((FRAMES, 3))
+    trans = np.zeros((FRAMES, 3))
+    trans[:, 0] = np.linspace(0.0, 1.2, FRAMES)  # a walk of 1.2 m along x
+    return body, orient, trans
+
+
+@pytest.fixture
+def take_rig(prefs, bpy_addon, scene, motion, tmp_path):
+    import addon_utils
+
+    prefs.backend_mode = "EMBEDDED"
+    addon_utils.enable("io_anim_bvh")
+    path = tmp_path / "take.bvh"
+    path.write_text(synth_bvh(*motion, CMU_NAMES, unit=0.01))
+    assert bpy.ops.import_anim.bvh(filepath=str(path)) == {"FINISHED"}
+    obj = bpy.context.active_object
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    scene.frame_set(1)
+    return obj
+
+
+def _angles(q: np.ndarray) -> np.ndarray:
+    return 2 * np.degrees(np.arccos(np.clip(np.abs(q[:, 0]), 0, 1)))
+
+
+def test_take_to_smplx_then_complete_hands(take_rig, motion, scene):
+    obj = take_rig
+    assert bpy.ops.dposer.show_zero_pose(source="AUTO") == {"FINISHED"}
+    assert bpy.ops.dposer.calibrate_rest(method="POSE") == {"FINISHED"}
+    scene.frame_set(1)
+    with pytest.raises(RuntimeError, match=r"has no bones for .*SMPL-X Armature from Take \(dposer.take_to_smplx\)"):
+        bpy.ops.dposer.complete(parts="left_hand,right_hand", frame_start=1, frame_end=FRAMES)
+    n_objects = len(bpy.data.objects)
+    assert bpy.ops.dposer.take_to_smplx() == {"FINISHED"}
+    new = bpy.context.active_object
+    assert len(bpy.data.objects) == n_objects + 1 and new is not obj and new["dposer_take_source"] == obj.name
+    assert scene.frame_current == 1
+
+    frames = [float(f) for f in range(1, FRAMES + 1)]
+    body = motion[0].reshape(FRAMES, 21, 3)
+    for joint in HINGES:
+        real = np.degrees(np.linalg.norm(body[:, rm.JOINT_INDEX[joint] - 1], axis=-1))
+        copied = _angles(keyed_quaternions(new, joint, frames))
+        assert real.std() > 1.0, joint  # the take bends it: a correlation can tell
+        assert np.corrcoef(real, copied)[0, 1] >= 0.95, joint
+    # root motion: the pelvis walks the take's 1.2 m (the take is in centimetres: scaled by the leg lengths)
+    heads = []
+    for f in (1, FRAMES):
+        scene.frame_set(f)
+        heads.append(np.array(new.matrix_world) @ np.r_[np.array(new.pose.bones["pelvis"].head), 1.0])
+    assert abs((heads[1] - heads[0])[0] - 1.2) < 0.1 and abs((heads[1] - heads[0])[1]) < 0.05
+    scene.frame_set(1)
+
+    assert bpy.ops.dposer.complete(parts="left_hand,right_hand", frame_start=1, frame_end=FRAMES) == {"FINISHED"}
+    ch = kf.Channels(new)
+    for bone in FINGERS:
+        fc = ch.find(kf.rotation_data_path(bone, "QUATERNION"), 0)
+        assert fc is not None, bone
+        keyed = kf.fcurve_keys(fc)[:, 0]
+        assert all(np.any(np.abs(keyed - f) < 1e-3) for f in frames), bone
+    # Complete wrote the fingers only: the body still follows the take
+    for joint in HINGES:
+        real = np.degrees(np.linalg.norm(body[:, rm.JOINT_INDEX[joint] - 1], axis=-1))
+        assert np.corrcoef(real, _angles(keyed_quaternions(new, joint, frames)))[0, 1] >= 0.95, joint
