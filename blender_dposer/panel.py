@@ -102,6 +102,8 @@ class DPOSER_PT_main(bpy.types.Panel):
             row.operator("dposer.preview_next", text="", icon="TRIA_RIGHT")
             row.operator("dposer.preview_accept", icon="CHECKMARK")
             row.operator("dposer.preview_cancel", icon="X")
+            # a range's hypotheses are whole motions: play the timeline and switch between them as it plays
+            col.operator("screen.animation_play", text="Play / Pause", icon="PLAY")
 
         box.label(text="Refine / Random", icon="MOD_SMOOTH")
         box.prop(settings, "refine_strength")

@@ -146,15 +146,15 @@ def test_panel_shows_rig_state_and_new_operators(posed):
                 [kw.get("text") for name, _, kw in calls if name == "label"])
 
     ops_drawn, labels = draw()
-    assert {"dposer.calibrate_rest", "dposer.show_zero_pose", "dposer.complete", "dposer.clean",
-            "dposer.vary"} <= set(ops_drawn)
+    assert {"dposer.calibrate_rest", "dposer.show_zero_pose", "dposer.take_to_smplx", "dposer.complete",
+            "dposer.clean", "dposer.vary"} <= set(ops_drawn)
     assert "dposer.preview_accept" not in ops_drawn
     assert "Rig: SMPL-X (official add-on) (detected, 55 bones)" in labels
     assert "Not calibrated: rest pose used as zero pose" in labels
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=2, preview=True) == {"FINISHED"}
     ops_drawn, labels = draw()
     assert {"dposer.preview_next", "dposer.preview_previous", "dposer.preview_accept",
-            "dposer.preview_cancel"} <= set(ops_drawn)
+            "dposer.preview_cancel", "screen.animation_play"} <= set(ops_drawn)
     assert "Best estimate: mean of 2 hypotheses" in labels
     assert bpy.ops.dposer.preview_cancel() == {"FINISHED"}
 

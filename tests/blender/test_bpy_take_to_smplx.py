@@ -98,3 +98,18 @@ def test_take_to_smplx_then_complete_hands(take_rig, motion, scene):
     for joint in HINGES:
         real = np.degrees(np.linalg.norm(body[:, rm.JOINT_INDEX[joint] - 1], axis=-1))
         assert np.corrcoef(real, _angles(keyed_quaternions(new, joint, frames)))[0, 1] >= 0.95, joint
+
+    # the preview's hypotheses are finger motions: the shown one moves, the best estimate barely does
+    def motion(bones):
+        q = [keyed_quaternions(new, b, frames) for b in bones]
+        return float(np.mean([_angles(np.concatenate([(a[1:, :1] * a[:-1, :1] + (a[1:, 1:] * a[:-1, 1:]).sum(-1,
+                      keepdims=True))], 1)) for a in q]))
+
+    calm = motion(FINGERS)
+    assert bpy.ops.dposer.complete(parts="left_hand,right_hand", frame_start=1, frame_end=FRAMES, hypotheses=3,
+                                   preview=True) == {"FINISHED"}
+    assert bpy.ops.dposer.preview_next() == {"FINISHED"}
+    lively = motion(FINGERS)
+    assert lively > 0.5 and lively > 5 * calm, (lively, calm)  # degrees per frame at 30 fps
+    assert bpy.ops.dposer.preview_accept() == {"FINISHED"}
+    assert abs(motion(FINGERS) - lively) < 1e-6
