@@ -107,6 +107,19 @@ def fit_best_estimate(root=None) -> tuple[dict, list[str]]:
     return {"constant": constant.tolist(), "other_weight": best[2].tolist()}, log
 
 
+def take_dynamics(hands: list[np.ndarray], fps: float, basis: np.ndarray, variances: np.ndarray
+                  ) -> tuple[float, float]:
+    """(amplitude, timescale in seconds) of real finger motion, pooled over ``hands`` ((F, 45) each, right-hand
+    convention): the spread around each hand's own mean in the PCA space as a fraction of the shape variance (per
+    hand), and the squared-exponential timescale with that spread and the same mean squared velocity."""
+    var, dvar = 0.0, 0.0
+    for h in hands:
+        z = (h - h.mean(0)) @ basis.T  # (F, C)
+        var += (z ** 2).mean(0).sum()
+        dvar += ((np.diff(z, axis=0) * fps) ** 2).mean(0).sum()
+    return float(var / (len(hands) * variances.sum())), float(np.sqrt(var / dvar))
+
+
 def fit_dynamics(root, basis: np.ndarray, variances: np.ndarray, paired: dict) -> tuple[dict, list[str]]:
     from .hands import SLOW_S, lowpass_np
 
@@ -114,13 +127,7 @@ def fit_dynamics(root, basis: np.ndarray, variances: np.ndarray, paired: dict) -
     fps = float(take.extras.get("framerate", 120.0))
     v = take.vectors[FIT_FRAMES].astype(np.float64)
     hands = [v[:, R], layout.mirror_hand(v[:, L])]
-    var, dvar = 0.0, 0.0
-    for h in hands:
-        z = (h - h.mean(0)) @ basis.T  # (F, C)
-        var += (z ** 2).mean(0).sum()
-        dvar += ((np.diff(z, axis=0) * fps) ** 2).mean(0).sum()
-    amplitude = float(var / variances.sum())
-    timescale = float(np.sqrt(var / dvar))
+    amplitude, timescale = take_dynamics(hands, fps, basis, variances)
     w = np.asarray(paired["other_weight"])
     num = den = 0.0
     for y, x in ((hands[0], hands[1]), (hands[1], hands[0])):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import data, hands, layout
-from ..hands_fit import FIT_FRAMES, hand_error_deg, hand_speed_deg
+from ..hands_fit import FIT_FRAMES, hand_error_deg, hand_speed_deg, take_dynamics
 
 R, L = layout.PART_SLICES["right_hand"], layout.PART_SLICES["left_hand"]
 # (case name, hidden side, other hand known)
@@ -117,6 +117,22 @@ def gestures_speed(root=None, k: int = K) -> str:
             f"{', '.join(f'{s:.0f}' for s in sp)} deg/s (no real fingers to compare with).")
 
 
+def dynamics_check(v: np.ndarray, fps: float) -> str:
+    """The model's finger dynamics against the same estimate on each hand of the take, in and out of the frames
+    they were fitted on."""
+    m = hands.HandModel.load()
+    parts = []
+    for name, sl in ((f"frames {FIT_FRAMES.start}-{FIT_FRAMES.stop - 1} (fitted)", FIT_FRAMES),
+                     (f"frames {FIT_FRAMES.stop}-{len(v) - 1} (not fitted)", slice(FIT_FRAMES.stop, len(v)))):
+        if sl.start >= len(v) - 2:
+            continue
+        for side, h in (("right", v[sl, R]), ("left", layout.mirror_hand(v[sl, L]))):
+            a, t = take_dynamics([h], fps, m.basis, m.variances)
+            parts.append(f"{name}, {side} hand: amplitude {a:.3f}, timescale {t:.3f} s")
+    return (f"Finger dynamics: the model's amplitude {m.amplitude:.3f} of the shape variance, timescale "
+            f"{m.timescale_s:.3f} s; the take's own: " + "; ".join(parts) + ".")
+
+
 def bench_hands(ctx) -> str:
     root = ctx.root
     mean_right = data.load_part_set("hand", "train", root).vectors[:, R].astype(np.float64).mean(0)
@@ -140,5 +156,5 @@ def bench_hands(ctx) -> str:
     out = [f"**AMASS finger take** ({len(v)} frames at {fps:g} fps; {K} hypotheses, seed 0)\n",
            table(case_rows(v, fps, mean_right, measure=measure), True, measure is not None),
            f"\n**EgoBody test split, per frame** ({len(ego_rows)} poses; no time, best estimate only)\n",
-           table(ego_avg, False, False), "", gestures_speed(root)]
+           table(ego_avg, False, False), "", gestures_speed(root), "", dynamics_check(v, fps)]
     return "\n".join(out)
