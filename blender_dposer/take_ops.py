@@ -72,6 +72,8 @@ def build_armature(context, reader: TakeReader, name: str, offset) -> tuple[obje
     src = bpy.data.objects[reader.obj_name]
     rot = ts.object_rotation(reader.matrix_world, reader.retarget.C)
     origin = reader.matrix_world[:3, 3] + np.asarray(offset, dtype=np.float64)
+    if context.mode != "OBJECT":  # the rig may be in Pose Mode; a new armature is added in Object Mode
+        bpy.ops.object.mode_set(mode="OBJECT")
     if bpy.ops.dposer.add_armature(name=name) != {"FINISHED"}:
         raise JobError("could not add the DPoser armature")
     obj = context.active_object

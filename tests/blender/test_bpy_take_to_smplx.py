@@ -16,7 +16,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 from blender_dposer import keyframes as kf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
-from .conftest import keyed_quaternions  # noqa: E402
+from .conftest import assert_scene_unchanged, keyed_quaternions, scene_snapshot  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bvh_synth import CMU_NAMES, synth_bvh  # noqa: E402
@@ -66,6 +66,19 @@ def test_take_to_smplx_then_complete_hands(take_rig, motion, scene):
     scene.frame_set(1)
     with pytest.raises(RuntimeError, match=r"has no bones for .*SMPL-X Armature from Take \(dposer.take_to_smplx\)"):
         bpy.ops.dposer.complete(parts="left_hand,right_hand", frame_start=1, frame_end=FRAMES)
+    # one undo step (headless, the step Blender pushes after an UNDO operator is pushed by hand), from Pose Mode
+    bpy.ops.object.mode_set(mode="POSE")
+    name = obj.name
+    before = scene_snapshot()
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.dposer.take_to_smplx() == {"FINISHED"}
+    bpy.ops.ed.undo_push(message="after")
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_scene_unchanged(before)
+    obj, scene = bpy.data.objects[name], bpy.context.scene  # undo rebuilt the data: fresh references
+    bpy.context.view_layer.objects.active = obj
+    if obj.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
     n_objects = len(bpy.data.objects)
     assert bpy.ops.dposer.take_to_smplx() == {"FINISHED"}
     new = bpy.context.active_object
@@ -113,3 +126,11 @@ def test_take_to_smplx_then_complete_hands(take_rig, motion, scene):
     assert lively > 0.5 and lively > 5 * calm, (lively, calm)  # degrees per frame at 30 fps
     assert bpy.ops.dposer.preview_accept() == {"FINISHED"}
     assert abs(motion(FINGERS) - lively) < 1e-6
+
+
+def test_take_to_smplx_refuses_a_rig_without_animation(prefs, bpy_addon, scene):
+    assert bpy.ops.dposer.add_armature() == {"FINISHED"}
+    before = scene_snapshot()
+    with pytest.raises(RuntimeError, match="has no animation"):
+        bpy.ops.dposer.take_to_smplx()
+    assert_scene_unchanged(before)
