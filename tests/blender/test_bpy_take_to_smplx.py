@@ -134,3 +134,57 @@ def test_take_to_smplx_refuses_a_rig_without_animation(prefs, bpy_addon, scene):
     with pytest.raises(RuntimeError, match="has no animation"):
         bpy.ops.dposer.take_to_smplx()
     assert_scene_unchanged(before)
+
+
+def _hinge_angles(obj, bones: dict[str, str], frames) -> dict[str, np.ndarray]:
+    """Per frame, the bend (degrees) at each hinge: the angle between the segments into and out of the joint,
+    from the evaluated bone heads (parent joint -> joint -> child joint)."""
+    out = {h: [] for h in HINGES}
+    for f in frames:
+        bpy.context.scene.frame_set(int(f))
+        for h in HINGES:
+            a, b, c = (np.array(obj.pose.bones[bones[j]].head) for j in _CHAIN[h])
+            u, v = b - a, c - b
+            out[h].append(np.degrees(np.arccos(np.clip(u @ v / np.linalg.norm(u) / np.linalg.norm(v), -1, 1))))
+    return {h: np.asarray(x) for h, x in out.items()}
+
+
+_CHAIN = {f"{s}_knee": (f"{s}_hip", f"{s}_knee", f"{s}_ankle") for s in ("left", "right")}
+_CHAIN |= {f"{s}_elbow": (f"{s}_shoulder", f"{s}_elbow", f"{s}_wrist") for s in ("left", "right")}
+
+
+def test_take_to_smplx_on_a_real_bandai_take(prefs, bpy_addon, scene, data_root, tmp_path):
+    """A real finger-less take (Bandai Namco, a kick at 30 fps) through Blender's BVH importer: the new
+    armature's knees and elbows bend as the take's do (angles between the evaluated bone segments)."""
+    import addon_utils
+    import tarfile
+
+    from blender_dposer import rig_profile as rp
+
+    archive = data_root / "bvh" / "bandai_namco_motion_1.tar.xz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} not found")
+    clip = "dataset-1_kick_normal_001.bvh"
+    with tarfile.open(archive) as tar:
+        member = tar.getmember(f"./{clip}")
+        member.name = clip
+        tar.extract(member, tmp_path)
+    addon_utils.enable("io_anim_bvh")
+    assert bpy.ops.import_anim.bvh(filepath=str(tmp_path / clip)) == {"FINISHED"}
+    src = bpy.context.active_object
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    scene.frame_start, scene.frame_end = 1, 60
+    scene.frame_set(1)
+    assert bpy.ops.dposer.show_zero_pose(source="AUTO") == {"FINISHED"}
+    assert bpy.ops.dposer.calibrate_rest(method="POSE") == {"FINISHED"}
+    scene.frame_set(1)
+    assert bpy.ops.dposer.take_to_smplx() == {"FINISHED"}
+    new = bpy.context.active_object
+    frames = range(1, 61)
+    bone_map = rp.detect_rig(src)[1].bone_map
+    real = _hinge_angles(src, bone_map, frames)
+    copied = _hinge_angles(new, {j: j for j in rm.JOINT_NAMES}, frames)
+    # the kick bends every hinge (std over 2 deg: a correlation can tell)
+    assert all(real[h].std() > 2.0 for h in HINGES), {h: real[h].std() for h in HINGES}
+    for h in HINGES:
+        assert np.corrcoef(real[h], copied[h])[0, 1] >= 0.95, (h, np.corrcoef(real[h], copied[h])[0, 1])
