@@ -79,8 +79,8 @@ def test_complete_clip_hands_beat_the_free_answers_on_the_finger_take(data_root,
 
     take = data.load_finger_take(data_root).subset(np.arange(300, 601))
     v = take.vectors.astype(np.float64)
-    pose = {k: x for k, x in take.to_dict().items()
-            if not (layout.KEY_PART.get(k) or "") in (missing.split(",") + ([] if known else ["left_hand", "right_hand"]))}
+    hidden = missing.split(",") + ([] if known else ["left_hand", "right_hand"])
+    pose = {k: x for k, x in take.to_dict().items() if layout.KEY_PART.get(k) not in hidden}
     prior = load_prior(checkpoint)
     res = tasks.complete(prior, pose, missing, hypotheses=5, seed=0, clip=True, fps=120)
     out = layout.dict_to_vectors(res, base=v)

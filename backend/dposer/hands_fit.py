@@ -137,7 +137,8 @@ def fit_dynamics(root, basis: np.ndarray, variances: np.ndarray, paired: dict) -
         den += ((w * fast_x) ** 2).sum()
     fast = float(np.clip(num / den, 0.0, 1.0))
     log = [f"dynamics on AMASS finger take frames {FIT_FRAMES.start}-{FIT_FRAMES.stop - 1} at {fps:g} fps: "
-           f"amplitude {amplitude:.4f} of the shape variance, timescale {timescale:.3f} s, fast-motion factor {fast:.3f}"]
+           f"amplitude {amplitude:.4f} of the shape variance, timescale {timescale:.3f} s, "
+           f"fast-motion factor {fast:.3f}"]
     return {"amplitude": amplitude, "timescale_s": timescale, "fast_factor": fast}, log
 
 

@@ -92,7 +92,8 @@ def case_rows(v: np.ndarray, fps: float, mean_right: np.ndarray, k: int = K, see
 def table(rows: list[dict], temporal: bool, heldout: bool) -> str:
     lines = ["| case | best estimate (deg) | free answers (deg) | best estimate minus the best free answer |"
              + (" real speed (deg/s) | best estimate speed / real | hypotheses: speed / real"
-                + (" (frames 300-600)" if heldout else "") + " | hypotheses: error / mean hand's |" if temporal else ""),
+                + (f" (frames {FIT_FRAMES.stop}-end)" if heldout else "") + " | hypotheses: error / mean hand's |"
+                if temporal else ""),
              "|---|---|---|---|" + ("---|---|---|---|" if temporal else "")]
     for r in rows:
         free = "; ".join(f"{n} {x:.2f}" for n, x in r["free"].items())
@@ -150,7 +151,8 @@ def bench_hands(ctx) -> str:
     for c in range(len(CASES)):
         rs = [e[c] for e in ego_rows]
         ego_avg.append({"case": rs[0]["case"], "ours": float(np.mean([r["ours"] for r in rs])),
-                        "free": {n: float(np.mean([r["free"][n] for r in rs])) for n in rs[0]["free"] if "oracle" not in n}})
+                        "free": {n: float(np.mean([r["free"][n] for r in rs])) for n in rs[0]["free"]
+                                 if "oracle" not in n}})  # a per-pose best mix is no answer for a set of poses
         best = min(ego_avg[-1]["free"], key=ego_avg[-1]["free"].get)
         ego_avg[-1] |= {"best_free": best, "margin": ego_avg[-1]["ours"] - ego_avg[-1]["free"][best]}
     out = [f"**AMASS finger take** ({len(v)} frames at {fps:g} fps; {K} hypotheses, seed 0)\n",
