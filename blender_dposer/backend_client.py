@@ -3,12 +3,12 @@
 
 Two backends with one interface:
 
-- :class:`SubprocessBackend` starts ``python -m dposer.server`` in a chosen interpreter (the recommended default:
+- :class:`SubprocessBackend` starts ``python -m dposer.serve`` in a chosen interpreter (the recommended default:
   any torch/CUDA build, no ABI coupling with Blender's Python, a crash does not take Blender down). A reader thread
   parses stdout lines into a :class:`queue.Queue`; a second thread keeps the last stderr lines (and optionally a
   log file).
 - :class:`EmbeddedBackend` imports ``dposer`` into Blender's own Python (advanced option; only when importable)
-  and serves requests through the backend's own :class:`dposer.server.Server`, so validation, error codes,
+  and serves requests through the backend's own :class:`dposer.serve.server.Server`, so validation, error codes,
   progress throttling and cancellation are exactly the subprocess's.
 
 Use from Blender (blender.md 4.3-4.5): ``submit()`` a task in ``invoke``, then drain :meth:`poll` from the modal
@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from .protocol import CONTROL_OPS, FINAL_TYPES, PROTOCOL, TASK_OPS  # noqa: F401 (CONTROL_OPS: re-exported)
+from dposer.spec.protocol import CONTROL_OPS, FINAL_TYPES, PROTOCOL, TASK_OPS  # noqa: F401 (CONTROL_OPS: re-exported)
 
 
 class BackendError(Exception):
@@ -301,11 +301,11 @@ class _Backend:
 
 
 class SubprocessBackend(_Backend):
-    """The backend as a child process: ``<python> -u -m dposer.server [--checkpoint ...] [--device ...]``.
+    """The backend as a child process: ``<python> -u -m dposer.serve [--checkpoint ...] [--device ...]``.
 
     ``python``: the backend interpreter (a venv/conda python with dposer and torch installed); default this
     process's own. ``command``: a complete command line instead (e.g. ``["conda", "run", "-n", "dp", "python", "-m",
-    "dposer.server"]``). ``backend_path``: prepended to PYTHONPATH (a source checkout's ``backend/`` folder).
+    "dposer.serve"]``). ``backend_path``: prepended to PYTHONPATH (a source checkout's ``backend/`` folder).
     The child's environment is this process's minus PYTHONHOME/PYTHONPATH (Blender's would break another
     interpreter), plus PYTHONUNBUFFERED=1 and ``env``. ``log_path``: a file that receives the child's stderr.
     """
@@ -316,7 +316,7 @@ class SubprocessBackend(_Backend):
                  startup_timeout: float = 120.0, log_path: str | None = None, stderr_lines: int = 200):
         super().__init__(startup_timeout)
         if command is None:
-            command = [python or sys.executable, "-u", "-m", "dposer.server", "--device", device]
+            command = [python or sys.executable, "-u", "-m", "dposer.serve", "--device", device]
             if checkpoint:
                 command += ["--checkpoint", str(checkpoint)]
             if threads:
@@ -535,7 +535,7 @@ class _QueueWriter:
 
 class EmbeddedBackend(_Backend):
     """The backend inside this Python process (Blender's): ``import dposer`` and serve through
-    :class:`dposer.server.Server`, so replies are exactly the subprocess's. The model loads on a thread at
+    :class:`dposer.serve.server.Server`, so replies are exactly the subprocess's. The model loads on a thread at
     :meth:`start`; tasks run on the server's worker thread. Blender's UI stays responsive; torch shares the process
     (mind the Windows TBB clash and NumPy pins of blender.md 4.2/4.6). ``threads`` sets torch's CPU threads for the
     whole process."""
@@ -569,8 +569,8 @@ class EmbeddedBackend(_Backend):
         try:
             import torch
 
-            from dposer import server as srv
-            from dposer.prior import CheckpointError, load_prior
+            from dposer.serve import server as srv
+            from dposer.core.prior import CheckpointError, load_prior
 
             if self.threads:
                 torch.set_num_threads(max(1, int(self.threads)))

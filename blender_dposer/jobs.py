@@ -8,12 +8,12 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import bone_maps
+from dposer.spec import bone_maps
 from . import crowd
 from . import keyframes as kf
 from . import params as P
 from . import preview
-from . import protocol
+from dposer.spec import protocol
 from . import rig_profile as rp
 from . import rig_math as rm
 from .rig_profile import JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401

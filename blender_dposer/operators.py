@@ -18,17 +18,17 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import bone_maps
+from dposer.spec import bone_maps
 from . import keyframes as kf
 from . import params as P
 from . import preview
 from . import rig_profile as rp
 from . import rig_math as rm
 from .backend_client import BackendError
-from .jobs import (MAX_CLEAN_FRAMES, MAX_FRAMES, REPAIRED_KEY_TYPE, CleanJob, CompleteJob, PoseJob,  # noqa: F401
-                   RandomPoseJob, RefineJob, VaryJob, active_armature, check_param, locked_joints)
+from .jobs import (MAX_CLEAN_FRAMES, MAX_FRAMES, REPAIRED_KEY_TYPE, CleanJob, CompleteJob, PoseJob,
+    RandomPoseJob, RefineJob, VaryJob, active_armature, check_param, locked_joints)
 from .rig_profile import PRESET_ITEMS, JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401
-from .preferences import error_summary, get_backend, status_text
+from .session import error_summary, get_backend, status_text
 
 
 last_request: dict = {}

@@ -9,9 +9,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .rotations import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, orthonormalize,
-                        quaternion_to_matrix, transpose)
-from .smplx_skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_joints, smplx_global_rotations
+from dposer.spec.rotations import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, orthonormalize,
+    quaternion_to_matrix, transpose)
+from dposer.spec.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_joints, smplx_global_rotations
 
 __all__ = [
     "C_ZUP", "C_YUP", "armature_axes", "armature_up_axes", "smplx_to_local", "local_to_smplx", "transl_to_location",

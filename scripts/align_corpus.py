@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from dposer import corpus, data, layout
+from dposer.train import corpus
+from dposer.formats import data
+from dposer.spec import layout
 
 
 def _mats(body: np.ndarray) -> np.ndarray:

@@ -65,7 +65,7 @@ def outputs() -> dict[str, np.ndarray]:
     put("vary", dposer.vary(prior, {k: v[:1] for k, v in poses.items()}, 3, strength=0.3, seed=6))
     put("refine", dposer.refine(prior, {k: v[:2] * 1.5 for k, v in poses.items()}, strength=0.3, seed=7))
     put("fit", dposer.fit(prior, {"left_wrist": [0.5, 1.2, 0.1], "head": [0.0, 1.6, 0.05]}, seed=8))
-    from dposer.convert import convert_bvh
+    from dposer.formats.convert import convert_bvh
 
     put("convert", convert_bvh(take_bvh()))
     return out

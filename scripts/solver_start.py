@@ -10,9 +10,10 @@ nothing shipped was chosen from it (docs/model_card.md).
 import numpy as np
 import torch
 
-from dposer import bench, heldout, tasks
-from dposer.prior import load_prior
-from dposer.solver import solve
+from dposer.eval import bench, heldout
+from dposer.tasks import pose_tasks as tasks
+from dposer.core.prior import load_prior
+from dposer.core.solver import solve
 
 START = {"mode": "noise", "scale": 0.0}
 _shipped = tasks._solve_filled

@@ -1,16 +1,16 @@
-"""Baseline priors (dposer.baselines): exact diffused Gaussian / GMM denoisers, EM, the VAE's latent solver hook, the
+"""Baseline priors (dposer.eval.baselines): exact diffused Gaussian / GMM denoisers, EM, the VAE's latent solver hook, the
 Combiner and the SMPLify GMM; all through the same task API as the trained prior."""
 import numpy as np
 import pytest
 import torch
 
-from dposer import baselines as B
-from dposer import layout
-from dposer.model import NetConfig, ScoreNet
-from dposer.prior import Normalizer, Prior
-from dposer.sde import alpha_sigma
-from dposer.solver import SolverConfig
-from dposer.tasks import complete
+from dposer.eval import baselines as B
+from dposer.spec import layout
+from dposer.core.model import NetConfig, ScoreNet
+from dposer.core.prior import Normalizer, Prior
+from dposer.core.sde import alpha_sigma
+from dposer.core.solver import SolverConfig
+from dposer.tasks.pose_tasks import complete
 from conftest import needs_data
 
 IDENTITY = Normalizer(torch.zeros(256), torch.ones(256))
@@ -153,7 +153,8 @@ def test_combiner_is_the_network_without_its_fusion_residual():
 
 @needs_data
 def test_smplify_gmm_is_a_body_prior_in_our_space(data_root):
-    from dposer import data, load_prior
+    from dposer.formats import data
+    from dposer import load_prior
 
     norm = load_prior().normalizer
     smplify = B.smplify_gmm_prior(norm, data_root)
@@ -167,7 +168,8 @@ def test_smplify_gmm_is_a_body_prior_in_our_space(data_root):
 
 @needs_data
 def test_gaussian_conditional_beats_the_mean_pose_on_held_out_legs(data_root):
-    from dposer import bench, load_prior
+    from dposer.eval import bench
+    from dposer import load_prior
 
     norm = load_prior().normalizer
     rows = B.training_rows(norm, root=data_root)

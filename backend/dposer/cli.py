@@ -29,7 +29,7 @@ def _need(module: str, extra: str, what: str) -> None:
 def _outputs(a, npz: str | None = "output", extra: tuple = ()) -> None:
     """Check every output path of a command before any work (folder exists, not an input); a.output becomes the
     exact file numpy will write (``.npz`` appended like numpy does)."""
-    from .io import check_output
+    from .formats.npz import check_output
 
     inputs = [getattr(a, k, None) for k in ("input", "targets", "checkpoint")]
     if npz:
@@ -52,7 +52,7 @@ def _bar(total: int, desc: str):
 
 
 def cmd_train(a):
-    from .train import TrainConfig, train
+    from .train.train import TrainConfig, train
 
     cfg = TrainConfig.load(a.config)
     if a.steps:
@@ -65,8 +65,8 @@ def cmd_train(a):
 
 
 def cmd_sample(a):
-    from .prior import load_prior
-    from .sampling import sample
+    from .core.prior import load_prior
+    from .core.sampling import sample
 
     _outputs(a, extra=("image",))
     if a.image:
@@ -77,20 +77,20 @@ def cmd_sample(a):
     chunks = (a.n + batch - 1) // batch
     poses = sample(prior, a.n, seed=a.seed, sampler=a.sampler, steps=steps, batch=batch, parts=a.parts,
                    progress=_bar(steps * chunks, f"sampling ({a.sampler}, {steps} steps)"))
-    from .io import save_npz
+    from .formats.npz import save_npz
 
     print(f"wrote {a.n} poses to {save_npz(a.output, poses)} (keys: {', '.join(poses)})")
     if a.image:
-        from .render import pose_grid
-        from .sampling import to_vectors
+        from .eval.render import pose_grid
+        from .core.sampling import to_vectors
 
         pose_grid(to_vectors(poses)[: a.image_count], a.image, title=f"dposer sample --seed {a.seed}")
         print(f"wrote {a.image}")
 
 
 def cmd_evaluate(a):
-    from .evaluation import evaluate_generation, markdown_table
-    from .prior import load_prior
+    from .eval.evaluation import evaluate_generation, markdown_table
+    from .core.prior import load_prior
 
     _outputs(a, npz=None, extra=("json",))
     prior = load_prior(a.checkpoint, a.device, a.precision)
@@ -100,11 +100,11 @@ def cmd_evaluate(a):
     print(table)
     print(f"({time.time() - t0:.0f} s)")
     if a.json:
-        from .io import write_text
+        from .formats.npz import write_text
 
         print(f"wrote {write_text(a.json, json.dumps(res, indent=1))}")
     if a.repeat_seeds > 1:  # precision / coverage move by ~0.01 between seeds at n = 1000: show the spread
-        from .evaluation import seed_spread_table
+        from .eval.evaluation import seed_spread_table
 
         runs = [res] + [evaluate_generation(prior, n=a.n, seed=a.seed + i, sampler=a.sampler, steps=a.steps,
                                             root=a.data) for i in range(1, a.repeat_seeds)]
@@ -112,19 +112,19 @@ def cmd_evaluate(a):
 
 
 def _load_input(path, hands="absolute"):
-    from .data import load_task_input
+    from .formats.data import load_task_input
 
     return load_task_input(path, hands)
 
 
 def _file_fps(path, ps):
-    from .data import file_fps
+    from .formats.data import file_fps
 
     return file_fps(path, ps)
 
 
 def _save(a, result: dict, ps=None):
-    from .io import save_npz
+    from .formats.npz import save_npz
 
     out = {k: v for k, v in result.items()}
     if ps is not None:
@@ -145,10 +145,10 @@ def _solver_cfg(a, base):
 
 
 def cmd_complete(a):
-    from .prior import load_prior
-    from .tasks import COMPLETE, complete
+    from .core.prior import load_prior
+    from .tasks.pose_tasks import COMPLETE, complete
 
-    from .layout import names_to_dims
+    from .spec.layout import names_to_dims
 
     names_to_dims(a.missing)  # report unknown names before loading anything
     _outputs(a, extra=("image",))
@@ -165,8 +165,8 @@ def cmd_complete(a):
                    progress=_bar(cfg.steps, "complete"), clip=a.clip, fps=fps)
     _save(a, res, ps)
     if a.image:
-        from .render import pose_grid
-        from .sampling import to_vectors
+        from .eval.render import pose_grid
+        from .core.sampling import to_vectors
 
         k = min(a.image_count, len(ps))
         pairs = np.stack([ps.vectors[:k], to_vectors(res)[:k]], 1).reshape(2 * k, -1)
@@ -176,13 +176,13 @@ def cmd_complete(a):
 
 
 def cmd_clean(a):
-    from .prior import load_prior
-    from .tasks import CLEAN, clean
+    from .core.prior import load_prior
+    from .tasks.pose_tasks import CLEAN, clean
 
     _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
     ps, pose = _load_input(a.input, a.hands)
-    from .cleaning import summary
+    from .tasks.cleaning import summary
 
     cfg = _solver_cfg(a, CLEAN)
     res = clean(prior, pose, strength=a.strength, parts=a.parts, lock=a.lock or (), seed=a.seed, cfg=cfg,
@@ -197,8 +197,8 @@ def cmd_clean(a):
 
 
 def cmd_vary(a):
-    from .prior import load_prior
-    from .tasks import vary
+    from .core.prior import load_prior
+    from .tasks.pose_tasks import vary
 
     _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
@@ -211,8 +211,8 @@ def cmd_vary(a):
 
 
 def cmd_refine(a):
-    from .prior import load_prior
-    from .tasks import REFINE, refine
+    from .core.prior import load_prior
+    from .tasks.pose_tasks import REFINE, refine
 
     _outputs(a)
     prior = load_prior(a.checkpoint, a.device, a.precision)
@@ -223,9 +223,9 @@ def cmd_refine(a):
 
 
 def cmd_fit(a):
-    from .prior import load_prior
-    from .io import Npz
-    from .tasks import FIT, fit
+    from .core.prior import load_prior
+    from .formats.npz import Npz
+    from .tasks.pose_tasks import FIT, fit
 
     _outputs(a)
     path = Path(a.targets)
@@ -247,7 +247,7 @@ def cmd_fit(a):
     cfg = _solver_cfg(a, FIT)
     body = None
     if a.smplx_model:
-        from .skeleton import SmplxSkeleton
+        from .core.kinematics import SmplxSkeleton
 
         body = SmplxSkeleton(a.smplx_model, gender=a.gender)
     res = fit(prior, targets, pose=pose, free=a.free, seed=a.seed, cfg=cfg, skeleton=body,
@@ -264,12 +264,12 @@ def cmd_bench(a):
     _need("matplotlib", "plot", "dposer bench")
     if a.write:
         _outputs(a, npz=None, extra=("write",))
-    from . import bench
-    from .prior import load_prior
+    from .eval import bench
+    from .core.prior import load_prior
 
     prior = load_prior(a.checkpoint, a.device, a.precision)
     if a.name == "heldout":
-        from . import heldout
+        from .eval import heldout
 
         against = load_prior(a.against, a.device, a.precision) if a.against else None
         heldout.run_cli(a, prior, against)
@@ -278,7 +278,7 @@ def cmd_bench(a):
 
 
 def cmd_convert(a):
-    from .convert import convert_bvh, save_npz
+    from .formats.convert import convert_bvh, save_npz
 
     src, dst = Path(a.input), Path(a.output)
     if not src.exists():
@@ -317,7 +317,7 @@ def cmd_convert(a):
 
 
 def cmd_batch(a):
-    from . import batch
+    from .serve import batch
 
     if a.engine == "ray":
         _need("ray", "ray", "--engine ray")
@@ -340,7 +340,7 @@ def cmd_batch(a):
 
 
 def cmd_corpus(a):
-    from .corpus import build
+    from .train.corpus import build
 
     if a.out and len(a.dataset) > 1:
         raise ValueError("--out names one file: give one --dataset with it")
@@ -351,7 +351,7 @@ def cmd_corpus(a):
 def cmd_export(a):
     import torch
 
-    from .prior import load_prior, save_prior
+    from .core.prior import load_prior, save_prior
 
     _outputs(a, npz=None, extra=("out",))
     prior = load_prior(a.checkpoint)
@@ -361,8 +361,8 @@ def cmd_export(a):
 
 def cmd_info(a):
     from . import __version__
-    from .model import count_parameters
-    from .prior import load_prior
+    from .core.model import count_parameters
+    from .core.prior import load_prior
 
     prior = load_prior(a.checkpoint, a.device, a.precision)
     print(json.dumps({"version": __version__, "device": str(prior.device), "parameters": count_parameters(prior.net),
@@ -371,10 +371,10 @@ def cmd_info(a):
                       "command": prior.info.get("command")}, indent=1))
 
 
-# ---- the authors' released DPoser-X weights (dposer.official, docs/official_weights.md)
+# ---- the authors' released DPoser-X weights (dposer.core.official, docs/official_weights.md)
 
 def cmd_import_official(a):
-    from .official import import_official
+    from .core.official import import_official
 
     _outputs(a, npz=None, extra=("out",))
     info = import_official(a.checkpoint, a.out, a.kind)
@@ -383,7 +383,7 @@ def cmd_import_official(a):
 
 
 def cmd_download_official(a):
-    from .official import download_official
+    from .core.official import download_official
 
     for kind, path in download_official(a.out, a.kind, timeout=a.timeout, convert_to_safetensors=not a.no_convert,
                                         log=lambda m: print(m, file=sys.stderr)).items():
@@ -391,7 +391,7 @@ def cmd_download_official(a):
 
 
 def add_official_commands(sub) -> None:
-    from .official import HUB_FILES, HUB_REPO
+    from .core.official import HUB_FILES, HUB_REPO
 
     def kinds(text):
         names = [k for k in text.split(",") if k]
@@ -676,8 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .data import DataError
-    from .prior import CheckpointError
+    from .formats.data import DataError
+    from .core.prior import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:

@@ -104,7 +104,7 @@ def _mapped_parent(j: int, bone_map) -> int:
 
 def test_pose_read_through_calibration_matches_the_rig(prefs, bandai):
     """The rig's keyed pose, read through the bone map and calibration into SMPL-X axis-angle and run through FK on
-    the built-in skeleton (dposer.skeleton), points every segment (a mapped joint -> its nearest mapped SMPL-X
+    the built-in skeleton (dposer.core.kinematics), points every segment (a mapped joint -> its nearest mapped SMPL-X
     ancestor) the way the rig's own posed bone heads do.
 
     Formulation: the built-in skeleton has other proportions than the Bandai actor, so positions cannot match; the
@@ -114,7 +114,7 @@ def test_pose_read_through_calibration_matches_the_rig(prefs, bandai):
     neck/collars) is calibrated by a best fit, so its segments differ by the skeletons' proportions: a fixed angle,
     the same on every frame (to 0.05 deg)."""
     import torch
-    from dposer.skeleton import forward_kinematics
+    from dposer.core.kinematics import forward_kinematics
 
     calibrate(bandai)
     rig, det = rp.detect_rig(bandai)
@@ -197,7 +197,7 @@ def test_clean_120_frames(prefs, bandai, monkeypatch):
 def _body_joints_mm(aa: np.ndarray) -> np.ndarray:
     """(F, 22, 3) body joints (mm) on the built-in skeleton, root orientation zeroed."""
     import torch
-    from dposer.skeleton import forward_kinematics
+    from dposer.core.kinematics import forward_kinematics
 
     aa = aa.copy()
     aa[:, 0] = 0
@@ -226,11 +226,11 @@ def _graph_editor_butterworth(obj, first: int, last: int) -> None:
 
 
 def test_clean_repairs_injected_faults_better_than_butterworth(prefs, bandai):
-    """Faults from dposer.faults (spike, pop, knee/elbow bent backwards; no jitter) keyed into a 60-frame stretch of
+    """Faults from dposer.tasks.faults (spike, pop, knee/elbow bent backwards; no jitter) keyed into a 60-frame stretch of
     the imported take: Clean brings the joints closer to the take than Blender's Butterworth filter on the same
     keys, leaves the unfaulted frames within 1 mm, tags the repaired keys, reports them, and undo restores the
     faulty keys. With no range given, Clean covers the action's frames, not the scene's 1-250."""
-    from dposer import faults
+    from dposer.tasks import faults
 
     calibrate(bandai)
     first, last = 61, 120

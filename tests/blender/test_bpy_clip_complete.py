@@ -24,7 +24,7 @@ RIGHT_HAND = [rm.JOINT_NAMES[j] for j in range(40, 55)]
 @pytest.fixture(scope="module")
 def take(data_root):
     """(40, 55, 3): the finger take at 30 fps (every 4th frame of the 120 fps capture)."""
-    from dposer.data import load_finger_take
+    from dposer.formats.data import load_finger_take
 
     ps = load_finger_take(data_root)
     return rm.joints_from_pose_dict(ps.subset(np.arange(0, 4 * FRAMES, 4)).to_dict())

@@ -16,7 +16,7 @@ from blender_dposer import keyframes as kf  # noqa: E402
 
 from .conftest import key_pose, keyed_quaternions, unknown_rig  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
-from blender_dposer import preferences as prf  # noqa: E402
+from blender_dposer import session as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 RIGHT_HAND = rm.JOINT_NAMES[40:55]
@@ -26,7 +26,7 @@ N_FRAMES = 3
 @pytest.fixture(scope="module")
 def poses(data_root):
     """(N_FRAMES, 55, 3) whole-body test poses (EgoBody test split), right hand zeroed."""
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     d = load_wholebody_set("test", root=data_root).subset(np.arange(N_FRAMES)).to_dict()
     aa = rm.joints_from_pose_dict(d)

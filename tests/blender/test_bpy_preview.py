@@ -22,7 +22,7 @@ RIGHT_HAND = range(40, 55)
 
 @pytest.fixture(scope="module")
 def poses(data_root):
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     aa = rm.joints_from_pose_dict(load_wholebody_set("test", root=data_root).subset(np.arange(2)).to_dict())
     aa[:, 40:55] = 0.0

@@ -13,7 +13,7 @@ from blender_dposer import keyframes as kf  # noqa: E402
 
 from .conftest import draw_panel, fake_modal_operator, key_pose, keyed_quaternions  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
-from blender_dposer import preferences as prf  # noqa: E402
+from blender_dposer import session as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 N_FRAMES = 2

@@ -23,7 +23,7 @@ WRITTEN = [j for j in range(1, 55) if j not in (23, 24)]  # body, jaw, hands
 @pytest.fixture(scope="module")
 def real_poses(data_root):
     """(32, 55, 3) whole-body test poses (EgoBody test split)."""
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     return rm.joints_from_pose_dict(load_wholebody_set("test", root=data_root).subset(np.arange(32)).to_dict())
 
@@ -38,11 +38,11 @@ def posed(prefs, bpy_addon, scene, real_poses):
 
 
 def plausibility(checkpoint, aa):
-    """The prior's own plausibility residual (dposer.solver.plausibility, lower = more plausible) per pose."""
+    """The prior's own plausibility residual (dposer.core.solver.plausibility, lower = more plausible) per pose."""
     import torch
-    from dposer.data import from_smplx_dict
-    from dposer.prior import load_prior
-    from dposer.solver import plausibility as residual
+    from dposer.formats.data import from_smplx_dict
+    from dposer.core.prior import load_prior
+    from dposer.core.solver import plausibility as residual
 
     prior = load_prior(checkpoint or None)
     x = prior.normalize(torch.from_numpy(from_smplx_dict(rm.pose_dict_from_joints(aa)).vectors))

@@ -2,12 +2,12 @@
 
 Checkpoint = one safetensors file. Tensors ``net.*`` (inference weights, EMA), ``normalizer.mean`` and
 ``normalizer.std`` (256,); metadata ``format`` = "dposer-prior/1", ``arch`` (the network class: "dposer-scorenet",
-the default when absent, or an official DPoser-X architecture, see :mod:`dposer.official`), ``net_config`` (JSON)
+the default when absent, or an official DPoser-X architecture, see :mod:`dposer.core.official`), ``net_config`` (JSON)
 and ``info`` (JSON: training command, data, metrics, or provenance). Training checkpoints add ``train.*`` tensors
-(raw weights, optimiser, RNG). Loading a checkpoint into a :class:`dposer.prior.Prior` is :func:`dposer.prior.load_prior`
-(it also reads the authors' Lightning ``.ckpt`` files through :mod:`dposer.official`).
+(raw weights, optimiser, RNG). Loading a checkpoint into a :class:`dposer.core.prior.Prior` is :func:`dposer.core.prior.load_prior`
+(it also reads the authors' Lightning ``.ckpt`` files through :mod:`dposer.core.official`).
 
-Imports: :mod:`dposer.official` and :mod:`dposer.prior` both build on this module; it imports neither.
+Imports: :mod:`dposer.core.official` and :mod:`dposer.core.prior` both build on this module; it imports neither.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from . import layout
+from ..spec import layout
 from .model import ScoreNet
 
 FORMAT = "dposer-prior/1"
 ARCH = "dposer-scorenet"
-DEFAULT_CHECKPOINT = Path(__file__).with_name("weights") / "default.safetensors"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -88,7 +88,7 @@ def save_prior(path, net: ScoreNet, normalizer: Normalizer, info: dict | None = 
     meta.update(extra_meta or {})
     from safetensors.torch import save
 
-    from .io import atomic_write
+    from ..formats.npz import atomic_write
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:

@@ -1,9 +1,6 @@
-"""Built-in SMPL-X-shaped skeleton and batched forward kinematics.
-
-The rest joint offsets below are APPROXIMATE adult proportions (about 1.75 m tall) authored by hand for this
-project; they are not derived from the licensed SMPL-X model. Frame: SMPL-X canonical, metres, +Y up, +Z forward,
-+X towards the body's left; rest pose is the SMPL-X zero pose (T-pose, flat hands, palms down).
-With a user's own SMPL-X model files, ``SmplxSkeleton`` gives the same joints from the `smplx` package instead.
+"""Batched forward kinematics in torch on the built-in SMPL-X-shaped skeleton (:mod:`dposer.spec.skeleton`:
+its rest offsets, frame and proportions). With a user's own SMPL-X model files, ``SmplxSkeleton`` gives the same
+joints from the `smplx` package instead.
 """
 from __future__ import annotations
 
@@ -12,56 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import layout
-from .rotations import axis_angle_to_matrix
-
-# Offset of each joint from its parent, left side only; right side joints mirror x.
-_LEFT_OFFSETS = {
-    "pelvis": (0.0, 0.93, 0.0),
-    "left_hip": (0.085, -0.08, -0.01),
-    "spine1": (0.0, 0.11, -0.02),
-    "left_knee": (0.035, -0.39, 0.01),
-    "spine2": (0.0, 0.135, 0.01),
-    "left_ankle": (-0.01, -0.41, -0.04),
-    "spine3": (0.0, 0.055, 0.0),
-    "left_foot": (0.02, -0.06, 0.12),
-    "neck": (0.0, 0.21, -0.03),
-    "left_collar": (0.08, 0.12, -0.01),
-    "head": (0.0, 0.09, 0.05),
-    "left_shoulder": (0.12, 0.03, -0.01),
-    "left_elbow": (0.26, -0.01, -0.02),
-    "left_wrist": (0.25, 0.01, 0.0),
-    "jaw": (0.0, -0.03, 0.04),
-    "left_eye_smplhf": (0.03, 0.06, 0.09),
-    "left_index1": (0.095, -0.005, 0.025), "left_index2": (0.035, 0.0, 0.0), "left_index3": (0.025, 0.0, 0.0),
-    "left_middle1": (0.097, 0.0, 0.002), "left_middle2": (0.037, 0.0, 0.0), "left_middle3": (0.027, 0.0, 0.0),
-    "left_pinky1": (0.08, -0.01, -0.04), "left_pinky2": (0.022, 0.0, 0.0), "left_pinky3": (0.018, 0.0, 0.0),
-    "left_ring1": (0.09, -0.005, -0.02), "left_ring2": (0.033, 0.0, 0.0), "left_ring3": (0.025, 0.0, 0.0),
-    "left_thumb1": (0.025, -0.015, 0.03), "left_thumb2": (0.028, -0.006, 0.022), "left_thumb3": (0.024, 0.0, 0.012),
-}
-
-
-def _rest_offsets() -> np.ndarray:
-    out = np.zeros((layout.NUM_JOINTS, 3), dtype=np.float32)
-    for i, name in enumerate(layout.JOINT_NAMES):
-        if name in _LEFT_OFFSETS:
-            out[i] = _LEFT_OFFSETS[name]
-        else:
-            mirror = "left" + name[len("right"):]
-            out[i] = _LEFT_OFFSETS[mirror]
-            out[i, 0] *= -1.0
-    return out
-
-
-REST_OFFSETS = _rest_offsets()
+from ..spec import layout
+from ..spec import skeleton as spec_skeleton
+from ..spec.skeleton import REST_OFFSETS
+from .torch_rotations import axis_angle_to_matrix
 
 
 def rest_joints() -> np.ndarray:
-    """(55, 3) joint positions of the rest (zero) pose."""
-    pos = np.zeros_like(REST_OFFSETS)
-    for j, p in enumerate(layout.PARENTS):
-        pos[j] = REST_OFFSETS[j] + (pos[p] if p >= 0 else 0.0)
-    return pos
+    """(55, 3) float32 joint positions of the rest (zero) pose."""
+    return spec_skeleton.rest_joints(dtype=np.float32)
 
 
 def _depth_levels() -> list[np.ndarray]:
@@ -129,14 +85,14 @@ class SmplxSkeleton:
     Hands are absolute (``flat_hand_mean=True``), matching the pose vector's convention. ``model_path`` is a folder
     holding ``smplx/SMPLX_<GENDER>.npz`` (or ``.pkl``), or the model file itself. The `smplx` package would load it
     with pickle enabled (code in the file would run), so the file is read here without pickle
-    (:func:`dposer.io.read_smplx_model`: numeric arrays only) and `smplx` is given a clean copy of those arrays.
+    (:func:`dposer.formats.npz.read_smplx_model`: numeric arrays only) and `smplx` is given a clean copy of those arrays.
     """
 
     def __init__(self, model_path: str, gender: str = "neutral", num_expression_coeffs: int = 100,
                  num_betas: int = 10):
         import tempfile
 
-        from .io import read_smplx_model, smplx_model_file
+        from ..formats.npz import read_smplx_model, smplx_model_file
 
         try:
             import smplx

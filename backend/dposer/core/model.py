@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from . import layout
+from ..spec import layout
 from .sde import alpha_sigma
 
 PART_DIMS = {"body": 63, "hand": 45, "face": 103}

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import layout
+from ..spec import layout
 from .checkpoint import CheckpointError, Normalizer, save_prior
 from .sde import alpha_sigma
 
@@ -44,7 +44,7 @@ HUB_FILES = {"body": "body/BaseMLP/last.ckpt", "hand": "hand/BaseMLP/last.ckpt",
              "wholebody": "wholebody/mixed/last.ckpt"}
 LICENCE = ("DPoser-X code: MIT (moonbow721/DPoser-X). The released weights were trained on AMASS, hand and face "
            "research data sets whose licences allow non-commercial research use only.")
-NORMALIZERS_FILE = Path(__file__).with_name("official_normalizers.json")
+NORMALIZERS_FILE = Path(__file__).resolve().parents[1] / "official_normalizers.json"
 
 # Where each part model works in the 256-D vector. The hand model serves both hands (the left one arrives mirrored
 # into right-hand convention); its own 45-D vectors are right hands, so their statistics are the right-hand slice.

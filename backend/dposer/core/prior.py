@@ -1,7 +1,7 @@
 """A loaded pose prior: score network + normaliser + SDE on a device (:class:`Prior`), and :func:`load_prior`.
 
-The checkpoint format and the normaliser are :mod:`dposer.checkpoint` (re-exported here); the official DPoser-X
-networks and their Lightning files are :mod:`dposer.official`. This module imports both; neither imports it.
+The checkpoint format and the normaliser are :mod:`dposer.core.checkpoint` (re-exported here); the official DPoser-X
+networks and their Lightning files are :mod:`dposer.core.official`. This module imports both; neither imports it.
 """
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Sequence
 
 import torch
 
-from . import layout, official
-from .checkpoint import (ARCH, DEFAULT_CHECKPOINT, FORMAT, CheckpointError, Normalizer,  # noqa: F401 (re-exported)
-                         checkpoint_tensors, read_checkpoint, save_prior)
+from ..spec import layout
+from . import official
+from .checkpoint import (ARCH, DEFAULT_CHECKPOINT, FORMAT, CheckpointError, Normalizer, checkpoint_tensors,
+    read_checkpoint, save_prior)
 from .model import NetConfig, ScoreNet
 from .sde import alpha_sigma
 
@@ -57,7 +58,7 @@ class Prior:
         """Network output: predicted noise of x_t (normalised space). With ``precision='bf16'`` the network's
         matrix products run in bfloat16 (autocast; inputs and output stay float32). ``outputs`` (the parts whose
         values the caller uses; the others may be skipped and hold garbage) and ``time_biases`` (from
-        :meth:`time_biases`) are speed-ups that only the built-in network takes (:class:`dposer.model.ScoreNet`)."""
+        :meth:`time_biases`) are speed-ups that only the built-in network takes (:class:`dposer.core.model.ScoreNet`)."""
         kw = {}
         if isinstance(self.net, ScoreNet):
             kw = {"outputs": outputs, "time_biases": time_biases}
@@ -72,7 +73,7 @@ class Prior:
 
     def denoiser(self, part_mask: torch.Tensor | None = None, used_dims: torch.Tensor | None = None,
                  ts: Sequence[float] | None = None) -> "_BoundDenoiser":
-        """This prior as a :class:`dposer.denoiser.Denoiser` with its speed options bound (what the solvers call):
+        """This prior as a :class:`dposer.core.denoiser.Denoiser` with its speed options bound (what the solvers call):
         ``part_mask`` (N, 4) as in :meth:`eps`; ``used_dims`` bool (256,), the dims whose denoised values the
         caller uses (the network skips the heads of the other parts); ``ts`` the times it will be called at (their
         time projections computed once, in one batched product; other times are computed as usual)."""
@@ -125,7 +126,7 @@ def load_prior(path=None, device=None, precision: str = "fp32") -> Prior:
     """Load a prior; ``path=None`` loads the bundled default checkpoint. ``device``: 'cpu', 'cuda', 'auto' or None (cpu).
     ``precision``: 'fp32' (default) or 'bf16' (network products in bfloat16, see ``PRECISIONS``).
 
-    ``path`` may also be an official DPoser-X Lightning ``.ckpt`` (converted on the fly, see :mod:`dposer.official`).
+    ``path`` may also be an official DPoser-X Lightning ``.ckpt`` (converted on the fly, see :mod:`dposer.core.official`).
     """
     if device in (None, "auto"):
         device = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import layout
+from ..spec import layout
 
 _HYP = "_hypotheses"
 # Optional fields, in their key order after the pose (and its hypotheses); None = absent.
@@ -21,7 +21,7 @@ _OPTIONAL = ("trans", "scores", "repaired", "cuts", "jitter_deg", "target_error"
 
 @dataclass(eq=False)
 class TaskResult(MutableMapping):
-    """A task's answer. ``pose``: ``global_orient`` and the SMPL-X pose keys (see :mod:`dposer.layout`), arrays
+    """A task's answer. ``pose``: ``global_orient`` and the SMPL-X pose keys (see :mod:`dposer.spec.layout`), arrays
     (N, D); ``hypotheses``: pose key -> (K, N, D), best first (complete); ``scores`` (K, N), lower = better
     (complete); ``trans`` (F, 3) passed through (clean); ``repaired`` (a list of {"joint", "first", "last",
     "kind"}), ``cuts`` and ``jitter_deg`` (clean); ``target_error`` (N, J) metres (fit); ``extra``: keys a caller

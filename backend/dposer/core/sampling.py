@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import layout
+from ..spec import layout
 from .prior import Prior
 from .sde import alpha_sigma, drift_diffusion
 

@@ -8,8 +8,8 @@ held exactly. Two optimisers: Adam (the DPoser default), or gradient descent pre
 the prior term ('denoise'), whose step with no data term is x <- x + lr (D(x_t, t) - x): an annealed
 renoise-denoise iteration that reaches Adam's completion quality in half the steps (docs/benchmarks.md).
 
-The loop (:func:`solve_denoiser`) sees the prior only as a :class:`dposer.denoiser.Denoiser`, a callable on
-(x_t, t); :func:`solve` binds the prior's speed options into one (:func:`dposer.denoiser.as_denoiser`).
+The loop (:func:`solve_denoiser`) sees the prior only as a :class:`dposer.core.denoiser.Denoiser`, a callable on
+(x_t, t); :func:`solve` binds the prior's speed options into one (:func:`dposer.core.denoiser.as_denoiser`).
 """
 from __future__ import annotations
 
@@ -82,11 +82,11 @@ def solve(prior: Prior, x_init: torch.Tensor, free: torch.Tensor | None = None,
     """Minimise data_loss(x, k) + prior_weight * L_DPoser(x; t_k) over the free dims of x (N, D normalised).
 
     ``free``: bool (N, D) or (D,), True where x may change (default: everything). ``data_loss`` returns a
-    per-sample (N,) loss. ``temporal`` (a :class:`dposer.temporal.Temporal`, for rows that are the frames of
+    per-sample (N,) loss. ``temporal`` (a :class:`dposer.tasks.temporal.Temporal`, for rows that are the frames of
     clips): draws the noise correlated over each clip's frames and low-passes the denoised estimate along time, so
     the rows are solved as motions instead of independent frames. Returns the solution (N, D), detached.
     """
-    if hasattr(prior, "solve"):  # a prior with its own optimiser (the VAE baseline fits its latent; dposer.baselines)
+    if hasattr(prior, "solve"):  # a prior with its own optimiser (the VAE baseline fits its latent; dposer.eval.baselines)
         if temporal is not None:
             raise ValueError("this prior has its own optimiser and cannot solve clips (temporal)")
         return prior.solve(x_init, free, data_loss, cfg, seed=seed, part_mask=part_mask, progress=progress, cancel=cancel)
@@ -104,7 +104,7 @@ def solve_denoiser(denoiser: Denoiser, x_init: torch.Tensor, free: torch.Tensor 
                    data_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
                    cfg: SolverConfig | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None,
                    cancel: Callable[[], bool] | None = None, temporal=None) -> torch.Tensor:
-    """The loop of :func:`solve` on any :class:`dposer.denoiser.Denoiser` (arguments as there)."""
+    """The loop of :func:`solve` on any :class:`dposer.core.denoiser.Denoiser` (arguments as there)."""
     cfg = cfg or SolverConfig()
     if cfg.optimizer not in ("adam", "denoise"):
         raise ValueError(f"optimizer must be 'adam' or 'denoise', got {cfg.optimizer!r}")

@@ -1,9 +1,9 @@
-"""Baseline pose priors with the :class:`dposer.prior.Prior` interface, for the benchmarks (docs/benchmarks.md).
+"""Baseline pose priors with the :class:`dposer.core.prior.Prior` interface, for the benchmarks (docs/benchmarks.md).
 
 Every baseline is fitted on exactly the training split the default checkpoint was trained on
 (:class:`dposer.train.TrainingData` ``("train", mirror_wholebody=True)``: AMASS body, hand, face and EgoBody
 whole-body rows plus their mirror images), in the same normalised 256-D space (the checkpoint's own
-:class:`~dposer.prior.Normalizer`), and plugs into the same tasks (complete / clean / fit) through the same solver,
+:class:`~dposer.core.prior.Normalizer`), and plugs into the same tasks (complete / clean / fit) through the same solver,
 so only the prior changes between benchmark rows.
 
 * :class:`MixturePrior` - Gaussians and Gaussian mixtures have an exact diffused density at every t of the sub-VP
@@ -16,7 +16,7 @@ so only the prior changes between benchmark rows.
   to missing dims, no solver (the bar to clear).
 * :class:`VAEPrior` - a VPoser-style VAE per part (MLP encoder/decoder, latent 32, KL-annealed); used as VPoser is
   used in fitting: the solver optimises the latent z of each part (decoded pose + data term + w ||z||^2) with the
-  same Adam steps. It exposes ``solve`` which :func:`dposer.solver.solve` delegates to.
+  same Adam steps. It exposes ``solve`` which :func:`dposer.core.solver.solve` delegates to.
 * :func:`combiner_prior` - the bundled network with its fusion output switched off: independent part networks, the
   DPoser-X "Combiner" (caveat: those part networks were trained jointly with the fusion module).
 """
@@ -34,9 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data, layout
-from .prior import Normalizer, Prior
-from .sde import alpha_sigma
+from ..formats import data
+from ..spec import layout
+from ..core.prior import Normalizer, Prior
+from ..core.sde import alpha_sigma
 
 PART_BLOCKS = layout.PART_SLICES  # the blocks of the block-diagonal mixtures are the model's parts
 
@@ -63,7 +64,7 @@ def load_cache(path: Path) -> dict | None:
 
 
 def _save_cache(obj, path: Path) -> None:
-    from .io import atomic_write
+    from ..formats.npz import atomic_write
 
     with atomic_write(path) as f:
         torch.save(obj, f)
@@ -81,7 +82,7 @@ def training_rows(normalizer: Normalizer, split: str = "train", root=None) -> tu
 
     Hand-only rows are used once in the right-hand slot and once (mirrored) in the left slot, as separate rows.
     """
-    from .train import TrainingData
+    from ..train.train import TrainingData
 
     td = TrainingData(split, root=root, mirror_wholebody=(split == "train"))
     vecs, pres = [], []
@@ -192,7 +193,7 @@ class Mixture:
 
 
 class _DenoiserPrior:
-    """The rest of the :class:`dposer.prior.Prior` interface from a subclass's ``denoise`` and ``normalizer``."""
+    """The rest of the :class:`dposer.core.prior.Prior` interface from a subclass's ``denoise`` and ``normalizer``."""
 
     def eps(self, x_t, t, mask=None):
         a, s = alpha_sigma(t)
@@ -210,7 +211,7 @@ class _DenoiserPrior:
 
 class MixturePrior(_DenoiserPrior):
     """A prior made of independent Gaussian-mixture blocks over the 256-D normalised vector (a block may span
-    several parts; a single 256-D Gaussian is one block). Same interface as :class:`dposer.prior.Prior`."""
+    several parts; a single 256-D Gaussian is one block). Same interface as :class:`dposer.core.prior.Prior`."""
 
     def __init__(self, blocks: list[tuple[slice, Mixture]], normalizer: Normalizer, name: str = "mixture"):
         self.blocks = blocks
@@ -502,7 +503,7 @@ class VAEPrior(_DenoiserPrior):
     def solve(self, x_init: torch.Tensor, free: torch.Tensor | None = None,
               data_loss: Callable | None = None, cfg=None, seed: int = 0, part_mask=None,
               progress: Callable | None = None, cancel: Callable | None = None) -> torch.Tensor:
-        from .solver import Cancelled, SolverConfig, learning_rate
+        from ..core.solver import Cancelled, SolverConfig, learning_rate
 
         cfg = cfg or SolverConfig()
         if cfg.optimizer != "adam":  # the latent is fitted with Adam, as VPoser is; keep the step count
@@ -524,7 +525,7 @@ class VAEPrior(_DenoiserPrior):
             return x_fixed
         opt = torch.optim.Adam(list(z.values()), lr=cfg.lr, betas=(0.9, 0.99))
         for k in range(cfg.steps):
-            opt.param_groups[0]["lr"] = learning_rate(cfg, k)  # the same step sizes as dposer.solver.solve
+            opt.param_groups[0]["lr"] = learning_rate(cfg, k)  # the same step sizes as dposer.core.solver.solve
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled at iteration {k} of {cfg.steps}")
             dec = self.decode_parts(z, base)

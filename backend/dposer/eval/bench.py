@@ -4,7 +4,7 @@
     dposer bench quick                            # every table at tiny sizes (CI: rows produced and finite)
     dposer bench completion   # completion vs baselines (test splits, 95% bootstrap intervals), tuning on val
     dposer bench generation   # FID, PRDC, APD, joint-limit / self-penetration proxies
-    dposer bench clean        # mocap cleaning under the fault model (dposer.faults) on Bandai dataset-1, vs filters
+    dposer bench clean        # mocap cleaning under the fault model (dposer.tasks.faults) on Bandai dataset-1, vs filters
     dposer bench schedule     # truncated vs uniform schedules, t_max/t_min, on the validation split
     dposer bench steps        # solver steps vs error vs time (Pareto)
     dposer bench ranking      # picking one of K hypotheses
@@ -21,17 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import layout
-from .prior import Prior
-from .tasks import COMPLETE
-# the shared parts, the sections split into dposer.eval, re-exported: dposer.bench is the public entry
-from .eval.cases import (ADAM_COMPLETE, ADAM_LABEL, FULL, LABELS, NOVEL_MM, QUICK, CompletionCase,  # noqa: F401
-                         Context, Sizes, _fmt_ci, _plt, _savefig, _setting_str, baseline_mean, baseline_nearest,
-                         bootstrap_ci, completion_cases, completion_error, completion_errors,
-                         nearest_training_hand_mm, run_completion)
-from .eval.cleaning import bench_clean  # noqa: F401
-from .eval.generation import bench_generation, generation_rows  # noqa: F401
-from .eval.speed import bench_speed, network_flops  # noqa: F401
+from ..spec import layout
+from ..core.prior import Prior
+from ..tasks.pose_tasks import COMPLETE
+# the shared parts, the sections split into dposer.eval, re-exported: dposer.eval.bench is the public entry
+from .cases import (ADAM_COMPLETE, ADAM_LABEL, FULL, LABELS, NOVEL_MM, QUICK, CompletionCase, Context, Sizes,
+    _fmt_ci, _plt, _savefig, _setting_str, baseline_mean, baseline_nearest, bootstrap_ci, completion_cases,
+    completion_error, completion_errors, nearest_training_hand_mm, run_completion)
+from .cleaning import bench_clean  # noqa: F401
+from .generation import bench_generation, generation_rows  # noqa: F401
+from .speed import bench_speed, network_flops  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -265,7 +264,7 @@ def bench_steps(ctx: Context) -> str:
 
 def bench_ranking(ctx: Context) -> str:
     """How to pick one answer from K hypotheses, on the validation split (rank-1 MPJPE mm of each rule)."""
-    from .solver import plausibility
+    from ..core.solver import plausibility
 
     prior = ctx.prior
     K = ctx.sizes.hypotheses
@@ -285,13 +284,13 @@ def bench_ranking(ctx: Context) -> str:
 
 
 def bench_clip(ctx: Context) -> str:
-    from .eval.clip import bench_clip as run
+    from .clip import bench_clip as run
 
     return run(ctx)
 
 
 def bench_batch(ctx: Context) -> str:
-    from .eval.batch import bench_batch as run
+    from .batch import bench_batch as run
 
     return run(ctx)
 
@@ -336,7 +335,7 @@ def write_section(path, name: str, body: str, command: str) -> None:
     block = (f"<!-- bench:{name} -->\n*`{command}` — {stamp}, {machine()}*\n\n{body}\n<!-- /bench:{name} -->")
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     text = pattern.sub(lambda m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    from .io import write_text
+    from ..formats.npz import write_text
 
     write_text(path, text)
 

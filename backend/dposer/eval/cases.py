@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, layout, metrics
-from ..prior import Prior
-from ..rotations import geodesic_degrees
-from ..solver import SolverConfig
-from ..tasks import COMPLETE, complete
+from ..formats import data
+from ..spec import layout
+from . import metrics
+from ..core.prior import Prior
+from ..core.torch_rotations import geodesic_degrees
+from ..core.solver import SolverConfig
+from ..tasks.pose_tasks import COMPLETE, complete
 from dataclasses import dataclass
 
 
@@ -217,7 +219,7 @@ class Context:
     @property
     def rows(self):
         if self._rows is None:
-            from .. import baselines
+            from . import baselines
 
             self._rows = baselines.training_rows(self.prior.normalizer, root=self.root)
         return self._rows
@@ -225,7 +227,7 @@ class Context:
     @property
     def priors(self) -> dict:
         if self._priors is None:
-            from .. import baselines as B
+            from . import baselines as B
 
             sz = self.sizes
             norm = self.prior.normalizer
@@ -336,7 +338,7 @@ def _savefig(fig, ctx: Context, name: str) -> str:
         plt.close(fig)
         return ""
     ctx.images.mkdir(parents=True, exist_ok=True)
-    from ..io import atomic_write
+    from ..formats.npz import atomic_write
 
     with atomic_write(ctx.images / name) as f:
         fig.savefig(f, format="png", dpi=90, bbox_inches="tight")

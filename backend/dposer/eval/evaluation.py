@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import data, layout, metrics
-from .prior import Prior
-from .sampling import sample
+from ..formats import data
+from ..spec import layout
+from . import metrics
+from ..core.prior import Prior
+from ..core.sampling import sample
 
 
 def _part_rows(vectors: np.ndarray, part: str) -> np.ndarray:

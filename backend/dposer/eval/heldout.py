@@ -20,9 +20,11 @@ import time
 
 import numpy as np
 
-from . import bench, data, layout
-from .corpus import default_path, load_body
-from .tasks import complete
+from . import bench
+from ..formats import data
+from ..spec import layout
+from ..train.corpus import default_path, load_body
+from ..tasks.pose_tasks import complete
 
 TASKS = ("left_leg", "right_arm", "trunk")
 MIRRORED = "mirrored other limb"

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from . import layout, skeleton
+from ..spec import layout
+from ..core import kinematics as skeleton
 
 
 def fid_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:

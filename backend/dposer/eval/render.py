@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import layout, skeleton
+from ..spec import layout
+from ..core import kinematics as skeleton
 
 _BONE_COLOURS = {"left": "#1f77b4", "right": "#d62728", "mid": "#333333"}
 
@@ -86,7 +87,7 @@ def pose_grid(vectors: np.ndarray, path: str, cols: int = 3, title: str | None =
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    from .io import atomic_write
+    from ..formats.npz import atomic_write
 
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=100)

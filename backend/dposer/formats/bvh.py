@@ -10,7 +10,7 @@ Conventions (the Biovision format as common exporters write it):
   offsets); a joint without takes its ``OFFSET``.
 - In the rest pose (all channels zero) every joint's frame is parallel to the world frame.
 - Joint names follow Blender's importer (io_anim_bvh): a multi-word name is joined with ``_`` and a repeated name
-  gets ``.001``, ``.002``..., so the add-on's bone-map presets (``blender_dposer.bone_maps``) match them.
+  gets ``.001``, ``.002``..., so the add-on's bone-map presets (``dposer.spec.bone_maps``) match them.
 
 Anything malformed raises :class:`BvhError` naming the problem (and the line, where there is one).
 """

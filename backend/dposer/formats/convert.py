@@ -2,8 +2,8 @@
 
 How (vectorised over frames, no optimisation loop):
 
-1. :mod:`dposer.bvh` parses the take and runs its forward kinematics: world position and rotation of every joint.
-2. BVH joint names map to SMPL-X joints through the add-on's bone-map presets (``blender_dposer.bone_maps``, the
+1. :mod:`dposer.formats.bvh` parses the take and runs its forward kinematics: world position and rotation of every joint.
+2. BVH joint names map to SMPL-X joints through the bone-map presets (``dposer.spec.bone_maps``, the
    one name table: CMU / cgspeed, ASF-style, Bandai Namco, Mixamo ...), picked by how many names match.
 3. The world is turned so that the body's up axis is +Y (a Z-up take is rotated), and the file unit (m, cm, inch,
    mm) is read off the skeleton's size against the built-in skeleton's.
@@ -26,7 +26,6 @@ SMPL-X's), and exposes a wrong name map (tens of degrees).
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +33,14 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from . import bvh as bvh_io
-from . import layout
-from .skeleton import REST_OFFSETS, rest_joints
+from ..spec import layout
+from ..spec.skeleton import REST_OFFSETS, rest_joints
 
 NB = 22  # body joints: pelvis + the 21 of body_pose
 BODY = layout.JOINT_NAMES[:NB]
 PARENT = np.asarray(layout.PARENTS[:NB])
 J = {n: i for i, n in enumerate(BODY)}
-REST = rest_joints()[:NB].astype(np.float64)
+REST = rest_joints(dtype=np.float32)[:NB].astype(np.float64)
 OFFSETS = REST_OFFSETS[:NB].astype(np.float64)
 CHILDREN = {j: [c for c in range(NB) if PARENT[c] == j] for j in range(NB)}
 
@@ -54,17 +53,9 @@ SPINE = ("spine1", "spine2", "spine3", "neck", "head")
 
 
 def _bone_maps():
-    """The add-on's bpy-free bone-map module: the one table of rig / BVH bone names."""
-    try:
-        from blender_dposer import bone_maps
-    except ImportError:  # a source checkout run with PYTHONPATH=backend: the add-on sits beside it
-        repo = Path(__file__).resolve().parents[2]
-        if not (repo / "blender_dposer" / "bone_maps.py").is_file():
-            raise ImportError("dposer convert reads BVH joint names with the add-on's bone-map table "
-                              "(blender_dposer/bone_maps.py): run it from a source checkout of blender-dposer "
-                              "(pip install -e .) or put the repository root on PYTHONPATH") from None
-        sys.path.append(str(repo))
-        from blender_dposer import bone_maps
+    """The one table of rig / BVH bone names (:mod:`dposer.spec.bone_maps`)."""
+    from ..spec import bone_maps
+
     return bone_maps
 
 
@@ -387,7 +378,7 @@ def convert_bvh(source, skeleton: str | None = None) -> dict:
     built-in skeleton's pelvis where the take's is), ``mocap_framerate`` (fps), ``fit_error_deg_mean`` /
     ``fit_error_deg_max`` (bone-direction misfit), ``skeleton`` (the name preset used), ``unit`` (of the file)
     and ``bone_map`` (JSON {SMPL-X joint: BVH joint}). ``skeleton`` names a preset instead of detecting it.
-    Raises :class:`dposer.bvh.BvhError` on a malformed file or one whose joints cannot be mapped.
+    Raises :class:`dposer.formats.bvh.BvhError` on a malformed file or one whose joints cannot be mapped.
     """
     import json
 

@@ -1,7 +1,7 @@
-"""A task's SMPL-X result written back onto a BVH take's own skeleton: the inverse of :mod:`dposer.convert` for a
+"""A task's SMPL-X result written back onto a BVH take's own skeleton: the inverse of :mod:`dposer.formats.convert` for a
 changed take (``dposer batch`` writes cleaned / completed BVH takes with it). NumPy + SciPy, no torch.
 
-How: :func:`dposer.convert.convert_bvh` aims each body joint of the built-in skeleton so that its bones point where
+How: :func:`dposer.formats.convert.convert_bvh` aims each body joint of the built-in skeleton so that its bones point where
 the take's bones point. A task then turns those joints' world rotations from G to G'. The same world-space turn
 D = G' G^T is applied to the BVH joint mapped to that SMPL-X joint (Q' = D Q, in the take's own axes), so the take's
 bones turn exactly as the built-in skeleton's did, and a bone that pointed where the SMPL-X bone pointed still

@@ -1,6 +1,6 @@
 """Pose data: loaders for the shared DPoser-X files, AMASS and SMPL-X npz, and the fixed splits.
 
-Every loader returns a :class:`PoseSet`: 256-D vectors in the layout of :mod:`dposer.layout` (hands absolute,
+Every loader returns a :class:`PoseSet`: 256-D vectors in the layout of :mod:`dposer.spec.layout` (hands absolute,
 left hand in its own convention) plus a per-dim ``present`` mask. Absent dims hold zeros.
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import layout
-from .io import DataError, Npz  # noqa: F401 - DataError is re-exported: dposer.data.DataError
+from ..spec import layout
+from .npz import DataError, Npz  # noqa: F401 - DataError is re-exported: dposer.formats.data.DataError
 
-SPLITS_FILE = Path(__file__).with_name("splits.json")
+SPLITS_FILE = Path(__file__).resolve().parents[1] / "splits.json"
 
 
 
@@ -26,7 +26,7 @@ def data_root(path: str | os.PathLike | None = None) -> Path:
         path = os.environ.get("DPOSER_DATA")
     if path is None:
         here = Path(__file__).resolve()
-        for cand in (here.parents[2] / ".." / "shared" / "data", Path.cwd() / ".." / "shared" / "data"):
+        for cand in (here.parents[3] / ".." / "shared" / "data", Path.cwd() / ".." / "shared" / "data"):
             if cand.is_dir():
                 return cand.resolve()
         raise FileNotFoundError("pose data not found: set DPOSER_DATA to the folder holding dposer_x/ (e.g. ../shared/data)")

@@ -3,7 +3,7 @@
     dposer batch clean --input capture_day/ --output cleaned/ --workers 2
     dposer batch complete --input 'takes/**/*.npz' --output done/ --missing left_hand,right_hand --engine ray
 
-    >>> report = dposer.batch.run("clean", "capture_day/", "cleaned/", workers=2, strength=0.5)
+    >>> report = dposer.serve.batch.run("clean", "capture_day/", "cleaned/", workers=2, strength=0.5)
 
 Every take is processed on its own by one function, :func:`process_take` (load -> task -> write), which both
 engines run: ``local`` in worker processes of this machine (``concurrent.futures`` with spawn; torch threads per
@@ -12,9 +12,9 @@ worker = cores // workers), ``ray`` as Ray tasks (the optional ``ray`` extra; ``
 and keeps it for the takes it runs. A take's seed comes from the seed and the take's relative path, never from the
 order it was scheduled in, so both engines give the same outputs.
 
-Inputs: six-key SMPL-X npz, AMASS npz (``poses``) and BVH (read through :func:`dposer.convert.convert_bvh`).
+Inputs: six-key SMPL-X npz, AMASS npz (``poses``) and BVH (read through :func:`dposer.formats.convert.convert_bvh`).
 Outputs mirror the input names below ``output`` (relative paths kept): npz in -> npz out; BVH in -> BVH out on
-the take's own skeleton (:mod:`dposer.convert_back`) plus ``<name>.smplx.npz`` beside it, the full SMPL-X result
+the take's own skeleton (:mod:`dposer.formats.convert_back`) plus ``<name>.smplx.npz`` beside it, the full SMPL-X result
 (what the BVH has no joints for, e.g. completed hands, lives only there). Complete solves each take as a clip
 (``clip=True``) at the take's frame rate.
 
@@ -60,7 +60,7 @@ def _prior(checkpoint, device, precision, rec: dict):
     key = (checkpoint, device, precision)
     rec["prior_loaded"] = key not in _PRIORS  # True once per worker process (its first take)
     if key not in _PRIORS:
-        from .prior import load_prior
+        from ..core.prior import load_prior
 
         _PRIORS.clear()
         _PRIORS[key] = load_prior(checkpoint, device, precision)
@@ -83,10 +83,10 @@ def output_names(rel: str) -> list[str]:
 
 def _load(path: Path, hands: str):
     """(pose dict for the task, PoseSet, fps or None, conversion or None) of an npz or BVH take."""
-    from . import data
+    from ..formats import data
 
     if path.suffix.lower() == ".bvh":
-        from .convert import convert_bvh
+        from ..formats.convert import convert_bvh
 
         conv = convert_bvh(path)
         ps = data.from_smplx_dict({k: conv[k] for k in ("global_orient", "body_pose", "trans")})
@@ -120,7 +120,7 @@ def _plain(x):
 
 def _run_task(task: str, pose: dict, fps, seed: int, o: dict, rec: dict) -> tuple[dict, object]:
     """(result arrays, what was repaired or None) of one take."""
-    from . import tasks
+    from ..tasks import pose_tasks as tasks
 
     prior = _prior(o["checkpoint"], o["device"], o["precision"], rec)
     if task == "clean":
@@ -149,7 +149,7 @@ def process_take(job: dict) -> dict:
            "error": None, "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         torch.set_num_threads(job["threads"])
-        from . import io
+        from ..formats import npz as io
 
         src, out_dir, o = Path(job["source"]), Path(job["output"]), job["options"]
         pose, ps, fps, conv = _load(src, o["hands"])
@@ -168,7 +168,7 @@ def process_take(job: dict) -> dict:
         if conv is None:
             io.save_npz(paths[0], res, inputs=[src])
         else:
-            from . import bvh, convert_back
+            from ..formats import bvh, convert_back
 
             for k in ("skeleton", "unit", "bone_map", "fit_error_deg_mean", "fit_error_deg_max"):
                 res[f"convert_{k}"] = np.asarray(conv[k])
@@ -212,7 +212,7 @@ def find_takes(inputs, output) -> tuple[Path, list[Path]]:
 
 def task_options(task: str, options: dict) -> dict:
     """The task's options with defaults filled in, checked before any take runs."""
-    from . import layout
+    from ..spec import layout
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
@@ -286,7 +286,7 @@ def run(task: str, inputs, output, engine: str = "local", workers: int | None = 
     with its own report ``batch_report.shard<i>of<n>.json``: one shard per task of a Slurm array. Ctrl-C stops the
     batch after recording what finished (KeyboardInterrupt is re-raised).
     """
-    from . import io
+    from ..formats import npz as io
 
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")

@@ -1,4 +1,4 @@
-"""JSON-lines server: ``python -m dposer.server [--checkpoint PATH] [--device cpu|cuda|auto]``.
+"""JSON-lines server: ``python -m dposer.serve [--checkpoint PATH] [--device cpu|cuda|auto]``.
 
 One request per line on stdin, replies as JSON lines on stdout (and only there: everything else the process prints
 goes to stderr). The prior is loaded once at start and kept warm; long tasks run one at a time on a worker thread,
@@ -20,10 +20,11 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from . import __version__, layout
-from .protocol import (CONTROL_OPS, LIMITS, MAX_ECHO_CHARS, MAX_FRAMES, MAX_HYPOTHESES,  # noqa: F401 (re-exported)
-                       MAX_ID_CHARS, MAX_LINE_BYTES, MAX_MESSAGE_CHARS, MAX_N, MAX_POSES, MAX_QUEUE, MAX_SEED,
-                       MAX_STEPS, MAX_WORK, OPS, PROGRESS_MESSAGES, PROTOCOL, TASK_OPS)
+from .. import __version__
+from ..spec import layout
+from ..spec.protocol import (CONTROL_OPS, LIMITS, MAX_ECHO_CHARS, MAX_FRAMES, MAX_HYPOTHESES, MAX_ID_CHARS,
+    MAX_LINE_BYTES, MAX_MESSAGE_CHARS, MAX_N, MAX_POSES, MAX_QUEUE, MAX_SEED, MAX_STEPS, MAX_WORK, OPS,
+    PROGRESS_MESSAGES, PROTOCOL, TASK_OPS)
 
 WIDTHS = {"global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45, "jaw_pose": 3,
           "expression": 100, "trans": 3}
@@ -318,7 +319,7 @@ def _cross_checks(op: str, a: dict) -> None:
 
 def work(op: str, a: dict) -> int:
     """Work of a validated task request: poses x hypotheses x solver iterations (or sampler steps)."""
-    from .tasks import CLEAN, COMPLETE, FIT, REFINE
+    from ..tasks.pose_tasks import CLEAN, COMPLETE, FIT, REFINE
 
     if op == "complete":
         return _rows(a["pose"]) * a["hypotheses"] * COMPLETE.steps
@@ -391,7 +392,7 @@ def request_id(msg: Any):
 
 def jsonable(v):
     """numpy arrays and scalars -> lists and Python numbers, recursively; a mapping (a task's
-    :class:`dposer.results.TaskResult`) -> a dict with the same keys in the same order."""
+    :class:`dposer.core.results.TaskResult`) -> a dict with the same keys in the same order."""
     if isinstance(v, np.ndarray):
         return v.tolist()
     if isinstance(v, np.generic):
@@ -579,7 +580,7 @@ class Server:
             self.send(reply)
 
     def _progress(self, job: Job) -> Callable[[int, int], None]:
-        from .solver import Cancelled
+        from ..core.solver import Cancelled
 
         last = [0]
 
@@ -596,9 +597,9 @@ class Server:
 
     def _run(self, job: Job) -> dict:
         """Run a task; returns its final reply (result or error)."""
-        from .data import DataError
-        from .prior import CheckpointError
-        from .solver import Cancelled
+        from ..formats.data import DataError
+        from ..core.prior import CheckpointError
+        from ..core.solver import Cancelled
 
         def error(code, message):
             return error_reply(job.id, code, message)
@@ -630,8 +631,8 @@ class Server:
 
 def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> Mapping:
     """Run one validated task request on ``prior``."""
-    from . import tasks
-    from .sampling import sample
+    from ..tasks import pose_tasks as tasks
+    from ..core.sampling import sample
 
     kw = {"progress": progress, "cancel": cancel}
     if op == "complete":
@@ -652,7 +653,7 @@ def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> M
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dposer.server", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dposer.serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None, help="prior checkpoint (.safetensors, or an official DPoser-X .ckpt); default: the bundled one")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="default: cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
@@ -669,12 +670,12 @@ def main(argv: list[str] | None = None) -> int:
     def fail(code: str, message: str) -> int:
         out.write(json.dumps({"id": None, "type": "error", "error": {"code": code, "message": message}}).encode() + b"\n")
         out.flush()
-        print(f"dposer.server: {message}", file=sys.stderr)
+        print(f"dposer.serve: {message}", file=sys.stderr)
         return 1
 
     import torch
 
-    from .prior import CheckpointError, load_prior
+    from ..core.prior import CheckpointError, load_prior
 
     torch.set_num_threads(max(1, a.threads) if a.threads else min(8, torch.get_num_threads()))
     if a.device == "cuda" and not torch.cuda.is_available():

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT OR GPL-3.0-or-later
-# (dual-licensed: the MIT backend's BVH converter, dposer.convert, reads the bone-name table through this module)
+# (dual-licensed: the MIT backend's BVH converter, dposer.formats.convert, reads the bone-name table through this module)
 """Bone-map presets (SMPL-X joint -> rig bone name) and their auto-detection. No bpy.
 
 Presets: the official SMPL-X add-on rig (``left_eye_smplhf``), the Meshcapade SMPL-X rig (``left_eye``), Mixamo
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .smplx_skeleton import JOINT_INDEX, JOINT_NAMES, MODELLED_JOINTS
+from .skeleton import JOINT_INDEX, JOINT_NAMES, MODELLED_JOINTS
 
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")
 
@@ -549,7 +549,7 @@ def bvh_bone_names(text: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Part / group / joint names of the protocol (docs/protocol.md 2, "Names"): which joints a request's ``missing``
-# or ``parts`` names, so the add-on knows which bones it will write. A copy of dposer.layout.GROUPS (the add-on
+# or ``parts`` names, so the add-on knows which bones it will write. A copy of dposer.spec.layout.GROUPS (the add-on
 # must not import the backend); tests/blender/test_bpy_addon.py checks that both resolve names identically.
 
 PARTS = ("body", "left_hand", "right_hand", "face")
@@ -605,7 +605,7 @@ def split_names(names: str | Iterable[str]) -> list[str]:
 
 def names_to_joints(names: str | Iterable[str]) -> tuple[str, ...]:
     """SMPL-X joints (SMPL-X order) named by part / group / pose-key / joint names, as the backend resolves them
-    (``dposer.layout.names_to_dims``). Raises ValueError listing unknown names."""
+    (``dposer.spec.layout.names_to_dims``). Raises ValueError listing unknown names."""
     found: set[str] = set()
     unknown = []
     for n in split_names(names):

@@ -1,8 +1,7 @@
 """The JSON-lines protocol's table, written once: its version, the ops and the limits (docs/protocol.md).
 
-Pure Python with no imports, so both ends use it: ``dposer.server`` imports it, and the add-on carries a copy,
-``blender_dposer/protocol.py``, because the add-on must not import ``dposer`` (its ``__init__`` imports torch) in
-Blender's process. tests/test_protocol.py checks that the two files are identical: edit this one, then copy it.
+Pure Python with no imports, so both ends use it: :mod:`dposer.serve.server` and the Blender add-on's client
+(``blender_dposer.backend_client``, in Blender's own Python, without torch).
 """
 
 PROTOCOL = 1

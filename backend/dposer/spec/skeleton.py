@@ -1,10 +1,10 @@
-# SPDX-License-Identifier: MIT OR GPL-3.0-or-later
-# (dual-licensed: the MIT backend's BVH converter, dposer.convert, reads the bone-name table through this module)
-"""SMPL-X tables and NumPy skeleton math of the add-on (no ``bpy``, no torch): joint names, parents, the rest
-offsets, forward kinematics, hand mirroring, and per-joint axis-angle <-> protocol pose dict.
+"""The built-in SMPL-X-shaped skeleton and its NumPy math (no ``bpy``, no torch): the rest offsets, forward
+kinematics, hand mirroring, and per-joint axis-angle <-> protocol pose dict. Joint names and parents come from
+:mod:`.layout`; :mod:`dposer.core.kinematics` runs the same skeleton in torch.
 
-The tables copy ``dposer.layout`` and ``dposer.skeleton`` (the add-on must not import the backend, which needs
-torch); tests/test_smplx_skeleton.py checks that they are equal.
+The rest offsets are APPROXIMATE adult proportions (about 1.75 m tall) authored by hand for this project; they are
+not derived from the licensed SMPL-X model. Frame: SMPL-X canonical, metres, +Y up, +Z forward, +X towards the
+body's left; rest pose is the SMPL-X zero pose (T-pose, flat hands, palms down).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .layout import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
 from .rotations import axis_angle_to_matrix
 
 __all__ = [
@@ -21,28 +22,8 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------------------------
-# SMPL-X tables. Copies of dposer.layout.JOINT_NAMES / PARENTS and dposer.skeleton's built-in rest offsets (the
-# add-on must not import the backend, which needs torch); tests/test_smplx_skeleton.py checks that they are equal.
+# SMPL-X tables.
 
-JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "jaw", "left_eye_smplhf", "right_eye_smplhf",
-    "left_index1", "left_index2", "left_index3", "left_middle1", "left_middle2", "left_middle3",
-    "left_pinky1", "left_pinky2", "left_pinky3", "left_ring1", "left_ring2", "left_ring3",
-    "left_thumb1", "left_thumb2", "left_thumb3",
-    "right_index1", "right_index2", "right_index3", "right_middle1", "right_middle2", "right_middle3",
-    "right_pinky1", "right_pinky2", "right_pinky3", "right_ring1", "right_ring2", "right_ring3",
-    "right_thumb1", "right_thumb2", "right_thumb3",
-)
-NUM_JOINTS = len(JOINT_NAMES)  # 55
-PARENTS = (
-    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
-    20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
-    21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53,
-)
-JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
 # Joints DPoser-X models (body 1-21, jaw 22, fingers 25-54); the pelvis (global orient) and the eyes are not.
 MODELLED_JOINTS = tuple(JOINT_NAMES[1:23]) + tuple(JOINT_NAMES[25:55])
 # Slices of the per-joint (55, 3) array that make up the protocol's pose keys.
@@ -90,22 +71,21 @@ def _rest_offsets() -> np.ndarray:
     return out
 
 
-# Offset of each joint from its parent (the pelvis' from the origin), SMPL-X frame, metres. Approximate adult
-# proportions authored for the project (not SMPL-X model data); float32 like dposer.skeleton.REST_OFFSETS.
+# Offset of each joint from its parent (the pelvis' from the origin), SMPL-X frame, metres (float32).
 REST_OFFSETS = _rest_offsets()
 
 
-def rest_joints(offsets: np.ndarray | None = None) -> np.ndarray:
-    """(55, 3) joint positions of the zero pose (T-pose, flat hands) in the SMPL-X frame."""
+def rest_joints(offsets: np.ndarray | None = None, dtype=np.float64) -> np.ndarray:
+    """(55, 3) joint positions of the zero pose (T-pose, flat hands) in the SMPL-X frame, summed in ``dtype``."""
     offsets = REST_OFFSETS if offsets is None else np.asarray(offsets)
-    pos = np.zeros((NUM_JOINTS, 3), dtype=np.float64)
+    pos = np.zeros((NUM_JOINTS, 3), dtype=dtype)
     for j, p in enumerate(PARENTS):
         pos[j] = offsets[j] + (pos[p] if p >= 0 else 0.0)
     return pos
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Hand mirroring (the backend's convention, dposer.layout.mirror_hand).
+# Hand mirroring (the backend's convention, dposer.spec.layout.mirror_hand).
 
 MIRROR_X = np.diag([-1.0, 1.0, 1.0])
 
@@ -143,7 +123,7 @@ def smplx_global_rotations(rotations) -> np.ndarray:
 
 
 def smplx_fk(rotations, offsets=None, translation=None) -> tuple[np.ndarray, np.ndarray]:
-    """SMPL-X forward kinematics in NumPy (the test twin of ``dposer.skeleton.forward_kinematics``).
+    """SMPL-X forward kinematics in NumPy (the test twin of ``dposer.core.kinematics.forward_kinematics``).
 
     ``rotations``: axis-angle (..., 55, 3) or matrices (..., 55, 3, 3). Returns (global rotations (..., 55, 3, 3),
     joint positions (..., 55, 3)) in the SMPL-X frame; ``translation`` (..., 3) is added to every joint.

@@ -35,7 +35,7 @@ import numpy as np
 from scipy.linalg import solveh_banded
 from scipy.spatial.transform import Rotation
 
-from . import layout
+from ..spec import layout
 from .faults import LIMBS
 
 # Thresholds, chosen on the tuning takes (the two AMASS takes and the gestures clip, also resampled to 30 fps) and,
@@ -156,7 +156,7 @@ def probes(aa: np.ndarray, joints: list) -> np.ndarray:
     own (rotated) frame, on the built-in skeleton posed by ``aa`` (F, J, 3) (joints not in ``joints`` at rest);
     rows past a joint's count are NaN. Turning a joint's rotation by ``e`` moves these by the angle between
     ``v`` and ``e v``."""
-    from .skeleton import REST_OFFSETS
+    from ..core.kinematics import REST_OFFSETS
 
     F = len(aa)
     parents = np.asarray(layout.PARENTS)

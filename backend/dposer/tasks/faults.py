@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from . import layout
+from ..spec import layout
 
 BODY = layout.VECTOR_JOINTS[:21]  # the body joints of body_pose, in order
 LIMBS = {"left_arm": ("left_shoulder", "left_elbow", "left_wrist"),

@@ -1,7 +1,7 @@
 """The artist-facing tasks on top of the solver: complete, clean, vary, fit, refine.
 
-Poses are dicts of numpy arrays with any subset of the six SMPL-X keys (see :mod:`dposer.layout`); keys absent
-from the input are unobserved and get filled in. Every task returns a :class:`dposer.results.TaskResult` (typed
+Poses are dicts of numpy arrays with any subset of the six SMPL-X keys (see :mod:`dposer.spec.layout`); keys absent
+from the input are unobserved and get filled in. Every task returns a :class:`dposer.core.results.TaskResult` (typed
 fields, and the dict interface the tasks always had).
 """
 from __future__ import annotations
@@ -11,10 +11,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import data, layout
-from .prior import Prior
-from .results import TaskResult
-from .solver import SolverConfig, plausibility, solve
+from ..formats import data
+from ..spec import layout
+from ..core.prior import Prior
+from ..core.results import TaskResult
+from ..core.solver import SolverConfig, plausibility, solve
 
 # Completion: the 'denoise' optimiser (x moves the fraction lr of the way to the prior's denoised estimate, lr
 # 0.15 -> 1 over the steps), t 0.5 -> 0.05 with more steps at low t (t_power 2), 100 steps. Chosen on the validation
@@ -96,7 +97,7 @@ def complete(prior: Prior, pose: dict, missing, hypotheses: int = 1, seed: int =
     clip completion); with ``combine='best'`` the rank-1 hypothesis. With one hypothesis both are that hypothesis.
 
     ``clip=True``: the N rows are the frames of one take at ``fps`` (default 30) and are solved together
-    (:mod:`dposer.temporal`): each hypothesis is one coherent motion over the whole range (hypotheses are ranked as
+    (:mod:`dposer.tasks.temporal`): each hypothesis is one coherent motion over the whole range (hypotheses are ranked as
     wholes, so ``<key>_hypotheses[i]`` is one take), the filled joints are low-passed along time with a Gaussian of
     ``sigma_s`` seconds (default ``temporal.SIGMA_S``), and takes longer than ``CLIP_WINDOW`` frames run in
     overlapping, cross-faded windows.
@@ -167,7 +168,7 @@ def _clean_free_joints(free: np.ndarray) -> list[str]:
 def _prior_outliers(prior: Prior, raw: torch.Tensor, joints: list[str], seed: int, z: float = 10.0) -> np.ndarray:
     """(F, J) cells implausible under the prior: the frame's denoising residual (``plausibility``) and the joint's
     own residual both far (robust z > ``z``) above the clip's usual."""
-    from .solver import plausibility
+    from ..core.solver import plausibility
 
     x = prior.normalize(raw)
     dims = torch.zeros(layout.DIM, dtype=torch.bool)
@@ -183,7 +184,7 @@ def _prior_outliers(prior: Prior, raw: torch.Tensor, joints: list[str], seed: in
     bad = np.nonzero(robust_z(frame) > z)[0]
     if len(bad):
         with torch.no_grad():
-            from .sde import alpha_sigma
+            from ..core.sde import alpha_sigma
 
             t = torch.full((len(raw),), 0.1, device=x.device)
             a, s = alpha_sigma(t)
@@ -198,7 +199,7 @@ def _prior_outliers(prior: Prior, raw: torch.Tensor, joints: list[str], seed: in
 def _prior_refine(prior: Prior, vectors: np.ndarray, flags: np.ndarray, joints: list[str], cuts: list,
                   strength: float, cfg: SolverConfig, seed: int, progress, cancel) -> np.ndarray:
     """Refine the flagged cells (F, J) of ``vectors`` (F, 256), already filled, with the prior + smoothness."""
-    from .skeleton import joints_from_vector
+    from ..core.kinematics import joints_from_vector
 
     rows = np.nonzero(flags.any(1))[0]
     if len(rows) == 0 or cfg.steps == 0:
@@ -243,7 +244,7 @@ def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=()
 
     Detects cuts (never smoothed across), limbs held on their last value while the body moves, knees/elbows bent
     backwards, one-joint temporal outliers of 1-10 frames (spikes, pops) and cells implausible under the prior
-    (:mod:`dposer.cleaning`); fills the faulty cells from the motion around them (rotation space), refines them
+    (:mod:`dposer.tasks.cleaning`); fills the faulty cells from the motion around them (rotation space), refines them
     with the prior and temporal smoothness (``use_prior``), and smooths a joint's good frames only when its
     estimated jitter is above what real motion shows. ``strength`` in [0, 1]: 0 changes nothing, higher flags
     more, smooths more and weighs the prior more. ``parts`` names what may change (default the body), ``lock``
@@ -284,7 +285,7 @@ def clean(prior: Prior, clip: dict, strength: float = 0.5, parts="body", lock=()
             out = _prior_refine(prior, out, det.flags, joints, det.cuts, strength, cfg or CLEAN, seed, progress, cancel)
         vectors, cuts = out, det.cuts
         repaired = cleaning.report(det, joints)
-    # trans: checked by dposer.data (finite, one row per frame)
+    # trans: checked by dposer.formats.data (finite, one row per frame)
     return _result(vectors.astype(np.float32), ps.extras, clip, trans=ps.extras.get("trans"), repaired=repaired,
                    cuts=np.asarray(cuts, np.int64), jitter_deg=np.float32(noise))
 
@@ -294,7 +295,7 @@ def vary(prior: Prior, pose: dict, n: int, strength: float = 0.3, seed: int = 0,
     """``n`` variations of one pose: noise it to t = strength and denoise (DDIM). 0 = identical, 1 = an
     unrelated sample. ``lock`` joints are kept exactly. Keys absent from the pose are first filled in by
     :func:`complete`, then varied like the rest."""
-    from .sampling import ddim
+    from ..core.sampling import ddim
 
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
@@ -361,9 +362,9 @@ def fit(prior: Prior, targets: dict, pose: dict | None = None, free="body,hands"
     pelvis at its rest position, the given ``pose``'s global_orient or none). ``pose`` (optional) gives the
     starting pose and any joints that stay fixed: only the dims named by ``free`` move. ``skeleton``: a callable
     (vectors (N, 256), global_orient (N, 3) or None) -> joints (N, >=55, 3), e.g. a
-    :class:`dposer.skeleton.SmplxSkeleton` of the user's own SMPL-X model; default the built-in skeleton.
+    :class:`dposer.core.kinematics.SmplxSkeleton` of the user's own SMPL-X model; default the built-in skeleton.
     """
-    from .skeleton import joints_from_vector
+    from ..core.kinematics import joints_from_vector
 
     skeleton = skeleton or joints_from_vector
 

@@ -4,7 +4,7 @@
     dposer corpus --dataset 2 --out ~/.cache/dposer/bandai2.npz
 
 Each take of a shared Bandai Namco archive is read straight from the ``.tar.xz`` (nothing is extracted) and
-converted by :func:`dposer.convert.convert_bvh`, in sorted member order, so the cache is reproducible. The cache
+converted by :func:`dposer.formats.convert.convert_bvh`, in sorted member order, so the cache is reproducible. The cache
 holds every frame: ``body_pose`` (N, 63) and ``global_orient`` (N, 3) float32, ``clip`` (N,) the take index,
 ``names`` / ``frames`` / ``fit_error_deg_mean`` / ``fit_error_deg_max`` per take, and the archive's name.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data
+from ..formats import data
 
 
 def cache_dir() -> Path:
@@ -42,11 +42,11 @@ def archive(dataset: int, root=None) -> Path:
 def build(dataset: int, out: str | os.PathLike | None = None, root=None, limit: int | None = None,
           log=print) -> Path:
     """Convert every take of Bandai Namco dataset 1 or 2 into one cache file (atomic write). Returns its path."""
-    from .convert import convert_bvh
+    from ..formats.convert import convert_bvh
 
     src = archive(dataset, root)
     out = Path(out) if out else default_path(dataset)
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     if repo in out.resolve().parents:
         raise ValueError(f"{out} is inside the repository: converted data must stay outside it (licence)")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from . import data, layout
-from .model import NetConfig, ScoreNet, count_parameters
-from .prior import Normalizer, read_checkpoint, save_prior
-from .sde import T_EPS, perturb
+from ..formats import data
+from ..spec import layout
+from ..core.model import NetConfig, ScoreNet, count_parameters
+from ..core.prior import Normalizer, read_checkpoint, save_prior
+from ..core.sde import T_EPS, perturb
 
 
 @dataclass
@@ -229,7 +230,7 @@ def train(cfg: TrainConfig, out_dir, seed: int = 0, resume: bool = False, data_r
     norm = Normalizer.fit(all_train.vectors, all_train.present)
     net = ScoreNet(cfg.net).to(device)
     if init and not (resume and (out_dir / "last.safetensors").exists()):
-        from .prior import load_prior
+        from ..core.prior import load_prior
 
         start = load_prior(init)
         # dropout holds no weights: a fine-tune may change it
