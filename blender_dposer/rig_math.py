@@ -39,13 +39,15 @@ This module gathers the three modules the operators use, so they read ``rig_math
 - :mod:`dposer.spec.rotations`  quaternions, axis-angle, Euler orders, rotation modes, continuity (Blender's
   conventions)
 - :mod:`.retarget`               armature axes, formulas (a)-(d), :class:`Rig`, calibration, :class:`Retarget`
+- :mod:`.crowd_layout`           the crowd grid
 """
 from dposer.spec.rotations import *  # noqa: F401,F403
 from dposer.spec.rotations import __all__ as _rotations_all
 from dposer.spec.skeleton import *  # noqa: F401,F403
 from dposer.spec.skeleton import __all__ as _smplx_all
 
+from .crowd_layout import grid_offsets  # noqa: F401
 from .retarget import *  # noqa: F401,F403
 from .retarget import __all__ as _retarget_all
 
-__all__ = list(_smplx_all) + list(_rotations_all) + list(_retarget_all)
+__all__ = list(_smplx_all) + list(_rotations_all) + list(_retarget_all) + ["grid_offsets"]

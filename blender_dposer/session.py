@@ -20,7 +20,8 @@ from types import SimpleNamespace
 import bpy
 
 from . import installer
-from .backend_client import BackendError, EmbeddedBackend, make_backend
+from .backend_client import BackendError
+from .embedded_backend import EmbeddedBackend, make_backend
 from .bundled import bundled_backend
 
 ADDON = __package__  # "blender_dposer", or "bl_ext.<repo>.blender_dposer" when installed as an extension

@@ -16,7 +16,7 @@ def test_package_imports_without_bpy_or_torch():
     import subprocess
 
     code = ("import sys; import blender_dposer, blender_dposer.rig_math, blender_dposer.rig_profile, "
-            "blender_dposer.backend_client as bc; bc.EmbeddedBackend.available(); "
+            "blender_dposer.embedded_backend as eb; eb.EmbeddedBackend.available(); "
             "bad = [m for m in sys.modules if m in ('bpy', 'torch') or m.startswith('dposer.') and "
             "not m.startswith('dposer.spec')]; assert not bad, bad; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -16,7 +16,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from blender_dposer import rig_math as rm  # noqa: E402
-from blender_dposer.backend_client import BackendError, EmbeddedBackend, SubprocessBackend, encode_request, make_backend
+from blender_dposer.backend_client import BackendError, SubprocessBackend
+from blender_dposer.embedded_backend import EmbeddedBackend, make_backend
+from dposer.spec.messages import encode_request
 from dposer.core.model import NetConfig, ScoreNet  # noqa: E402
 from dposer.core.prior import Normalizer, save_prior  # noqa: E402
 

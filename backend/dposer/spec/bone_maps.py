@@ -1,5 +1,3 @@
-# SPDX-License-Identifier: MIT OR GPL-3.0-or-later
-# (dual-licensed: the MIT backend's BVH converter, dposer.formats.convert, reads the bone-name table through this module)
 """Bone-map presets (SMPL-X joint -> rig bone name) and their auto-detection. No bpy.
 
 Presets: the official SMPL-X add-on rig (``left_eye_smplhf``), the Meshcapade SMPL-X rig (``left_eye``), Mixamo
@@ -16,9 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from .layout import FINGERS, GROUPS, PARTS
 from .skeleton import JOINT_INDEX, JOINT_NAMES, MODELLED_JOINTS
-
-FINGERS = ("index", "middle", "pinky", "ring", "thumb")
 
 
 @dataclass(frozen=True)
@@ -549,37 +546,8 @@ def bvh_bone_names(text: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Part / group / joint names of the protocol (docs/protocol.md 2, "Names"): which joints a request's ``missing``
-# or ``parts`` names, so the add-on knows which bones it will write. A copy of dposer.spec.layout.GROUPS (the add-on
-# must not import the backend); tests/blender/test_bpy_addon.py checks that both resolve names identically.
+# or ``parts`` names, so the add-on knows which bones it will write (the groups and parts of :mod:`.layout`).
 
-PARTS = ("body", "left_hand", "right_hand", "face")
-
-
-def _name_groups() -> dict[str, tuple[str, ...]]:
-    def fingers(side: str, finger: str) -> tuple[str, ...]:
-        return tuple(f"{side}_{finger}{k}" for k in (1, 2, 3))
-
-    g = {
-        "left_leg": ("left_hip", "left_knee", "left_ankle", "left_foot"),
-        "right_leg": ("right_hip", "right_knee", "right_ankle", "right_foot"),
-        "left_arm": ("left_collar", "left_shoulder", "left_elbow", "left_wrist"),
-        "right_arm": ("right_collar", "right_shoulder", "right_elbow", "right_wrist"),
-        "trunk": ("spine1", "spine2", "spine3", "left_shoulder", "right_shoulder"),
-        "spine": ("spine1", "spine2", "spine3"),
-        "head_neck": ("neck", "head"),
-        "wrists": ("left_wrist", "right_wrist"),
-    }
-    g["legs"] = g["left_leg"] + g["right_leg"]
-    g["arms"] = g["left_arm"] + g["right_arm"]
-    for side in ("left", "right"):
-        for finger in FINGERS:
-            g[f"{side}_{finger}"] = fingers(side, finger)
-        g[f"{side}_fingers"] = tuple(j for f in FINGERS for j in fingers(side, f))
-    g["hands"] = g["left_fingers"] + g["right_fingers"]
-    return g
-
-
-GROUPS = _name_groups()
 _NAME_JOINTS: dict[str, tuple[str, ...]] = {
     "all": MODELLED_JOINTS,
     "body": tuple(JOINT_NAMES[1:22]),

@@ -1,5 +1,3 @@
-# SPDX-License-Identifier: MIT OR GPL-3.0-or-later
-# (dual-licensed: the MIT backend's BVH converter, dposer.formats.convert, reads the bone-name table through this module)
 """Rotations in Blender's conventions, NumPy only (no ``bpy``): quaternions, axis-angle, Euler orders, a bone's
 rotation in its own ``rotation_mode``, and continuity across frames (see :mod:`blender_dposer.rig_math` for the
 conventions).
