@@ -73,7 +73,7 @@ def test_graph_sees_known_edges():
     assert "dposer.spec.layout" in graph["dposer.core.prior"]
     assert "dposer.spec.bone_maps" in graph["blender_dposer.rig_profile"]
     assert "blender_dposer.install_ops" in graph["blender_dposer.preferences"]
-    assert "dposer.serve.server" in graph["blender_dposer.backend_client"]  # the embedded backend, in a function
+    assert "dposer.serve.server" in graph["blender_dposer.embedded_backend"]  # inside a function
 
 
 def test_finds_a_cycle():
