@@ -9,11 +9,12 @@ import bpy
 import numpy as np
 
 from dposer.spec import bone_maps
+from dposer.spec import protocol
+
 from . import crowd
 from . import keyframes as kf
 from . import params as P
 from . import preview
-from dposer.spec import protocol
 from . import rig_profile as rp
 from . import rig_math as rm
 from .rig_profile import JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401

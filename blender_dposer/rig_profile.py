@@ -20,6 +20,7 @@ import json
 import numpy as np
 
 from dposer.spec import bone_maps
+
 from . import retarget as rm
 
 PRESET_PROP = "dposer_preset"

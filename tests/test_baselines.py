@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dposer.eval import baselines as B
+from dposer.eval import vae_prior as V
 from dposer.spec import layout
 from dposer.core.model import NetConfig, ScoreNet
 from dposer.core.prior import Normalizer, Prior
@@ -124,8 +125,8 @@ def test_em_recovers_separated_clusters():
 def test_vae_prior_solves_in_its_latent_through_the_task_api():
     x = torch.randn(300, 256, dtype=torch.float64)
     present = torch.ones(300, 256, dtype=torch.bool)
-    vaes = {p: B.train_vae(B.part_rows(x, present, p)[:300], steps=20, latent=8)[0] for p in ("body", "hand")}
-    prior = B.VAEPrior(vaes, IDENTITY, latent_weight=0.1)
+    vaes = {p: V.train_vae(B.part_rows(x, present, p)[:300], steps=20, latent=8)[0] for p in ("body", "hand")}
+    prior = V.VAEPrior(vaes, IDENTITY, latent_weight=0.1)
     pose = {"body_pose": np.random.default_rng(0).normal(size=(4, 63)).astype(np.float32)}
     res = complete(prior, pose, "left_leg", hypotheses=3, cfg=SolverConfig(steps=10))
     dims = layout.names_to_dims("left_leg")

@@ -228,6 +228,7 @@ class Context:
     def priors(self) -> dict:
         if self._priors is None:
             from . import baselines as B
+            from .vae_prior import vae_prior
 
             sz = self.sizes
             norm = self.prior.normalizer
@@ -241,7 +242,7 @@ class Context:
             self.fit_log["gmm_parts"] = (f"K per part chosen on val from {list(sz.gmm_ks)}: " + ", ".join(
                 f"{p} {c['k']}" for p, c in gmm.info["chosen"].items()) + f" ({time.time() - t0:.0f} s or cached)")
             t0 = time.time()
-            vae = B.vae_prior(norm, root=self.root, steps=sz.vae_steps, rows=self.rows, use_cache=cache)
+            vae = vae_prior(norm, root=self.root, steps=sz.vae_steps, rows=self.rows, use_cache=cache)
             rec = _vae_recon_mm(vae, norm, self.root)
             self.fit_log["vae"] = (f"{sz.vae_steps} Adam steps per part, batch 256, latent 32, KL weight annealed 0 -> 0.05; "
                                    f"final recon (sum of squares, normalised) / KL body {vae.info['body']['recon']:.1f} / "
