@@ -290,6 +290,15 @@ def _selection_hint(obj, lock_selected: bool) -> str:
     return ""
 
 
+def clean_frame_range(context) -> tuple[int, int]:
+    """The frames Clean works on when none are given: the active armature's whole action (a BVH import leaves the
+    scene's range at 1-250 whatever the take's length), else the scene's range."""
+    scene = context.scene
+    obj = context.active_object
+    rng = kf.action_frame_range(obj) if obj is not None and obj.type == "ARMATURE" else None
+    return rng if rng is not None else (scene.frame_start, scene.frame_end)
+
+
 class CleanJob(_KeepUnwrittenJob):
     """``dposer.clean``: the keyed clip over a frame range -> one ``clean`` request -> the rotations of the cleaned
     bones (parts minus locked) on every frame; the pelvis (root orientation) and all locations are kept."""

@@ -24,13 +24,10 @@ from . import rig_profile as rp
 from . import rig_math as rm
 from .backend_client import BackendError
 from .jobs import (MAX_CLEAN_FRAMES, MAX_FRAMES, REPAIRED_KEY_TYPE, CleanJob, CompleteJob, PoseJob,
-    RandomPoseJob, RefineJob, VaryJob, active_armature, check_param, locked_joints)
+    RandomPoseJob, RefineJob, VaryJob, active_armature, check_param, clean_frame_range, locked_joints)
 from .rig_profile import PRESET_ITEMS, JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401
 from .reports import report_exception, set_progress
 from .session import get_backend, status_text
-
-
-last_request: dict = {}
 
 
 def _frame_args(op):
@@ -89,8 +86,6 @@ class _JobOperator(_ArmaturePoll):
             job = self._checked_job(context)
             backend = get_backend(context)
             backend.wait_ready()
-            last_request.clear()
-            last_request.update(args=job.args, backend=backend)
             wm.progress_begin(0, 100)
             try:
                 result = backend.call(job.op, job.args, on_progress=lambda m: wm.progress_update(
@@ -112,8 +107,6 @@ class _JobOperator(_ArmaturePoll):
             rid = backend.submit(job.op, job.args)
         except Exception as e:  # noqa: BLE001
             return report_exception(self, e)
-        last_request.clear()
-        last_request.update(args=job.args, backend=backend)
         self._job, self._backend, self._rid = job, backend, rid
         _start_modal(context, self)
         _Running.op = self
@@ -240,11 +233,7 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
     _params = {"strength": P.CLEAN_STRENGTH, "seed": P.SEED}
 
     def _job_from_props(self, context) -> CleanJob:
-        scene = context.scene
-        obj = context.active_object
-        rng = kf.action_frame_range(obj) if obj is not None and obj.type == "ARMATURE" else None
-        # default: the whole action (a BVH import leaves the scene's range at 1-250 whatever the take's length)
-        start0, end0 = rng if rng is not None else (scene.frame_start, scene.frame_end)
+        start0, end0 = clean_frame_range(context)
         start = self.frame_start if self.properties.is_property_set("frame_start") else start0
         end = self.frame_end if self.properties.is_property_set("frame_end") else end0
         return CleanJob(context, start, end, self.strength, self.parts, self.lock, self.lock_selected, self.seed,

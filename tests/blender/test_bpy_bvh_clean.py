@@ -12,6 +12,7 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 from blender_dposer import rig_profile as rp  # noqa: E402
@@ -158,9 +159,10 @@ def test_clean_120_frames(prefs, bandai, monkeypatch):
     writes = []  # one bulk write per F-curve (keyframe_points.foreach_set), no per-frame keyframe_insert
     real_write = kf._write_channel
     monkeypatch.setattr(kf, "_write_channel", lambda fc, f, v: writes.append(fc.data_path) or real_write(fc, f, v))
+    args = jobs.CleanJob(bpy.context, FIRST, LAST, 0.5, "body", "", False, 0).args  # the request, from the scene
     assert bpy.ops.dposer.clean(frame_start=FIRST, frame_end=LAST, strength=0.5, lock_selected=False) == {"FINISHED"}
     assert len(writes) == 20 * 3 and len(set(writes)) == 20  # 20 bones (all but Hips) x 3 Euler channels
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = session.current_backend()
     # one request for the whole clip: the keyed pose, read through the calibration
     assert set(args["clip"]) == {"global_orient", "body_pose"} and len(args["clip"]["body_pose"]) == 120
     assert np.allclose(rm.joints_from_pose_dict(args["clip"])[:, :22], aa_before[:, :22], atol=1e-5)
@@ -288,5 +290,5 @@ def test_clean_repairs_injected_faults_better_than_butterworth(prefs, bandai):
     # default range: the action's frames (the importer leaves the scene at 1-250)
     start, end = kf.action_frame_range(obj())
     assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) != (start, end)
+    assert jobs.clean_frame_range(bpy.context) == (start, end)  # what the operator cleans when given no range
     assert bpy.ops.dposer.clean(lock_selected=False) == {"FINISHED"}
-    assert len(ops.last_request["args"]["clip"]["body_pose"]) == end - start + 1
