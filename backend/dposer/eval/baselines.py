@@ -1,7 +1,7 @@
 """Baseline pose priors with the :class:`dposer.core.prior.Prior` interface, for the benchmarks (docs/benchmarks.md).
 
 Every baseline is fitted on exactly the training split the default checkpoint was trained on
-(:class:`dposer.train.TrainingData` ``("train", mirror_wholebody=True)``: AMASS body, hand, face and EgoBody
+(:class:`dposer.train.train.TrainingData` ``("train", mirror_wholebody=True)``: AMASS body, hand, face and EgoBody
 whole-body rows plus their mirror images), in the same normalised 256-D space (the checkpoint's own
 :class:`~dposer.core.prior.Normalizer`), and plugs into the same tasks (complete / clean / fit) through the same solver,
 so only the prior changes between benchmark rows.
