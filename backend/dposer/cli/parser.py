@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     c = task("complete", "fill in missing joints (observed joints kept exactly), K ranked hypotheses")
-    add_declared(c, "complete", "missing", required=True, default=None)
+    add_declared(c, "complete", "missing", required=True, default=None, type=str)
     add_declared(c, "complete", "hypotheses")
     c.add_argument("--combine", choices=["best", "mean"], default="mean",
                    help="standard keys hold the mean of the hypotheses (the best estimate) or the rank-1 hypothesis")
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
             for arg_name in ("strength", "parts", "lock"):
                 add_declared(bt, "clean", arg_name)
         else:
-            add_declared(bt, "complete", "missing", required=True, default=None)
+            add_declared(bt, "complete", "missing", required=True, default=None, type=str)
             add_declared(bt, "complete", "hypotheses")
             bt.add_argument("--combine", choices=["best", "mean"], default="mean")
             add_declared(bt, "complete", "fps", help="frame rate (default: each take's own, else 30)")
