@@ -51,7 +51,9 @@ def _sync(device):
 
 _CLEAN_SCRIPT = """
 import sys, numpy as np
-from dposer import data, layout, load_prior
+from dposer import load_prior
+from dposer.formats import data
+from dposer.spec import layout
 from dposer.tasks import CLEAN, clean
 prior = load_prior(None, "cpu")
 frames, steps, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
