@@ -8,12 +8,13 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import bone_maps
+from dposer.spec import bone_maps
+from dposer.spec import protocol
+
 from . import crowd
 from . import keyframes as kf
 from . import params as P
 from . import preview
-from . import protocol
 from . import rig_profile as rp
 from . import rig_math as rm
 from .rig_profile import JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401
@@ -289,6 +290,15 @@ def _selection_hint(obj, lock_selected: bool) -> str:
     if lock_selected and obj.mode == "POSE" and _selected_bones(obj):
         return " (in Pose Mode the selected bones are locked: deselect them or turn off 'Lock selected bones')"
     return ""
+
+
+def clean_frame_range(context) -> tuple[int, int]:
+    """The frames Clean works on when none are given: the active armature's whole action (a BVH import leaves the
+    scene's range at 1-250 whatever the take's length), else the scene's range."""
+    scene = context.scene
+    obj = context.active_object
+    rng = kf.action_frame_range(obj) if obj is not None and obj.type == "ARMATURE" else None
+    return rng if rng is not None else (scene.frame_start, scene.frame_end)
 
 
 class CleanJob(_KeepUnwrittenJob):

@@ -9,7 +9,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty
 
 from . import install_ops, preview
 from . import params as P
-from .preferences import prefs, status_text
+from .session import prefs, status_text
 from .rig_profile import PRESET_ITEMS, profile_text
 
 

@@ -18,7 +18,8 @@ from . import retarget as rm
 from . import rig_profile as rp
 from . import take_smplx as ts
 from .jobs import JobError, active_armature
-from .operators import _ArmaturePoll, _report_exception, _set_progress
+from .operators import _ArmaturePoll
+from .reports import report_exception, set_progress
 
 FRAMES_PER_TICK = 10  # frames read per timer tick of the modal run
 
@@ -137,23 +138,23 @@ class DPOSER_OT_take_to_smplx(_ArmaturePoll, bpy.types.Operator):
         except Exception as e:  # noqa: BLE001 - reported; nothing was added
             if reader is not None:
                 reader.restore_frame(context)
-            return _report_exception(self, e)
+            return report_exception(self, e)
 
     def invoke(self, context, event):
         try:
             self._reader = TakeReader(context)
         except Exception as e:  # noqa: BLE001
-            return _report_exception(self, e)
+            return report_exception(self, e)
         self._timer = context.window_manager.event_timer_add(0.01, window=context.window)
         context.window_manager.modal_handler_add(self)
-        _set_progress(context, 0.0, "DPoser: reading the take... (Esc to cancel)")
+        set_progress(context, 0.0, "DPoser: reading the take... (Esc to cancel)")
         return {"RUNNING_MODAL"}
 
     def _end(self, context) -> None:
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
-        _set_progress(context, None)
+        set_progress(context, None)
 
     def modal(self, context, event):
         reader = self._reader
@@ -166,7 +167,7 @@ class DPOSER_OT_take_to_smplx(_ArmaturePoll, bpy.types.Operator):
             return {"PASS_THROUGH"}
         try:
             if not reader.step(context, FRAMES_PER_TICK):
-                _set_progress(context, reader.done / len(reader.frames),
+                set_progress(context, reader.done / len(reader.frames),
                               f"DPoser: reading frame {reader.done}/{len(reader.frames)} (Esc to cancel)")
                 return {"RUNNING_MODAL"}
             self._end(context)
@@ -174,7 +175,7 @@ class DPOSER_OT_take_to_smplx(_ArmaturePoll, bpy.types.Operator):
         except Exception as e:  # noqa: BLE001
             self._end(context)
             reader.restore_frame(context)
-            return _report_exception(self, e)
+            return report_exception(self, e)
 
 
 CLASSES = (DPOSER_OT_take_to_smplx,)

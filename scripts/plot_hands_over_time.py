@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dposer import data, layout, load_prior, tasks
+import dposer
+from dposer.formats import data
+from dposer.spec import layout
 
 JOINT = "right_index2"
 
@@ -26,7 +28,7 @@ def main() -> None:
     fps = float(take.extras.get("framerate", 120.0))
     truth = take.to_dict()
     pose = {k: v for k, v in truth.items() if k != "right_hand_pose"}
-    res = tasks.complete(load_prior(), pose, "right_hand", hypotheses=5, seed=0, clip=True, fps=fps)
+    res = dposer.complete(dposer.load_prior(), pose, "right_hand", hypotheses=5, seed=0, clip=True, fps=fps)
     sl = layout.joint_vector_slice(JOINT)
     sl = slice(sl.start - layout.PART_SLICES["right_hand"].start, sl.stop - layout.PART_SLICES["right_hand"].start)
     t = np.arange(len(take)) / fps

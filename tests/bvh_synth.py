@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from dposer import layout
-from dposer.skeleton import REST_OFFSETS
+from dposer.spec import layout
+from dposer.spec.skeleton import REST_OFFSETS
 
 NB = 22
 PARENT = layout.PARENTS[:NB]

@@ -1,4 +1,4 @@
-"""blender_dposer.backend_client against a real ``python -m dposer.server`` subprocess (tiny random-weight prior)
+"""blender_dposer.backend_client against a real ``python -m dposer.serve`` subprocess (tiny random-weight prior)
 and the embedded backend: start-up, ping, progress then result, cancel, a killed process, start-up failures."""
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from blender_dposer import rig_math as rm  # noqa: E402
-from blender_dposer.backend_client import (BackendError, EmbeddedBackend, SubprocessBackend,  # noqa: E402
-                                           encode_request, make_backend)
-from dposer.model import NetConfig, ScoreNet  # noqa: E402
-from dposer.prior import Normalizer, save_prior  # noqa: E402
+from blender_dposer.backend_client import BackendError, SubprocessBackend
+from blender_dposer.embedded_backend import EmbeddedBackend, make_backend
+from dposer.spec.messages import encode_request
+from dposer.core.model import NetConfig, ScoreNet  # noqa: E402
+from dposer.core.prior import Normalizer, save_prior  # noqa: E402
 
 TIMEOUT = 60.0
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -95,7 +96,7 @@ def test_complete_progress_then_result(backend):
 
 def test_complete_hands_of_a_bvh_rig(backend):
     # CMU BVH drives index1 and thumb1 only: the other fingers (and the jaw) go as "missing" and are filled in
-    from blender_dposer import bone_maps
+    from dposer.spec import bone_maps
 
     driven = list(bone_maps.CMU_BVH.bones)
     aa = np.zeros((1, 55, 3))
@@ -217,5 +218,5 @@ def test_subprocess_environment_drops_blender_python_paths(monkeypatch):
     env = b._environment()
     assert "PYTHONHOME" not in env and env["PYTHONPATH"] == "/src/backend" and env["PYTHONUNBUFFERED"] == "1"
     assert env["CUDA_VISIBLE_DEVICES"] == "0" and env.get("PATH") == os.environ.get("PATH")
-    assert b.command == ["/opt/venv/bin/python", "-u", "-m", "dposer.server", "--device", "cuda",
+    assert b.command == ["/opt/venv/bin/python", "-u", "-m", "dposer.serve", "--device", "cuda",
                          "--checkpoint", "/x.safetensors", "--threads", "2"]

@@ -17,7 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bvh_synth import CMU_EXTRA, CMU_NAMES, synth_bvh  # noqa: E402
-from dposer import batch, bvh, cli  # noqa: E402
+from dposer.serve import batch  # noqa: E402
+from dposer.formats import bvh  # noqa: E402
+from dposer import cli  # noqa: E402
 
 FRAMES = 32  # the cleaner needs a few dozen frames to call a one-frame spike an outlier
 STEPS = 3

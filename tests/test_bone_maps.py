@@ -1,4 +1,4 @@
-"""blender_dposer.bone_maps without Blender: presets, auto-detection (case, prefixes), BVH names as Blender's BVH
+"""dposer.spec.bone_maps without Blender: presets, auto-detection (case, prefixes), BVH names as Blender's BVH
 importer creates them (the real Bandai Namco file when ../shared/data is present)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from blender_dposer import bone_maps as bm  # noqa: E402
+from dposer.spec import bone_maps as bm  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 BVH_DIR = Path(os.environ.get("DPOSER_DATA", REPO.parent / "shared" / "data")) / "bvh"

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from dposer import data, layout
+from dposer.formats import data
+from dposer.spec import layout
 from conftest import needs_data
 
 pytestmark = needs_data

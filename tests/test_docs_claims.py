@@ -39,7 +39,7 @@ def test_pose_grid_has_a_side_legend(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dposer.render import pose_grid
+    from dposer.eval.render import pose_grid
 
     opened = []
     orig = plt.close

@@ -1,19 +1,21 @@
-"""Hands over a take (dposer.hands): the best estimate, hypotheses that move like fingers, and their place in
+"""Hands over a take (dposer.tasks.hands): the best estimate, hypotheses that move like fingers, and their place in
 complete(clip=True)."""
 import json
 
 import numpy as np
 import pytest
 
-from dposer import data, hands, layout, tasks
-from dposer.hands_fit import hand_error_deg, hand_speed_deg
+from dposer.formats import data
+from dposer.spec import layout
+from dposer.tasks import hands, pose_tasks
+from dposer.train.hands_fit import hand_error_deg, hand_speed_deg
 from conftest import needs_data
 
 R, L = layout.PART_SLICES["right_hand"], layout.PART_SLICES["left_hand"]
 
 
 def test_model_file_is_what_the_fit_writes(data_root):
-    from dposer import hands_fit
+    from dposer.train import hands_fit
 
     model, _ = hands_fit.fit(data_root)
     stored = json.loads(hands.MODEL_FILE.read_text())
@@ -75,14 +77,14 @@ def test_clip_hands_fills_only_wholly_free_hands_and_ignores_a_rig_at_rest():
 @pytest.mark.parametrize("missing,known", [("right_hand", True), ("left_hand", True), ("left_hand,right_hand", False)])
 def test_complete_clip_hands_beat_the_free_answers_on_the_finger_take(data_root, checkpoint, missing, known):
     """Measured on the AMASS finger take's frames 300-600 (the hypotheses' dynamics were fitted on 0-299)."""
-    from dposer.prior import load_prior
+    from dposer.core.prior import load_prior
 
     take = data.load_finger_take(data_root).subset(np.arange(300, 601))
     v = take.vectors.astype(np.float64)
     hidden = missing.split(",") + ([] if known else ["left_hand", "right_hand"])
     pose = {k: x for k, x in take.to_dict().items() if layout.KEY_PART.get(k) not in hidden}
     prior = load_prior(checkpoint)
-    res = tasks.complete(prior, pose, missing, hypotheses=5, seed=0, clip=True, fps=120)
+    res = pose_tasks.complete(prior, pose, missing, hypotheses=5, seed=0, clip=True, fps=120)
     out = layout.dict_to_vectors(res, base=v)
     mean_right = data.load_part_set("hand", "train", data_root).vectors[:, R].mean(0)
     for side in missing.split(","):

@@ -1,7 +1,8 @@
-"""dposer.heldout: the free answers the held-out body benchmark measures checkpoints against."""
+"""dposer.eval.heldout: the free answers the held-out body benchmark measures checkpoints against."""
 import numpy as np
 import pytest
-from dposer import heldout, layout
+from dposer.eval import heldout
+from dposer.spec import layout
 
 
 def _poses(n, seed=0):
@@ -55,8 +56,8 @@ def test_the_test_sets_hold_the_unseen_amass_takes(data_root, _stand_in_cache):
 
 
 def test_checkpoints_answer_what_dposer_complete_returns(data_root, _stand_in_cache):
-    from dposer import bench
-    from dposer.prior import load_prior
+    from dposer.eval import bench
+    from dposer.core.prior import load_prior
 
     prior = load_prior()
     truth = heldout.test_sets(data_root, n=4, bandai1=_stand_in_cache)["AMASS body test split"]

@@ -1,5 +1,5 @@
 """Every bad input gives a clear message, never a traceback (issue 15, item 4): the CLI's arguments, the pose
-files' contents (dposer.data's checks, shared by the CLI, the Python API and the server) and missing extras."""
+files' contents (dposer.formats.data's checks, shared by the CLI, the Python API and the server) and missing extras."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import dposer
-from dposer import cli, data
+from dposer import cli
+from dposer.formats import data
 
 
 def _run(capsys, *argv) -> tuple[int, str]:

@@ -1,12 +1,12 @@
-"""dposer.results.TaskResult: typed fields, and the dict the tasks used to return (same keys, same order)."""
+"""dposer.core.results.TaskResult: typed fields, and the dict the tasks used to return (same keys, same order)."""
 import json
 
 import numpy as np
 import pytest
 
-from dposer import layout
-from dposer.results import TaskResult
-from dposer.server import jsonable
+from dposer.spec import layout
+from dposer.core.results import TaskResult
+from dposer.serve.server import jsonable
 
 
 def _pose(n=2):
@@ -45,7 +45,7 @@ def test_json_on_the_wire_equals_the_plain_dict():
 
 def test_the_tasks_return_it(checkpoint):
     import dposer
-    from dposer.tasks import COMPLETE
+    from dposer.tasks.pose_tasks import COMPLETE
 
     prior = dposer.load_prior(checkpoint)
     res = dposer.complete(prior, {"body_pose": np.zeros((1, 63), np.float32)}, "right_hand", hypotheses=2,

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 import dposer
-from dposer import data, layout, metrics
-from dposer.prior import DEFAULT_CHECKPOINT
+from dposer.formats import data
+from dposer.spec import layout
+from dposer.eval import metrics
+from dposer.core.prior import DEFAULT_CHECKPOINT
 from conftest import needs_data
 
 KEYS = {"global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45, "jaw_pose": 3, "expression": 100}
@@ -115,7 +117,7 @@ def test_bf16_precision_is_close_to_fp32(prior):
     assert 0 < ((a - b).norm() / a.norm()).item() < 0.02
     # the matrices are stored in bfloat16 once, in a copy: a bf16 prior built on an fp32 prior's network leaves
     # that network in float32, and gives autocast's own results
-    shared = dposer.prior.Prior(prior.net, prior.normalizer, prior.info, precision="bf16")
+    shared = dposer.core.prior.Prior(prior.net, prior.normalizer, prior.info, precision="bf16")
     assert shared.net.body.inp.lin.weight.dtype == torch.bfloat16
     assert prior.net.body.inp.lin.weight.dtype == torch.float32
     with torch.autocast("cpu", torch.bfloat16):
@@ -125,7 +127,7 @@ def test_bf16_precision_is_close_to_fp32(prior):
 
 
 def test_seed_spread_table_reports_mean_and_std():
-    from dposer.evaluation import seed_spread_table
+    from dposer.eval.evaluation import seed_spread_table
 
     def run(p):
         return {"hand": [{"rows": "ours", "precision": p, "density": 0.1, "coverage": 0.2}]}

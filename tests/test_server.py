@@ -1,4 +1,4 @@
-"""The JSON-lines server (``python -m dposer.server``) through a real subprocess, with a tiny random-weight prior."""
+"""The JSON-lines server (``python -m dposer.serve``) through a real subprocess, with a tiny random-weight prior."""
 from __future__ import annotations
 
 import json
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from dposer import layout
-from dposer.model import NetConfig, ScoreNet
-from dposer.prior import Normalizer, save_prior
-from dposer.server import MAX_FRAMES, MAX_LINE_BYTES, MAX_POSES
+from dposer.spec import layout
+from dposer.core.model import NetConfig, ScoreNet
+from dposer.core.prior import Normalizer, save_prior
+from dposer.serve.server import MAX_FRAMES, MAX_LINE_BYTES, MAX_POSES
 
 TIMEOUT = 30.0
 FINAL = ("result", "error")
@@ -27,7 +27,7 @@ class Client:
 
     def __init__(self, *args: str):
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dposer.server", "--threads", "1", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "dposer.serve", "--threads", "1", *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.lines: queue.Queue = queue.Queue()
         self.bad_lines: list[bytes] = []
@@ -416,7 +416,7 @@ def test_internal_errors_keep_serving():
     as docs/protocol.md says) and the server goes on."""
     import io
 
-    from dposer.server import Server
+    from dposer.serve.server import Server
 
     class BrokenPrior:
         device, info = "cpu", {}
@@ -468,7 +468,7 @@ def test_cuda_unavailable_reports_and_exits(checkpoint):
 # ---- limits: echoed text, work per request, the queue, huge numbers (issue 15, item 3)
 
 def test_error_replies_do_not_echo_huge_input(server):
-    from dposer.server import MAX_MESSAGE_CHARS
+    from dposer.serve.server import MAX_MESSAGE_CHARS
 
     big = "x" * 1_000_000
     cases = [
@@ -502,8 +502,8 @@ def test_huge_numbers_are_validation_errors(server):
 
 
 def test_work_per_request_is_bounded(server):
-    from dposer import server as srv
-    from dposer.server import MAX_WORK
+    from dposer.serve import server as srv
+    from dposer.serve.server import MAX_WORK
 
     rows = [[0.0] * 63] * MAX_POSES
     m = server.call("w1", "complete", {"pose": {"body_pose": rows}, "hypotheses": 32})  # 1000 x 32 x 100
@@ -515,14 +515,14 @@ def test_work_per_request_is_bounded(server):
 
 
 def test_version_reports_the_limits(server):
-    from dposer import server as srv
+    from dposer.serve import server as srv
 
     assert server.call("v", "version")["result"]["limits"] == srv.LIMITS
     assert srv.LIMITS["max_work"] == srv.MAX_WORK and srv.LIMITS["max_queue"] == srv.MAX_QUEUE
 
 
 def test_queue_is_bounded(checkpoint):
-    from dposer.server import MAX_QUEUE
+    from dposer.serve.server import MAX_QUEUE
 
     c = Client("--checkpoint", checkpoint)
     try:
@@ -542,7 +542,7 @@ def test_protocol_doc_matches_the_server():
     """docs/protocol.md lists every limit with the server's value, and promises no field the server never sends."""
     from pathlib import Path
 
-    from dposer import server as srv
+    from dposer.serve import server as srv
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
     limits = doc[doc.index("## 5. Limits"):doc.index("## 6.")]

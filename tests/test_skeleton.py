@@ -3,8 +3,9 @@ import math
 import numpy as np
 import torch
 
-from dposer import layout, skeleton
-from dposer.rotations import axis_angle_to_matrix
+from dposer.spec import layout
+from dposer.core import kinematics as skeleton
+from dposer.core.torch_rotations import axis_angle_to_matrix
 
 
 def _naive_fk(aa):

@@ -1,12 +1,14 @@
-"""Clip completion: the temporal model (dposer.temporal) and complete(clip=True) on the real finger take."""
+"""Clip completion: the temporal model (dposer.tasks.temporal) and complete(clip=True) on the real finger take."""
 import numpy as np
 import pytest
 import torch
 
 import dposer
-from dposer import data, layout, tasks
-from dposer.rotations import geodesic_degrees
-from dposer.temporal import Temporal, gaussian_kernel, lowpass
+from dposer.formats import data
+from dposer.spec import layout
+from dposer.tasks import pose_tasks as tasks
+from dposer.core.torch_rotations import geodesic_degrees
+from dposer.tasks.temporal import Temporal, gaussian_kernel, lowpass
 from conftest import needs_data
 
 
@@ -103,7 +105,7 @@ def test_long_takes_run_in_windows_without_seams(prior, take, monkeypatch):
 
 
 def test_server_takes_clip_and_fps_and_allows_long_clips_only_with_clip():
-    from dposer import server
+    from dposer.serve import server
 
     body = [[0.0] * 63] * 2
     _, op, args = server.validate({"id": 1, "op": "complete", "args": {"pose": {"body_pose": body}, "clip": True,

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import dposer
-from dposer import layout
-from dposer.model import NetConfig, ScoreNet
-from dposer.prior import CheckpointError, Normalizer, load_prior, read_checkpoint, save_prior
-from dposer.train import TrainConfig, TrainingData, train, validation_loss
+from dposer.spec import layout
+from dposer.core.model import NetConfig, ScoreNet
+from dposer.core.prior import CheckpointError, Normalizer, load_prior, read_checkpoint, save_prior
+from dposer.train.train import TrainConfig, TrainingData, train, validation_loss
 from conftest import REPO, needs_data
 
 TINY = REPO / "backend" / "dposer" / "configs" / "tiny.json"
@@ -175,7 +175,7 @@ def test_ddp_two_cpu_processes(tmp_path, data_root):
 
 def test_group_norm_matches_torch():
     """model.GroupNorm (layer norm over groups + affine) is torch's GroupNorm: same outputs and gradients."""
-    from dposer.model import GroupNorm
+    from dposer.core.model import GroupNorm
 
     torch.manual_seed(0)
     ours, ref = GroupNorm(32, 256), torch.nn.GroupNorm(32, 256)

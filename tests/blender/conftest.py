@@ -9,7 +9,7 @@ Without ``bpy`` every test module here skips (``pytest.importorskip`` at the top
 (``.venv``, no bpy) stays green. Nothing here imports bpy at module level.
 
 Backend: the embedded backend (dposer + torch in this process) and a real subprocess backend (``python -m
-dposer.server`` in ``DPOSER_TEST_PYTHON``, default this interpreter). Checkpoint: ``DPOSER_TEST_CHECKPOINT``, else
+dposer.serve`` in ``DPOSER_TEST_PYTHON``, default this interpreter). Checkpoint: ``DPOSER_TEST_CHECKPOINT``, else
 the bundled default when ``backend/dposer/weights/default.safetensors`` exists, else a tiny random-weight prior.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ def checkpoint(tmp_path_factory):
     if (REPO / "backend" / "dposer" / "weights" / "default.safetensors").is_file():
         return ""
     torch = pytest.importorskip("torch")
-    from dposer.model import NetConfig, ScoreNet
-    from dposer.prior import Normalizer, save_prior
+    from dposer.core.model import NetConfig, ScoreNet
+    from dposer.core.prior import Normalizer, save_prior
 
     torch.manual_seed(0)
     net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))

@@ -6,7 +6,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/setup_blender_venvs.sh)")
 
-from blender_dposer import bone_maps  # noqa: E402
+from dposer.spec import bone_maps  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 ADDON = "blender_dposer"
@@ -170,7 +170,7 @@ def test_keyframes_existing_action_and_unkeyed_bones(bpy_addon, scene):
 
 def test_part_names_match_backend():
     pytest.importorskip("dposer")
-    from dposer import layout
+    from dposer.spec import layout
 
     names = list(layout.PARTS) + ["all", "hands"] + list(layout.KEY_SLICES) + sorted(layout.GROUPS) + \
         list(layout.VECTOR_JOINTS)

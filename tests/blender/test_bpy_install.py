@@ -223,7 +223,7 @@ def test_existing_python_setting(prefs, tmp_path, monkeypatch):
     wrong setting; the hint after a missing torch points at that Python, not at Install Backend."""
     import bpy
 
-    from blender_dposer import preferences as prf
+    from blender_dposer import session as prf
 
     monkeypatch.setenv("HOME", str(tmp_path))
     venv = tmp_path / "my venv"

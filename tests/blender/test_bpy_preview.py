@@ -10,7 +10,7 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
-from blender_dposer import operators as ops  # noqa: E402
+from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import preview  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
@@ -22,7 +22,7 @@ RIGHT_HAND = range(40, 55)
 
 @pytest.fixture(scope="module")
 def poses(data_root):
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     aa = rm.joints_from_pose_dict(load_wholebody_set("test", root=data_root).subset(np.arange(2)).to_dict())
     aa[:, 40:55] = 0.0
@@ -68,9 +68,10 @@ def hypotheses(result, frames):
 def test_preview_cycle_cancel_accept(posed):
     obj = posed
     before = scene_snapshot()
+    args = jobs.CompleteJob(bpy.context, "right_hand", 1, 2, K, 0, with_preview=True).args  # from the scene
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=K, preview=True, frame_start=1,
                                    frame_end=2) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = session.current_backend()
     frames = [1.0, 2.0]
     render = bpy.context.scene.render
     assert args["clip"] is True and args["fps"] == render.fps / render.fps_base  # a range is completed as one motion
@@ -127,9 +128,10 @@ def test_preview_on_unkeyed_rig_and_direct_paths(prefs, bpy_addon, scene, poses)
     assert len(bpy.data.actions) == 0
     assert_scene_unchanged(before)
     # preview with one hypothesis, or hypotheses without preview: written at once, no preview state
+    args = jobs.CompleteJob(bpy.context, "right_hand", None, None, 1, 0, with_preview=True).args
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=1, preview=True) == {"FINISHED"}
     assert not preview.has_preview(obj)
-    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("complete", ops.last_request["args"]))
+    expected = rm.joints_from_pose_dict(session.current_backend().call("complete", args))
     assert hand_error(obj, [1.0], expected) < 1e-5
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=2) == {"FINISHED"}
     assert not preview.has_preview(obj)

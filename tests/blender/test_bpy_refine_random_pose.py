@@ -10,10 +10,11 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import jobs  # noqa: E402
 
 from .conftest import draw_panel, fake_modal_operator, key_pose, keyed_quaternions  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
-from blender_dposer import preferences as prf  # noqa: E402
+from blender_dposer import session as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 N_FRAMES = 2
@@ -65,8 +66,9 @@ def test_refine_current_frame(prefs, posed):
     prefs.backend_mode = "EMBEDDED"
     poses = synthetic_poses()
     before = kf.snapshot(posed)
+    args = jobs.RefineJob(bpy.context, 0.5, None, None, 4).args  # the request, from the scene before the run
     assert bpy.ops.dposer.refine(strength=0.5, seed=4) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = prf.current_backend()
     assert type(backend).__name__ == "EmbeddedBackend"
     assert args["strength"] == pytest.approx(0.5) and args["seed"] == 4 and args["lock"] == []
     sent = rm.joints_from_pose_dict(args["pose"])
@@ -87,8 +89,9 @@ def test_refine_current_frame(prefs, posed):
 def test_refine_range_same_seed_same_keys(prefs, posed):
     prefs.backend_mode = "EMBEDDED"
     before = kf.snapshot(posed)
+    args = jobs.RefineJob(bpy.context, 0.3, 1, N_FRAMES, 0).args
     assert bpy.ops.dposer.refine(frame_start=1, frame_end=N_FRAMES) == {"FINISHED"}  # defaults: 0.3, seed 0
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = prf.current_backend()
     assert args["strength"] == pytest.approx(0.3) and args["seed"] == 0
     assert rm.joints_from_pose_dict(args["pose"]).shape[0] == N_FRAMES
     expected = rm.joints_from_pose_dict(backend.call("refine", args, timeout=120))
@@ -142,8 +145,9 @@ def test_random_pose_seeded(prefs, posed):
     poses = synthetic_poses()
     bpy.context.scene.frame_set(2)
     before = kf.snapshot(posed)
+    args = jobs.RandomPoseJob(bpy.context, 5).args
     assert bpy.ops.dposer.random_pose(seed=5) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = prf.current_backend()
     assert args == {"n": 1, "seed": 5}
     expected = rm.joints_from_pose_dict(backend.call("sample", {"n": 1, "seed": 5}, timeout=120))
     check_written(posed, before, expected, [2.0])

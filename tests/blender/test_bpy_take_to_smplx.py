@@ -29,7 +29,7 @@ FINGERS = [rm.JOINT_NAMES[j] for j in range(25, 55)]
 @pytest.fixture(scope="module")
 def motion(data_root):
     """(body (F, 63), global_orient (F, 3), trans (F, 3)): the AMASS take at 30 fps, moved along x."""
-    from dposer.data import load_amass_take
+    from dposer.formats.data import load_amass_take
 
     ps = load_amass_take(data_root).subset(np.arange(0, 4 * FRAMES, 4))
     body = ps.to_dict()["body_pose"].astype(np.float64)

@@ -10,6 +10,7 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
@@ -23,7 +24,7 @@ WRITTEN = [j for j in range(1, 55) if j not in (23, 24)]  # body, jaw, hands
 @pytest.fixture(scope="module")
 def real_poses(data_root):
     """(32, 55, 3) whole-body test poses (EgoBody test split)."""
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     return rm.joints_from_pose_dict(load_wholebody_set("test", root=data_root).subset(np.arange(32)).to_dict())
 
@@ -38,11 +39,11 @@ def posed(prefs, bpy_addon, scene, real_poses):
 
 
 def plausibility(checkpoint, aa):
-    """The prior's own plausibility residual (dposer.solver.plausibility, lower = more plausible) per pose."""
+    """The prior's own plausibility residual (dposer.core.solver.plausibility, lower = more plausible) per pose."""
     import torch
-    from dposer.data import from_smplx_dict
-    from dposer.prior import load_prior
-    from dposer.solver import plausibility as residual
+    from dposer.formats.data import from_smplx_dict
+    from dposer.core.prior import load_prior
+    from dposer.core.solver import plausibility as residual
 
     prior = load_prior(checkpoint or None)
     x = prior.normalize(torch.from_numpy(from_smplx_dict(rm.pose_dict_from_joints(aa)).vectors))
@@ -70,8 +71,9 @@ def test_vary_rigs(posed, real_poses, checkpoint):
     scene = bpy.context.scene
     scene.frame_set(2)
     before = scene_snapshot()
+    args = jobs.VaryJob(bpy.context, N, 0.3, "", False, 1).args  # the request, from the scene before the run
     assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = session.current_backend()
     assert args["n"] == N and args["strength"] == pytest.approx(0.3) and args["seed"] == 1
     assert args["lock"] == []  # nothing locked; the DPoser armature drives every modelled joint
     expected = rm.joints_from_pose_dict(backend.call("vary", args, timeout=300))
@@ -133,10 +135,11 @@ def test_vary_actions_and_locks(posed, real_poses):
             pb.bone.select = sel
     try:
         before = scene_snapshot()
+        args = jobs.VaryJob(bpy.context, 3, 0.3, "left_elbow, right_hand", True, 2, "ACTIONS").args
         assert bpy.ops.dposer.vary(count=3, mode="ACTIONS", seed=2, lock="left_elbow, right_hand") == {"FINISHED"}
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = session.current_backend()
     locked = set(rm.JOINT_NAMES[40:55]) | {"left_elbow", "right_knee"}
     assert locked <= set(args["lock"])
     expected = rm.joints_from_pose_dict(backend.call("vary", args, timeout=300))
@@ -199,7 +202,7 @@ def test_vary_modal(posed):
     finally:
         ops._start_modal = real_start
     assert r == {"FINISHED"}, op.reports
-    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("vary", ops.last_request["args"]))
+    expected = rm.joints_from_pose_dict(op._backend.call("vary", op._job.args))
     for i in range(2):
         pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], 1.0)
         assert angle(pose[WRITTEN], expected[i, WRITTEN]).max() < 1e-5
@@ -217,8 +220,9 @@ def test_vary_unkeyed_rig(prefs, bpy_addon, scene, real_poses):
     assert obj.animation_data is None
     assert sorted(a.name for a in bpy.data.actions) == ["DPoserAction.var001", "DPoserAction.var002"]
     assert all(a.use_fake_user for a in bpy.data.actions)
+    args = jobs.VaryJob(bpy.context, 2, 0.3, "", False, 0, "RIGS").args
     assert bpy.ops.dposer.vary(count=2, mode="RIGS", lock_selected=False) == {"FINISHED"}
-    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("vary", ops.last_request["args"]))
+    expected = rm.joints_from_pose_dict(session.current_backend().call("vary", args))
     actions = set()
     for i in range(2):
         rig = bpy.data.objects[f"DPoser.var{i + 1:03d}"]

@@ -1,4 +1,4 @@
-"""``dposer bench hands``: hands over a take (:mod:`dposer.hands`) against the free answers.
+"""``dposer bench hands``: hands over a take (:mod:`dposer.tasks.hands`) against the free answers.
 
 Per case (the hidden hand; what is known), the best estimate's error against every free answer: the constant mean
 hand of the hand training set, the mirrored other hand when it is known, and mixes of the two (fixed weights, and
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import data, hands, layout
-from ..hands_fit import FIT_FRAMES, hand_error_deg, hand_speed_deg, take_dynamics
+from ..formats import data
+from ..spec import layout
+from ..tasks import hands
+from ..train.hands_fit import FIT_FRAMES, hand_error_deg, hand_speed_deg, take_dynamics
 
 R, L = layout.PART_SLICES["right_hand"], layout.PART_SLICES["left_hand"]
 # (case name, hidden side, other hand known)
