@@ -15,18 +15,23 @@ How (vectorised over frames, no optimisation loop):
    bend as hinges), the parent's axes for the rest (minimal twist). The neck, head and wrists, whose joint
    placement differs most between skeletons, copy the BVH's own rotation relative to the nearest mapped ancestor
    (zero when the BVH child is in its rest relation to the parent). Toes stay at zero. Unmapped joints inside a
-   chain (Bandai has no spine2) share the bend equally; other unmapped joints keep a zero rotation.
+   chain (Bandai has no spine2) share the bend equally; other unmapped joints keep a zero rotation. A joint on its
+   parent's origin (cgspeed's LowerBack, LHipJoint, Neck: OFFSET 0 0 0) gives no direction: the parent aims at the
+   next mapped joint down instead. A wrist, ankle or head the take lacks sits on its parent's End Site. Last, the
+   spine and collars turn together so that the trunk line (mid-hip to mid-shoulder) points where the take's does:
+   with the aimed limbs, the take's knee and elbow flexion and hip and shoulder angles to the trunk are kept
+   (measured by :mod:`dposer.eval.convert_angles`).
 5. Local rotations become axis-angle; ``trans`` puts the built-in skeleton's pelvis where the take's is (metres).
 
 The fit error is the angle between each mapped bone of the built-in skeleton (joint to its nearest mapped
-descendant) and the same bone in the take, in degrees: mean and max over bones and frames. It measures what the
+descendant) and the same bone in the take, in degrees: mean and max over bones and frames, and per bone (a bone of
+zero length in the take has no direction and is left out). It measures what the
 skeletons' different proportions and the solver's choices leave (e.g. Bandai's hips sit higher in the pelvis than
 SMPL-X's), and exposes a wrong name map (tens of degrees).
 """
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +40,7 @@ from scipy.spatial.transform import Rotation
 
 from . import bvh as bvh_io
 from . import layout
+from .convert_names import END_SITE_JOINTS, body_map, chest_at_branch, presets  # noqa: F401 (name API)
 from .skeleton import REST_OFFSETS, rest_joints
 
 NB = 22  # body joints: pelvis + the 21 of body_pose
@@ -45,61 +51,13 @@ REST = rest_joints()[:NB].astype(np.float64)
 OFFSETS = REST_OFFSETS[:NB].astype(np.float64)
 CHILDREN = {j: [c for c in range(NB) if PARENT[c] == j] for j in range(NB)}
 
-# Joints every take must map (the rest is optional).
-REQUIRED = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-            "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist")
 # Unit candidates (metres per file unit) and the name written to the output; "cmu" is the CMU ASF length unit
 # (1/0.45 inch) that the CMU BVH releases (cgspeed, ASF-named) keep.
 UNITS = {"m": 1.0, "cm": 0.01, "inch": 0.0254, "cmu": 0.0254 / 0.45, "mm": 0.001}
 # A bone shorter than this (metres, mean over frames) has no direction: helper joints at OFFSET 0 0 0 (LHipJoint,
 # cgspeed's LowerBack, Neck and LeftShoulder) sit on their parent. Aims and fit errors look past them.
 MIN_BONE = 0.01
-# Joints that may sit on their parent's End Site when the take has no joint for them (a forearm that ends in an
-# End Site gives the wrist's place): SMPL-X joint -> its SMPL-X parent.
-END_SITE_JOINTS = {"left_wrist": "left_elbow", "right_wrist": "right_elbow", "left_ankle": "left_knee",
-                   "right_ankle": "right_knee", "head": "neck"}
 SPINE = ("spine1", "spine2", "spine3", "neck", "head")
-
-
-def _bone_maps():
-    """The add-on's bpy-free bone-map module: the one table of rig / BVH bone names."""
-    try:
-        from blender_dposer import bone_maps
-    except ImportError:  # a source checkout run with PYTHONPATH=backend: the add-on sits beside it
-        repo = Path(__file__).resolve().parents[2]
-        if not (repo / "blender_dposer" / "bone_maps.py").is_file():
-            raise ImportError("dposer convert reads BVH joint names with the add-on's bone-map table "
-                              "(blender_dposer/bone_maps.py): run it from a source checkout of blender-dposer "
-                              "(pip install -e .) or put the repository root on PYTHONPATH") from None
-        sys.path.append(str(repo))
-        from blender_dposer import bone_maps
-    return bone_maps
-
-
-def presets() -> list[str]:
-    """Ids of the name presets a take can be read with (``--skeleton``)."""
-    return list(_bone_maps().PRESETS)
-
-
-def body_map(names: list[str], preset: str | None = None,
-             ends: frozenset[str] = frozenset()) -> tuple[str, dict[str, str]]:
-    """(preset id, {SMPL-X body joint: BVH joint name}) for a take's joint names; the best-matching preset unless
-    one is named. ``ends``: names of the joints that end in an End Site (no child joint): a required joint of
-    :data:`END_SITE_JOINTS` may sit on its parent's End Site. Raises BvhError when a required joint is missing."""
-    bm = _bone_maps()
-    if preset is not None and preset not in bm.PRESETS:
-        raise ValueError(f"unknown skeleton preset {preset!r}; known: {', '.join(bm.PRESETS)}")
-    candidates = [bm.PRESETS[preset]] if preset else list(bm.PRESETS.values())
-    body_presets = [bm.Preset(p.id, p.label, {j: b for j, b in p.bones.items() if j in J},
-                              extra_bones=p.extra_bones) for p in candidates]
-    best = bm.rank_presets(names, body_presets)[0]
-    missing = [j for j in REQUIRED if j not in best.bone_map
-               and not (j in END_SITE_JOINTS and best.bone_map.get(END_SITE_JOINTS[j]) in ends)]
-    if missing:
-        raise bvh_io.BvhError(
-            f"cannot map the take's joints to SMPL-X: the best name preset ({best.preset.id}) finds no joint for "
-            f"{', '.join(missing)} among the file's joints ({', '.join(names)}).")
-    return best.preset.id, dict(best.bone_map)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -451,24 +409,6 @@ def fit_report(result: dict, worst: int = 3) -> str:
     top = sorted(bones.items(), key=lambda kv: -kv[1][0])[:worst]
     return (f"{result['fit_error_deg_mean']:.1f} deg mean / {result['fit_error_deg_max']:.1f} max; worst bones "
             + ", ".join(f"{b} {m:.1f}/{x:.1f}" for b, (m, x) in top))
-
-
-def chest_at_branch(take_bvh: bvh_io.Bvh, bone_map: dict[str, str]) -> dict[str, str]:
-    """The bone map with the BVH joint that the collars (or, without collars, the upper arms) branch from mapped
-    to spine3 (the chest) when no joint is: a name preset's spine2 or spine1 may be that joint (the ASF-named CMU
-    takes branch the arms from Chest2)."""
-    if "spine3" in bone_map:
-        return bone_map
-    arms = [bone_map.get(f"{s}_collar") or bone_map.get(f"{s}_shoulder") for s in ("left", "right")]
-    if None in arms:
-        return bone_map
-    parents = {take_bvh.joints[take_bvh.joints[take_bvh.index(a)].parent].name for a in arms}
-    for j in ("spine2", "spine1"):
-        if parents == {bone_map.get(j)}:
-            out = {k: v for k, v in bone_map.items() if k != j}
-            out["spine3"] = bone_map[j]
-            return out
-    return bone_map
 
 
 def convert_bvh(source, skeleton: str | None = None) -> dict:

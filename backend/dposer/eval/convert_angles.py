@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in ANGLES if per_take else ():
             means = [s[k][0] for s in per_take]
             print(f"   {k:18s} mean {np.mean(means):.2f} deg, worst take mean {np.max(means):.2f}, "
-                  f"max frame {np.max([s[k][1] for s in per_take]):.1f}")
+                  f"max frame {np.max([s[k][1] for s in per_take]):.2f}")
     return 0
 
 
