@@ -102,3 +102,11 @@ def test_unmappable_take_is_one_sentence_naming_what_is_missing():
         convert.convert_bvh(text)
     msg = str(e.value)
     assert "no joint for left_knee among the file's joints" in msg and msg.count(". ") == 0 and msg.endswith(".")
+
+
+@pytest.mark.parametrize("order,fps", [("XYZ", 24.0), ("YXZ", 240.0), ("YZX", 60.0)])
+def test_channel_order_and_frame_rate_leave_the_pose_alone(order, fps):
+    ref = convert.convert_bvh(cgspeed_bvh(8, seed=2))
+    r = convert.convert_bvh(cgspeed_bvh(8, seed=2, order=order, fps=fps))
+    assert r["mocap_framerate"] == pytest.approx(fps, rel=1e-4)
+    np.testing.assert_allclose(r["body_pose"], ref["body_pose"], atol=1e-3)
