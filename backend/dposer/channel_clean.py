@@ -1,0 +1,240 @@
+"""Clean a take in its own channels: find and repair faults on every bone's local rotation, smooth jitter only when
+the take has it. NumPy + SciPy only (no torch, no other dposer module), so the add-on can run a copy in Blender.
+
+A take is ``q`` (F, B, 4): each bone's local rotation per frame as unit quaternions (x, y, z, w), any skeleton.
+Every time constant is in seconds, so a fault is found the same way at 24 and at 240 fps.
+
+- **Jumps.** A fault starts and ends with a jump: the step from one frame to the next differs from the steps
+  around it. The jump residual of the step t -> t+1 is that step minus its cubic prediction from the two steps
+  either side; a jump is a local maximum of it above ``jump_sigmas`` robust noise scales (and above
+  ``jump_floor_deg``).
+- **Spikes and pops** are a jump and its return (the opposite jump) less than ``max_pop_s`` later: the frames
+  between are bad.
+- **Held bones**: a stretch of at least ``min_hold_s`` where the bone does not move (steps under
+  ``hold_eps_deg``) that ends or starts with a jump (a limb frozen while the body moves, then released).
+- **Repair**: the bad frames of each bone are filled from its good frames (``fill``; by default a cubic spline on
+  the sign-continuous quaternion components, renormalised); a fill function with the same signature (e.g. a motion
+  prior's) can replace it.
+- **Jitter**: the noise level is estimated from the take (robust scale of the third differences); when the take's
+  level is at least ``jitter_min_deg``, each bone is low-passed (zero-phase Butterworth) with the cutoff that
+  minimises Mallows' Cp for that noise level. Otherwise only repaired cells change: an unfaulted take comes back
+  bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Settings:
+    jump_floor_deg: float = 8.0  # no jump smaller than this is a fault
+    jump_sigmas: float = 7.0  # a jump is this many robust noise scales of the jump residual
+    max_pop_s: float = 0.35  # longest stretch between a jump and its return (spikes and pops)
+    min_hold_s: float = 0.2  # shortest held stretch
+    hold_eps_deg: float = 0.01  # a step under this is "not moving"
+    jitter_min_deg: float = 0.3  # smooth only takes whose estimated jitter is at least this (degrees per axis)
+    cutoffs_hz: tuple = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
+    filter_order: int = 2
+    passes: int = 2  # detect-and-repair passes (a second pass finds faults hidden next to bigger ones)
+
+
+@dataclass
+class Report:
+    bad: np.ndarray  # (F, B) bool: cells repaired
+    events: list = field(default_factory=list)  # (kind, bone index, first frame, last frame)
+    jitter_deg: float = 0.0  # the take's estimated jitter (degrees per axis)
+    smoothed: bool = False
+    cutoff_hz: np.ndarray | None = None  # (B,) the low-pass cutoff of each bone when smoothed
+
+
+def continuous(q: np.ndarray) -> np.ndarray:
+    """Copy of ``q`` (F, B, 4) with each frame's sign chosen to agree with the previous frame (q and -q are one
+    rotation)."""
+    q = np.array(q, dtype=np.float64)
+    dots = np.einsum("fbk,fbk->fb", q[1:], q[:-1])
+    flip = np.cumsum(dots < 0, axis=0) % 2 == 1
+    q[1:][flip] *= -1
+    return q
+
+
+def _robust_scale(x: np.ndarray, dof: int, axis=0) -> np.ndarray:
+    """Noise scale per component from squared norms ``x`` (..., ) of ``dof``-dimensional Gaussian vectors: the
+    median of a chi-square with ``dof`` degrees of freedom maps to one standard deviation per component."""
+    med = {1: 0.455, 2: 1.386, 3: 2.366, 4: 3.357}[dof]
+    return np.sqrt(np.median(x, axis=axis) / med)
+
+
+def jitter_deg(q: np.ndarray) -> np.ndarray:
+    """Estimated jitter per bone (degrees per axis) of a sign-continuous take ``q`` (F, B, 4): the robust scale of
+    the third differences (a rotation noise of s rad per axis moves each quaternion by s/2 in its 3-D tangent; a
+    third difference multiplies white noise variance by 20)."""
+    if len(q) < 5:
+        return np.zeros(q.shape[1])
+    d3 = np.diff(q, n=3, axis=0)
+    s = _robust_scale(np.einsum("fbk,fbk->fb", d3, d3), 3) / np.sqrt(20)
+    return np.degrees(2 * s)
+
+
+def _jump_residual(q: np.ndarray) -> np.ndarray:
+    """(F-1, B, 4): each step q[t+1]-q[t] minus its cubic prediction from the two steps either side (edges: zero)."""
+    s = np.diff(q, axis=0)
+    r = np.zeros_like(s)
+    if len(s) >= 5:
+        r[2:-2] = s[2:-2] - (-s[:-4] + 4 * s[1:-3] + 4 * s[3:-1] - s[4:]) / 6
+    return r
+
+
+def _local_max(mag: np.ndarray, half: int, share: float = 0.9) -> np.ndarray:
+    """Within ``share`` of the largest value ``half`` frames either side (a spike's two jumps are equal; the side
+    lobes of a jump's residual are at most 5/6 of it)."""
+    from scipy.ndimage import maximum_filter1d
+
+    return mag >= share * maximum_filter1d(mag, size=2 * half + 1, axis=0, mode="nearest")
+
+
+def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarray | None = None):
+    """(bad (F, B) bool, events) of a sign-continuous take ``q`` (F, B, 4). ``active`` (B,) bool limits the search
+    to those bones (default: every bone that moves at all)."""
+    F, B = q.shape[:2]
+    bad = np.zeros((F, B), bool)
+    events: list = []
+    if F < 6:
+        return bad, events
+    if active is None:
+        active = np.ptp(q, axis=0).max(-1) > 0
+    r = _jump_residual(q)
+    mag = np.linalg.norm(r, axis=-1)  # (F-1, B)
+    scale = _robust_scale(mag[2:-2] ** 2, 3)  # per component; the residual of white noise is about 2.8 sigma
+    thr = np.maximum(np.radians(s.jump_floor_deg) / 2, s.jump_sigmas * scale)
+    jumps = (mag > thr) & _local_max(mag, 2)
+    jumps[:, ~active] = False
+    max_gap = max(1, int(round(s.max_pop_s * fps)))
+    steps = np.degrees(2 * np.linalg.norm(np.diff(q, axis=0), axis=-1))  # (F-1, B)
+    min_hold = max(2, int(round(s.min_hold_s * fps)))
+    for b in np.flatnonzero(active):
+        ts = np.flatnonzero(jumps[:, b])
+        used = np.zeros(len(ts), bool)
+        for i, t in enumerate(ts):  # pair each jump with the first opposite jump within max_pop_s
+            if used[i]:
+                continue
+            for k in range(i + 1, len(ts)):
+                t2 = ts[k]
+                if t2 - t > max_gap:
+                    break
+                a, c = r[t, b], r[t2, b]
+                if not used[k] and np.linalg.norm(a + c) < 0.5 * max(np.linalg.norm(a), np.linalg.norm(c)):
+                    bad[t + 1:t2 + 1, b] = True
+                    used[i] = used[k] = True
+                    events.append(("spike" if t2 == t + 1 else "pop", int(b), int(t + 1), int(t2)))
+                    break
+        still = steps[:, b] < s.hold_eps_deg  # held stretches: runs of still steps
+        edges = np.diff(np.concatenate([[0], still.astype(np.int8), [0]]))
+        for a, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            # steps a..e-1 are still: frames a..e hold one value
+            if e - a < min_hold:
+                continue
+            end_jump = e < len(steps) and jumps[max(0, e - 1):e + 2, b].any()
+            start_jump = a > 0 and jumps[max(0, a - 2):a + 1, b].any()
+            if not (end_jump or start_jump):
+                continue
+            first = a + 1 if end_jump and not start_jump else a
+            last = e if end_jump else e - 1
+            bad[first:last + 1, b] = True
+            events.append(("hold", int(b), int(first), int(last)))
+    return bad, events
+
+
+def spline_fill(q: np.ndarray, bad: np.ndarray, fps: float) -> np.ndarray:
+    """``q`` (F, B, 4, sign-continuous) with the ``bad`` cells filled per bone by a cubic spline through the good
+    frames, renormalised; bad stretches at either end hold the nearest good frame."""
+    from scipy.interpolate import CubicSpline
+
+    out = q.copy()
+    t = np.arange(len(q))
+    for b in np.flatnonzero(bad.any(0)):
+        good = ~bad[:, b]
+        if good.sum() < 2:
+            continue
+        tg = t[good]
+        if good.sum() >= 4:
+            fill = CubicSpline(tg, q[good, b], axis=0)(t[bad[:, b]])
+        else:
+            fill = np.stack([np.interp(t[bad[:, b]], tg, q[good, b, k]) for k in range(4)], -1)
+        tb = t[bad[:, b]]
+        fill[tb < tg[0]] = q[tg[0], b]
+        fill[tb > tg[-1]] = q[tg[-1], b]
+        out[bad[:, b], b] = fill / np.linalg.norm(fill, axis=-1, keepdims=True)
+    return out
+
+
+def _passband_fraction(fc: float, fps: float, order: int) -> float:
+    """tr(S)/N of a zero-phase Butterworth low-pass: the mean of its squared magnitude over [0, fps/2]."""
+    f = np.linspace(0, fps / 2, 2001)
+    return float(np.mean(1 / (1 + (f / fc) ** (4 * order) + 1e-300)))  # filtfilt squares |H|^2 = 1/(1+(f/fc)^2n)
+
+
+def smooth(q: np.ndarray, fps: float, noise_deg: np.ndarray, s: Settings = Settings()) -> tuple[np.ndarray, np.ndarray]:
+    """(smoothed q, cutoff per bone): each bone low-passed with the cutoff (from ``s.cutoffs_hz``, below Nyquist)
+    that minimises Mallows' Cp given its noise (degrees per axis)."""
+    from scipy.signal import butter, filtfilt
+
+    F, B = q.shape[:2]
+    cuts = [c for c in s.cutoffs_hz if c < 0.45 * fps]
+    var = (np.radians(noise_deg) / 2) ** 2  # per tangent component
+    best = np.full(B, np.inf)
+    out = q.copy()
+    cut_of = np.full(B, np.nan)
+    pad = min(3 * (s.filter_order * 2 + 1), F - 1)
+    for c in cuts:
+        bb, aa = butter(s.filter_order, c / (fps / 2))
+        y = filtfilt(bb, aa, q, axis=0, padlen=pad)
+        y /= np.linalg.norm(y, axis=-1, keepdims=True)
+        rss = np.einsum("fbk,fbk->b", q - y, q - y) / F
+        cp = rss + 2 * 3 * var * _passband_fraction(c, fps, s.filter_order)
+        better = cp < best
+        best[better] = cp[better]
+        out[:, better] = y[:, better]
+        cut_of[better] = c
+    return out, cut_of
+
+
+def clean(q: np.ndarray, fps: float, s: Settings = Settings(), fill=None, active: np.ndarray | None = None):
+    """(cleaned q (F, B, 4), Report) of a take ``q`` (F, B, 4) of unit quaternions (x, y, z, w) at ``fps``.
+    ``fill(q, bad, fps) -> q`` repairs the bad cells (default :func:`spline_fill`). Cells neither repaired nor
+    smoothed are returned exactly as given (same sign, same bits)."""
+    q0 = np.asarray(q, dtype=np.float64)
+    if q0.ndim != 3 or q0.shape[-1] != 4:
+        raise ValueError(f"expected quaternions (frames, bones, 4), got shape {q0.shape}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    fill = fill or spline_fill
+    qc = continuous(q0)
+    flipped = np.sign(np.einsum("fbk,fbk->fb", qc, q0))  # +1 / -1 per cell, to hand back the caller's signs
+    bad = np.zeros(q0.shape[:2], bool)
+    events: list = []
+    cur = qc
+    for _ in range(s.passes):
+        b, ev = detect(cur, fps, s, active)
+        new = b & ~bad
+        if not new.any():
+            break
+        bad |= b
+        events += ev
+        cur = fill(qc, bad, fps)
+    noise = jitter_deg(cur)
+    moving = np.ptp(qc, axis=0).max(-1) > 0 if active is None else active
+    level = float(np.median(noise[moving])) if moving.any() else 0.0
+    rep = Report(bad, sorted(events, key=lambda e: (e[2], e[1])), level)
+    if level >= s.jitter_min_deg:
+        sm, cut = smooth(cur, fps, np.maximum(noise, 1e-6), s)
+        sm[:, ~moving] = cur[:, ~moving]
+        cur = sm
+        rep.smoothed, rep.cutoff_hz = True, cut
+    out = cur * flipped[..., None]
+    changed = bad.copy()
+    if rep.smoothed:
+        changed[:, moving] = True
+    out[~changed] = q0[~changed]
+    return out, rep
