@@ -89,19 +89,43 @@ def _motion_start(lines: list[str]) -> int:
     return i
 
 
+def read_text(path) -> str:
+    """A BVH file's text exactly as stored (line endings kept)."""
+    from pathlib import Path
+
+    return Path(path).read_bytes().decode("utf-8", errors="replace")
+
+
 def motion_text(text: str, motion: np.ndarray, changed: np.ndarray) -> str:
-    """``text`` (a BVH file) with its frame values replaced by ``motion`` (F, C) where ``changed`` (F, C) is True;
-    the hierarchy and header lines are kept as written and every unchanged value keeps its original text."""
-    lines = text.splitlines()
+    """``text`` (a BVH file) with its frame values replaced by ``motion`` (F, C) where ``changed`` (F, C) is True.
+    The hierarchy and header are kept as written; so is every frame line without a change (when the file writes one
+    frame per line); a changed frame is written with one space between values, each unchanged value in its
+    original text."""
+    lines = text.splitlines(keepends=True)
     start = _motion_start(lines)
-    tokens = " ".join(lines[start:]).split()
+    newline = "\r\n" if lines[0].endswith("\r\n") else "\n"
+    rows = [ln for ln in lines[start:] if ln.strip()]
     F, C = motion.shape
-    if len(tokens) != F * C:
-        raise ValueError(f"the text holds {len(tokens)} values, the motion {F} x {C}")
-    grid = np.array(tokens, dtype=object).reshape(F, C)
-    for f, c in zip(*np.nonzero(changed)):
-        grid[f, c] = f"{motion[f, c]:.6f}"
-    return "\n".join(lines[:start] + [" ".join(row) for row in grid]) + "\n"
+    per_row = [ln.split() for ln in rows]
+    if len(rows) != F or any(len(r) != C for r in per_row):  # not one frame per line: rebuild every line
+        tokens = " ".join(lines[start:]).split()
+        if len(tokens) != F * C:
+            raise ValueError(f"the text holds {len(tokens)} values, the motion {F} x {C}")
+        per_row = [tokens[f * C:(f + 1) * C] for f in range(F)]
+        rows = [None] * F
+    out = []
+    for f in range(F):
+        if rows[f] is not None and not changed[f].any():
+            out.append(rows[f] if rows[f].endswith(("\n", "\r")) else rows[f] + newline)
+            continue
+        vals = list(per_row[f])
+        for c in np.flatnonzero(changed[f]):
+            vals[c] = f"{motion[f, c]:.6f}"
+        out.append(" ".join(vals) + newline)
+    head = "".join(lines[:start])
+    if not head.endswith(("\n", "\r")):
+        head += newline
+    return head + "".join(out)
 
 
 def clean_take(take: bvh_io.Bvh, settings: channel_clean.Settings = channel_clean.Settings(), fill=None):
@@ -123,12 +147,10 @@ def clean_take(take: bvh_io.Bvh, settings: channel_clean.Settings = channel_clea
 
 def clean_bvh(source, settings: channel_clean.Settings = channel_clean.Settings(), fill=None):
     """(new BVH text, Report, bone names) of a BVH file (path) or BVH text."""
-    from pathlib import Path
-
     if isinstance(source, str) and source.lstrip()[:9].upper() == "HIERARCHY":
         text, name = source, "<string>"
     else:
-        text, name = Path(source).read_text(encoding="utf-8", errors="replace"), str(source)
+        text, name = read_text(source), str(source)
     take = bvh_io.parse(text, source=name)
     new, changed, rep = clean_take(take, settings, fill)
     names = [take.joints[k].name for k in rotation_bones(take)]

@@ -175,7 +175,32 @@ def cmd_complete(a):
         print(f"wrote {a.image}")
 
 
+def _clean_bvh(a):
+    """BVH in, BVH out: cleaned in the take's own channels (no prior, no SMPL-X conversion)."""
+    from pathlib import Path
+
+    from . import bvh_channels
+    from .io import check_output, write_text
+
+    if Path(a.output).suffix.lower() != ".bvh":
+        raise SystemExit(f"error: a BVH input is cleaned into a BVH file; --output {a.output} must end in .bvh")
+    out = check_output(a.output, [a.input])
+    text, rep, names = bvh_channels.clean_bvh(a.input) if a.strength > 0 else \
+        (bvh_channels.read_text(a.input), None, [])
+    if rep is not None:
+        print(f"clean: {len(rep.events)} faults repaired; jitter {rep.jitter_deg:.2f} deg"
+              f"{' (smoothed)' if rep.smoothed else ' (not smoothed)'}")
+        for kind, b, first, last in rep.events:
+            print(f"  {kind:8s} {names[b]:15s} frames {first}-{last}")
+    write_text(out, text, inputs=[a.input])
+    print(f"wrote {out}")
+
+
 def cmd_clean(a):
+    from pathlib import Path
+
+    if Path(a.input).suffix.lower() == ".bvh":
+        return _clean_bvh(a)
     from .prior import load_prior
     from .tasks import CLEAN, clean
 
@@ -575,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-count", type=POSITIVE, default=3)
     c.set_defaults(func=cmd_complete)
 
-    cl = task("clean", "find and repair the faults of a mocap clip (spikes, pops, held limbs, limit breaks, jitter)")
+    cl = task("clean", "find and repair the faults of a mocap clip (spikes, pops, held limbs, limit breaks, jitter); "
+                       "a .bvh input is cleaned in its own channels into a .bvh --output")
     cl.add_argument("--strength", type=_number(0.0, 1.0), default=0.5,
                     help="0 = change nothing; higher finds more faults, smooths jitter more and leans more on the prior")
     cl.add_argument("--parts", default="body", help="what may change (default: body)")
