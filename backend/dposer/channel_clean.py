@@ -169,6 +169,49 @@ def spline_fill(q: np.ndarray, bad: np.ndarray, fps: float) -> np.ndarray:
     return out
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) of each run of True in a 1-D mask."""
+    e = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(e == 1), np.flatnonzero(e == -1) - 1))
+
+
+def pattern_fill(q: np.ndarray, bad: np.ndarray, fps: float, min_s: float = 0.2, context_s: float = 0.3,
+                 max_misfit_deg: float = 4.0) -> np.ndarray:
+    """:func:`spline_fill`, and for stretches of at least ``min_s`` the deviation of a donor from its own spline
+    (Vicon's pattern fill, the donor taken from the take itself): the donor is the same bone at the time shift
+    whose whole-body motion around the stretch (every good cell, ``context_s`` either side) matches best; it is
+    used only when, shifted, it fits the bone's own frames around the stretch within ``max_misfit_deg`` (RMS)."""
+    out = spline_fill(q, bad, fps)
+    F = len(q)
+    c = max(2, int(round(context_s * fps)))
+    for b in np.flatnonzero(bad.any(0)):
+        for a, e in _runs(bad[:, b]):
+            if e - a + 1 < min_s * fps or a - c < 0 or e + c >= F:
+                continue
+            lo, hi = a - c, e + c + 1
+            w = ~bad[lo:hi]  # (W, B) cells to compare
+            best, shift = np.inf, None
+            for tau in range(-lo, F - hi + 1):
+                if abs(tau) < hi - lo or bad[lo + tau:hi + tau, b].any():
+                    continue
+                d = q[lo + tau:hi + tau] - q[lo:hi]
+                cost = np.einsum("wbk,wbk->wb", d, d)[w & ~bad[lo + tau:hi + tau]].mean()
+                if cost < best:
+                    best, shift = cost, tau
+            if shift is None:
+                continue
+            gap = np.zeros((F, 1), bool)
+            gap[a + shift:e + shift + 1] = True
+            donor = q[:, b:b + 1]
+            deviation = donor[a + shift:e + shift + 1, 0] - spline_fill(donor, gap, fps)[a + shift:e + shift + 1, 0]
+            ctx = np.r_[lo:a, e + 1:hi]
+            misfit = np.degrees(2 * np.sqrt(np.mean(np.sum((q[ctx + shift, b] - q[ctx, b]) ** 2, -1))))
+            if misfit <= max_misfit_deg:
+                y = out[a:e + 1, b] + deviation
+                out[a:e + 1, b] = y / np.linalg.norm(y, axis=-1, keepdims=True)
+    return out
+
+
 def _passband_fraction(fc: float, fps: float, order: int) -> float:
     """tr(S)/N of a zero-phase Butterworth low-pass: the mean of its squared magnitude over [0, fps/2]."""
     f = np.linspace(0, fps / 2, 2001)

@@ -235,3 +235,17 @@ def bench(root=None, kind: str = "heldout", per_source: int = 4, seconds: float 
             f"s); at least one of each per take; seed = the take's index. {kind} takes, at most {per_source} per "
             f"source, at most {seconds:g} s each; mean joint error on the take's own skeleton scaled to 1.75 m.")
     return "\n".join([head, ""] + table(rows))
+
+
+def speed_line(root=None, frames: int = 1000) -> str:
+    """Seconds to clean the first ``frames`` frames of CMU 131_03 (31 joints, 120 fps), with jitter and faults."""
+    from .. import data
+
+    take = bvh_io.read(data.data_root(root) / "bvh" / "other_studios" / "cmu_131_03_hop.bvh")
+    take = replace(take, motion=take.motion[:frames])
+    bad, _ = _faulty(take, 0, cf.ChannelFaultModel())
+    t0 = time.perf_counter()
+    ours(bad)
+    secs = time.perf_counter() - t0
+    return (f"Speed: cleaning {take.num_frames} frames of CMU 131_03 ({len(bc.rotation_bones(take))} rotation bones, "
+            f"jittered and faulty) takes {secs:.2f} s on this CPU (one thread).")
