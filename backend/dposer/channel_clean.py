@@ -29,12 +29,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Settings:
-    jump_floor_deg: float = 8.0  # no jump smaller than this is a fault
+    jump_floor_deg: float = 12.0  # no jump smaller than this is a fault
     jump_sigmas: float = 7.0  # a jump is this many robust noise scales of the jump residual
     max_pop_s: float = 0.35  # longest stretch between a jump and its return (spikes and pops)
     min_hold_s: float = 0.2  # shortest held stretch
     hold_eps_deg: float = 0.01  # a step under this is "not moving"
     jitter_min_deg: float = 0.3  # smooth only takes whose estimated jitter is at least this (degrees per axis)
+    cp_noise_factor: float = 1.5  # the noise variance in Mallows' Cp is scaled by this (> 1: smoother)
     cutoffs_hz: tuple = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
     filter_order: int = 2
     passes: int = 2  # detect-and-repair passes (a second pass finds faults hidden next to bigger ones)
@@ -225,7 +226,7 @@ def smooth(q: np.ndarray, fps: float, noise_deg: np.ndarray, s: Settings = Setti
 
     F, B = q.shape[:2]
     cuts = [c for c in s.cutoffs_hz if c < 0.45 * fps]
-    var = (np.radians(noise_deg) / 2) ** 2  # per tangent component
+    var = s.cp_noise_factor * (np.radians(noise_deg) / 2) ** 2  # per tangent component
     best = np.full(B, np.inf)
     out = q.copy()
     cut_of = np.full(B, np.nan)
