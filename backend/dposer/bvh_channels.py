@@ -157,6 +157,28 @@ def clean_bvh(source, settings: channel_clean.Settings = channel_clean.Settings(
     return motion_text(text, new.motion, changed), rep, names
 
 
+def clean_file(source, output, strength: float = 0.5, log=print) -> None:
+    """``dposer clean`` for a BVH take: clean ``source`` into ``output`` (a .bvh file; strength 0 copies the take
+    unchanged) and log the repairs."""
+    from pathlib import Path
+
+    from .io import check_output, write_text
+
+    if Path(output).suffix.lower() != ".bvh":
+        raise ValueError(f"a BVH input is cleaned into a BVH file: --output {output} must end in .bvh")
+    out = check_output(output, [source])
+    if strength > 0:
+        text, rep, names = clean_bvh(source)
+        log(f"clean: {len(rep.events)} faults repaired; jitter {rep.jitter_deg:.2f} deg "
+            f"({'smoothed' if rep.smoothed else 'not smoothed'})")
+        for kind, b, first, last in rep.events:
+            log(f"  {kind:8s} {names[b]:15s} frames {first}-{last}")
+    else:
+        text = read_text(source)
+    write_text(out, text, inputs=[source])
+    log(f"wrote {out}")
+
+
 def rest_extent(take: bvh_io.Bvh) -> float:
     """Largest edge of the bounding box of the rest pose's joints and end sites (file units)."""
     pts = []

@@ -175,32 +175,13 @@ def cmd_complete(a):
         print(f"wrote {a.image}")
 
 
-def _clean_bvh(a):
-    """BVH in, BVH out: cleaned in the take's own channels (no prior, no SMPL-X conversion)."""
-    from pathlib import Path
-
-    from . import bvh_channels
-    from .io import check_output, write_text
-
-    if Path(a.output).suffix.lower() != ".bvh":
-        raise SystemExit(f"error: a BVH input is cleaned into a BVH file; --output {a.output} must end in .bvh")
-    out = check_output(a.output, [a.input])
-    text, rep, names = bvh_channels.clean_bvh(a.input) if a.strength > 0 else \
-        (bvh_channels.read_text(a.input), None, [])
-    if rep is not None:
-        print(f"clean: {len(rep.events)} faults repaired; jitter {rep.jitter_deg:.2f} deg"
-              f"{' (smoothed)' if rep.smoothed else ' (not smoothed)'}")
-        for kind, b, first, last in rep.events:
-            print(f"  {kind:8s} {names[b]:15s} frames {first}-{last}")
-    write_text(out, text, inputs=[a.input])
-    print(f"wrote {out}")
-
-
 def cmd_clean(a):
     from pathlib import Path
 
-    if Path(a.input).suffix.lower() == ".bvh":
-        return _clean_bvh(a)
+    if Path(a.input).suffix.lower() == ".bvh":  # cleaned in its own channels: no prior, no SMPL-X
+        from .bvh_channels import clean_file
+
+        return clean_file(a.input, a.output, a.strength)
     from .prior import load_prior
     from .tasks import CLEAN, clean
 

@@ -25,7 +25,7 @@ from ..channel_clean import Settings
 FPS = (30.0, 60.0, 120.0)
 BUTTER_HZ = 6.0
 MEDIAN_S = 5 / 30  # median window (5 frames at 30 fps), then a Gaussian
-GAUSS_S = 0.033  # Gaussian sigma (s): chosen on the tuning takes by tune_gauss() (see docs/benchmarks.md)
+GAUSS_S = 0.033  # Gaussian sigma (s): 1 frame at 30 fps, the SMPL-X bench's choice; tune_gauss() re-checks it
 GAUSS_GRID_S = (0.017, 0.025, 0.033, 0.05, 0.067)
 
 
