@@ -11,14 +11,16 @@ Every time constant is in seconds, so a fault is found the same way at 24 and at
 - **Spikes and pops** are a jump and its return (the opposite jump) less than ``max_pop_s`` later: the frames
   between are bad.
 - **Held bones**: a stretch of at least ``min_hold_s`` where the bone does not move (steps under
-  ``hold_eps_deg``) that ends or starts with a jump (a limb frozen while the body moves, then released).
-- **Repair**: the bad frames of each bone are filled from its good frames (``fill``; by default a cubic spline on
-  the sign-continuous quaternion components, renormalised); a fill function with the same signature (e.g. a motion
-  prior's) can replace it.
+  ``hold_eps_deg``) that ends or starts with a jump (a limb frozen while the body moves, then released); on a bone
+  with jitter (over ``still_jitter_deg``) a still stretch is a hold by itself.
+- **Repair**: the bad cells are filled by ``fill(q, bad, fps)``: by default :func:`regression_fill` (a cubic
+  spline on the sign-continuous quaternion components, renormalised; held stretches predicted from the bones that
+  keep moving, by a regression fitted on the take itself). A motion prior's fill with the same signature can
+  replace it.
 - **Jitter**: the noise level is estimated from the take (robust scale of the third differences); when the take's
   level is at least ``jitter_min_deg``, each bone is low-passed (zero-phase Butterworth) with the cutoff that
-  minimises Mallows' Cp for that noise level. Otherwise only repaired cells change: an unfaulted take comes back
-  bit for bit.
+  minimises Mallows' Cp for that noise level, and the bad cells are then filled from the smoothed good frames.
+  Otherwise only repaired cells change: an unfaulted take comes back bit for bit.
 """
 from __future__ import annotations
 
@@ -30,10 +32,11 @@ import numpy as np
 @dataclass(frozen=True)
 class Settings:
     jump_floor_deg: float = 12.0  # no jump smaller than this is a fault
-    jump_sigmas: float = 7.0  # a jump is this many robust noise scales of the jump residual
+    jump_sigmas: float = 4.0  # a jump is this many robust noise scales of the jump residual
     max_pop_s: float = 0.35  # longest stretch between a jump and its return (spikes and pops)
     min_hold_s: float = 0.2  # shortest held stretch
     hold_eps_deg: float = 0.01  # a step under this is "not moving"
+    still_jitter_deg: float = 0.2  # on a bone with more jitter than this, a still stretch is a hold without a jump
     jitter_min_deg: float = 0.3  # smooth only takes whose estimated jitter is at least this (degrees per axis)
     cp_noise_factor: float = 1.5  # the noise variance in Mallows' Cp is scaled by this (> 1: smoother)
     cutoffs_hz: tuple = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
@@ -114,6 +117,7 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
     max_gap = max(1, int(round(s.max_pop_s * fps)))
     steps = np.degrees(2 * np.linalg.norm(np.diff(q, axis=0), axis=-1))  # (F-1, B)
     min_hold = max(2, int(round(s.min_hold_s * fps)))
+    noisy = jitter_deg(q) > s.still_jitter_deg
     for b in np.flatnonzero(active):
         ts = np.flatnonzero(jumps[:, b])
         used = np.zeros(len(ts), bool)
@@ -138,16 +142,22 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
                 continue
             end_jump = e < len(steps) and jumps[max(0, e - 1):e + 2, b].any()
             start_jump = a > 0 and jumps[max(0, a - 2):a + 1, b].any()
-            if not (end_jump or start_jump):
+            if not (end_jump or start_jump or noisy[b]):  # a jittery bone never holds still by itself
                 continue
-            first = a + 1 if end_jump and not start_jump else a
-            last = e if end_jump else e - 1
+            # held at the last good value (frame a), unless only the start jumps (held at the next one, frame e)
+            first = a if start_jump else a + 1
+            last = e - 1 if start_jump and not end_jump else e
             bad[first:last + 1, b] = True
             events.append(("hold", int(b), int(first), int(last)))
     return bad, events
 
 
-def spline_fill(q: np.ndarray, bad: np.ndarray, fps: float) -> np.ndarray:
+def linear_fill(q: np.ndarray, bad: np.ndarray, fps: float) -> np.ndarray:
+    """``q`` with the ``bad`` cells interpolated linearly per component between the good frames, renormalised."""
+    return spline_fill(q, bad, fps, cubic=False)
+
+
+def spline_fill(q: np.ndarray, bad: np.ndarray, fps: float, cubic: bool = True) -> np.ndarray:
     """``q`` (F, B, 4, sign-continuous) with the ``bad`` cells filled per bone by a cubic spline through the good
     frames, renormalised; bad stretches at either end hold the nearest good frame."""
     from scipy.interpolate import CubicSpline
@@ -159,7 +169,7 @@ def spline_fill(q: np.ndarray, bad: np.ndarray, fps: float) -> np.ndarray:
         if good.sum() < 2:
             continue
         tg = t[good]
-        if good.sum() >= 4:
+        if cubic and good.sum() >= 4:
             fill = CubicSpline(tg, q[good, b], axis=0)(t[bad[:, b]])
         else:
             fill = np.stack([np.interp(t[bad[:, b]], tg, q[good, b, k]) for k in range(4)], -1)
@@ -176,40 +186,67 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(e == 1), np.flatnonzero(e == -1) - 1))
 
 
-def pattern_fill(q: np.ndarray, bad: np.ndarray, fps: float, min_s: float = 0.2, context_s: float = 0.3,
-                 max_misfit_deg: float = 4.0) -> np.ndarray:
-    """:func:`spline_fill`, and for stretches of at least ``min_s`` the deviation of a donor from its own spline
-    (Vicon's pattern fill, the donor taken from the take itself): the donor is the same bone at the time shift
-    whose whole-body motion around the stretch (every good cell, ``context_s`` either side) matches best; it is
-    used only when, shifted, it fits the bone's own frames around the stretch within ``max_misfit_deg`` (RMS)."""
-    out = spline_fill(q, bad, fps)
+def _regress_gap(q: np.ndarray, ok: np.ndarray, bone: int, a: int, e: int, feats: np.ndarray, window: int,
+                 ridge: float, X: np.ndarray) -> np.ndarray | None:
+    """Bone ``bone`` of ``q`` on frames a..e predicted from the ``feats`` bones of ``X`` by ridge regression fitted
+    on the ``ok`` frames within ``window`` of the gap, shifted to meet the bone's own frames either side (None if
+    it cannot)."""
     F = len(q)
-    c = max(2, int(round(context_s * fps)))
+    lo, hi = max(0, a - window), min(F, e + 1 + window)
+    train = np.zeros(F, bool)
+    train[lo:hi] = ok[lo:hi]
+    train[a:e + 1] = False
+    if train.sum() < 4 * len(feats) + 8 or a == 0 or e + 1 >= F or not (ok[a - 1] and ok[e + 1]):
+        return None
+    X = X[:, feats].reshape(F, -1)
+    mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
+    Z = np.c_[(X - mu) / sd, np.ones(F)]
+    Zt, y = Z[train], q[train, bone]
+    coef = np.linalg.solve(Zt.T @ Zt + ridge * len(Zt) * np.eye(Z.shape[1]), Zt.T @ y)
+    pred = Z[a - 1:e + 2] @ coef
+    w = np.linspace(0, 1, e - a + 3)[:, None]
+    pred += (1 - w) * (q[a - 1, bone] - pred[0]) + w * (q[e + 1, bone] - pred[-1])
+    return pred[1:-1]
+
+
+def regression_fill(q: np.ndarray, bad: np.ndarray, fps: float, min_s: float = 0.2, window_s: float = 6.0,
+                    ridge: float = 0.01) -> np.ndarray:
+    """:func:`spline_fill`, except that a stretch of at least ``min_s`` (a held limb) is predicted from the bones
+    that stay good during it (ridge regression on their spline-filled rotations, fitted on the take's own frames
+    within ``window_s``, made to meet the bone's frames either side) when that prediction beats the spline on a
+    stretch of the same length beside it."""
+    out = spline_fill(q, bad, fps)
+    F, B = bad.shape
+    window = int(round(window_s * fps))
     for b in np.flatnonzero(bad.any(0)):
         for a, e in _runs(bad[:, b]):
-            if e - a + 1 < min_s * fps or a - c < 0 or e + c >= F:
+            n = e - a + 1
+            if n < min_s * fps:
                 continue
-            lo, hi = a - c, e + c + 1
-            w = ~bad[lo:hi]  # (W, B) cells to compare
-            best, shift = np.inf, None
-            for tau in range(-lo, F - hi + 1):
-                if abs(tau) < hi - lo or bad[lo + tau:hi + tau, b].any():
+            lo, hi = max(0, a - window), min(F, e + 1 + window)  # features: the bones good during the gap
+            feats = np.flatnonzero(~bad[a:e + 1].any(0) & (np.ptp(q[lo:hi], axis=0).max(-1) > 0))
+            feats = feats[feats != b]
+            if not len(feats):
+                continue
+            ok = ~bad[:, b]
+            trial = [(a - n - 2, a - 3), (e + 3, e + n + 2)]  # a test gap of the same length either side
+            gain = []
+            for ta, te in trial:
+                if ta < 1 or te + 1 >= F or not ok[ta - 1:te + 2].all():
                     continue
-                d = q[lo + tau:hi + tau] - q[lo:hi]
-                cost = np.einsum("wbk,wbk->wb", d, d)[w & ~bad[lo + tau:hi + tau]].mean()
-                if cost < best:
-                    best, shift = cost, tau
-            if shift is None:
+                fake = ok.copy()
+                fake[ta:te + 1] = False
+                reg = _regress_gap(q, fake, b, ta, te, feats, window, ridge, out)
+                m = bad.copy()
+                m[ta:te + 1, b] = True
+                spl = spline_fill(q, m, fps)[ta:te + 1, b]
+                if reg is not None:
+                    gain.append(np.sum((spl - q[ta:te + 1, b]) ** 2) - np.sum((reg - q[ta:te + 1, b]) ** 2))
+            if not gain or np.mean(gain) <= 0:
                 continue
-            gap = np.zeros((F, 1), bool)
-            gap[a + shift:e + shift + 1] = True
-            donor = q[:, b:b + 1]
-            deviation = donor[a + shift:e + shift + 1, 0] - spline_fill(donor, gap, fps)[a + shift:e + shift + 1, 0]
-            ctx = np.r_[lo:a, e + 1:hi]
-            misfit = np.degrees(2 * np.sqrt(np.mean(np.sum((q[ctx + shift, b] - q[ctx, b]) ** 2, -1))))
-            if misfit <= max_misfit_deg:
-                y = out[a:e + 1, b] + deviation
-                out[a:e + 1, b] = y / np.linalg.norm(y, axis=-1, keepdims=True)
+            pred = _regress_gap(q, ok, b, a, e, feats, window, ridge, out)
+            if pred is not None:
+                out[a:e + 1, b] = pred / np.linalg.norm(pred, axis=-1, keepdims=True)
     return out
 
 
@@ -246,14 +283,14 @@ def smooth(q: np.ndarray, fps: float, noise_deg: np.ndarray, s: Settings = Setti
 
 def clean(q: np.ndarray, fps: float, s: Settings = Settings(), fill=None, active: np.ndarray | None = None):
     """(cleaned q (F, B, 4), Report) of a take ``q`` (F, B, 4) of unit quaternions (x, y, z, w) at ``fps``.
-    ``fill(q, bad, fps) -> q`` repairs the bad cells (default :func:`spline_fill`). Cells neither repaired nor
+    ``fill(q, bad, fps) -> q`` repairs the bad cells (default :func:`regression_fill`). Cells neither repaired nor
     smoothed are returned exactly as given (same sign, same bits)."""
     q0 = np.asarray(q, dtype=np.float64)
     if q0.ndim != 3 or q0.shape[-1] != 4:
         raise ValueError(f"expected quaternions (frames, bones, 4), got shape {q0.shape}")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    fill = fill or spline_fill
+    fill = fill or regression_fill
     qc = continuous(q0)
     flipped = np.sign(np.einsum("fbk,fbk->fb", qc, q0))  # +1 / -1 per cell, to hand back the caller's signs
     bad = np.zeros(q0.shape[:2], bool)
@@ -266,16 +303,18 @@ def clean(q: np.ndarray, fps: float, s: Settings = Settings(), fill=None, active
             break
         bad |= b
         events += ev
-        cur = fill(qc, bad, fps)
+        cur = linear_fill(qc, bad, fps)  # provisional: no overshoot for the next pass or the smoother to see
     noise = jitter_deg(cur)
     moving = np.ptp(qc, axis=0).max(-1) > 0 if active is None else active
     level = float(np.median(noise[moving])) if moving.any() else 0.0
     rep = Report(bad, sorted(events, key=lambda e: (e[2], e[1])), level)
-    if level >= s.jitter_min_deg:
+    if level >= s.jitter_min_deg:  # smooth, then fill the bad cells from the smoothed good frames
         sm, cut = smooth(cur, fps, np.maximum(noise, 1e-6), s)
         sm[:, ~moving] = cur[:, ~moving]
-        cur = sm
+        cur = fill(sm, bad, fps) if bad.any() else sm
         rep.smoothed, rep.cutoff_hz = True, cut
+    elif bad.any():
+        cur = fill(qc, bad, fps)
     out = cur * flipped[..., None]
     changed = bad.copy()
     if rep.smoothed:
