@@ -6,8 +6,9 @@ Every time constant is in seconds, so a fault is found the same way at 24 and at
 
 - **Jumps.** A fault starts and ends with a jump: the step from one frame to the next differs from the steps
   around it. The jump residual of the step t -> t+1 is that step minus its cubic prediction from the two steps
-  either side; a jump is a local maximum of it above ``jump_sigmas`` robust noise scales (and above
-  ``jump_floor_deg``).
+  either side; a jump is a local maximum of it above ``jump_sigmas`` robust noise scales, above
+  ``jump_floor_deg`` and above ``speed_share`` times the bone's median step around it (fast motion at a low frame
+  rate is not a fault).
 - **Spikes and pops** are a jump and its return (the opposite jump) less than ``max_pop_s`` later: the frames
   between are bad.
 - **Held bones**: a stretch of at least ``min_hold_s`` where the bone does not move (steps under
@@ -33,6 +34,8 @@ import numpy as np
 class Settings:
     jump_floor_deg: float = 12.0  # no jump smaller than this is a fault
     jump_sigmas: float = 4.0  # a jump is this many robust noise scales of the jump residual
+    speed_share: float = 2.0  # ... and larger than this multiple of the bone's median step over speed_window_s
+    speed_window_s: float = 0.1
     max_pop_s: float = 0.35  # longest stretch between a jump and its return (spikes and pops)
     min_hold_s: float = 0.2  # shortest held stretch
     hold_eps_deg: float = 0.01  # a step under this is "not moving"
@@ -112,6 +115,12 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
     mag = np.linalg.norm(r, axis=-1)  # (F-1, B)
     scale = _robust_scale(mag[2:-2] ** 2, 3)  # per component; the residual of white noise is about 2.8 sigma
     thr = np.maximum(np.radians(s.jump_floor_deg) / 2, s.jump_sigmas * scale)
+    if s.speed_share > 0:  # fast motion at a low frame rate makes large residuals of its own
+        from scipy.ndimage import median_filter
+
+        half = max(2, int(round(s.speed_window_s * fps)))
+        speed = median_filter(np.linalg.norm(np.diff(q, axis=0), axis=-1), size=(2 * half + 1, 1), mode="nearest")
+        thr = np.maximum(thr, s.speed_share * speed)
     jumps = (mag > thr) & _local_max(mag, 2)
     jumps[:, ~active] = False
     max_gap = max(1, int(round(s.max_pop_s * fps)))
