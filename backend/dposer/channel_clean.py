@@ -1,5 +1,6 @@
 """Clean a take in its own channels: find and repair faults on every bone's local rotation, smooth jitter only when
-the take has it. NumPy + SciPy only (no torch, no other dposer module), so the add-on can run a copy in Blender.
+the take has it. NumPy only (no SciPy, no torch, no other dposer module): the add-on runs an identical copy in
+Blender (``blender_dposer/channel_clean.py``; tests/test_channel_clean.py fails when the two differ).
 
 A take is ``q`` (F, B, 4): each bone's local rotation per frame as unit quaternions (x, y, z, w), any skeleton.
 Every time constant is in seconds, so a fault is found the same way at 24 and at 240 fps.
@@ -43,7 +44,6 @@ class Settings:
     jitter_min_deg: float = 0.3  # smooth only takes whose estimated jitter is at least this (degrees per axis)
     cp_noise_factor: float = 1.5  # the noise variance in Mallows' Cp is scaled by this (> 1: smoother)
     cutoffs_hz: tuple = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
-    filter_order: int = 2
     passes: int = 2  # detect-and-repair passes (a second pass finds faults hidden next to bigger ones)
 
 
@@ -54,6 +54,73 @@ class Report:
     jitter_deg: float = 0.0  # the take's estimated jitter (degrees per axis)
     smoothed: bool = False
     cutoff_hz: np.ndarray | None = None  # (B,) the low-pass cutoff of each bone when smoothed
+
+
+# NumPy stand-ins for the few SciPy routines used (Blender's Python has NumPy but not SciPy); tests check them
+# against SciPy.
+
+def _sliding(x: np.ndarray, half: int, fn) -> np.ndarray:
+    """``fn`` (np.max, np.median) over a window of ``half`` frames either side along axis 0, edges repeated (SciPy's
+    ndimage filters with mode='nearest')."""
+    padded = np.concatenate([np.repeat(x[:1], half, 0), x, np.repeat(x[-1:], half, 0)])
+    return fn(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=0), axis=-1)
+
+
+def natural_spline(t: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The natural cubic spline through (``t`` (n,) increasing, ``y`` (n, k)) evaluated at ``at`` (SciPy's
+    ``CubicSpline(t, y, bc_type='natural')``)."""
+    t, y = np.asarray(t, float), np.asarray(y, float)
+    n = len(t)
+    h = np.diff(t)
+    m = np.zeros_like(y)  # second derivatives; zero at both ends
+    if n > 2:  # tridiagonal system for m[1:-1] (Thomas algorithm)
+        diag = 2 * (h[:-1] + h[1:])
+        rhs = 6 * ((y[2:] - y[1:-1]) / h[1:, None] - (y[1:-1] - y[:-2]) / h[:-1, None])
+        c, d = np.zeros(n - 2), np.zeros_like(rhs)
+        c[0], d[0] = h[1] / diag[0] if n > 3 else 0.0, rhs[0] / diag[0]
+        for i in range(1, n - 2):
+            den = diag[i] - h[i] * c[i - 1]
+            c[i] = h[i + 1] / den if i < n - 3 else 0.0
+            d[i] = (rhs[i] - h[i] * d[i - 1]) / den
+        for i in range(n - 4, -1, -1):
+            d[i] -= c[i] * d[i + 1]
+        m[1:-1] = d
+    i = np.clip(np.searchsorted(t, at) - 1, 0, n - 2)
+    hi, a, b = h[i][:, None], (t[i + 1] - at)[:, None], (at - t[i])[:, None]
+    return (m[i] * a ** 3 + m[i + 1] * b ** 3) / (6 * hi) + (y[i] / hi - m[i] * hi / 6) * a + \
+        (y[i + 1] / hi - m[i + 1] * hi / 6) * b
+
+
+def butter2(wn: float) -> tuple[np.ndarray, np.ndarray]:
+    """(b, a) of a 2nd-order Butterworth low-pass at ``wn`` (a fraction of Nyquist): SciPy's ``butter(2, wn)``."""
+    k = np.tan(np.pi * wn / 2)
+    norm = 1 + np.sqrt(2) * k + k * k
+    b = np.array([k * k, 2 * k * k, k * k]) / norm
+    a = np.array([1.0, 2 * (k * k - 1) / norm, (1 - np.sqrt(2) * k + k * k) / norm])
+    return b, a
+
+
+def _lfilter(b: np.ndarray, a: np.ndarray, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """A biquad along axis 0 (transposed direct form II) from the state ``z`` (2, ...)."""
+    y = np.empty_like(x)
+    z0, z1 = z[0].copy(), z[1].copy()
+    for f in range(len(x)):
+        y[f] = b[0] * x[f] + z0
+        z0 = b[1] * x[f] - a[1] * y[f] + z1
+        z1 = b[2] * x[f] - a[2] * y[f]
+    return y
+
+
+def filtfilt(b: np.ndarray, a: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
+    """Zero-phase biquad along axis 0 with odd padding and steady-state initial conditions: SciPy's
+    ``filtfilt(b, a, x, axis=0, padlen=padlen)``."""
+    ext = np.concatenate([2 * x[:1] - x[padlen:0:-1], x, 2 * x[-1:] - x[-2:-padlen - 2:-1]]) if padlen else x
+    companion = np.array([[-a[1], 1.0], [-a[2], 0.0]])
+    zi = np.linalg.solve(np.eye(2) - companion, b[1:] - a[1:] * b[0])  # lfilter_zi
+    zi = zi.reshape((2,) + (1,) * (x.ndim - 1))
+    y = _lfilter(b, a, ext, zi * ext[:1])
+    y = _lfilter(b, a, y[::-1], zi * y[-1:])[::-1]
+    return y[padlen:len(y) - padlen] if padlen else y
 
 
 def continuous(q: np.ndarray) -> np.ndarray:
@@ -96,9 +163,7 @@ def _jump_residual(q: np.ndarray) -> np.ndarray:
 def _local_max(mag: np.ndarray, half: int, share: float = 0.9) -> np.ndarray:
     """Within ``share`` of the largest value ``half`` frames either side (a spike's two jumps are equal; the side
     lobes of a jump's residual are at most 5/6 of it)."""
-    from scipy.ndimage import maximum_filter1d
-
-    return mag >= share * maximum_filter1d(mag, size=2 * half + 1, axis=0, mode="nearest")
+    return mag >= share * _sliding(mag, half, np.max)
 
 
 def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarray | None = None):
@@ -116,10 +181,8 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
     scale = _robust_scale(mag[2:-2] ** 2, 3)  # per component; the residual of white noise is about 2.8 sigma
     thr = np.maximum(np.radians(s.jump_floor_deg) / 2, s.jump_sigmas * scale)
     if s.speed_share > 0:  # fast motion at a low frame rate makes large residuals of its own
-        from scipy.ndimage import median_filter
-
         half = max(2, int(round(s.speed_window_s * fps)))
-        speed = median_filter(np.linalg.norm(np.diff(q, axis=0), axis=-1), size=(2 * half + 1, 1), mode="nearest")
+        speed = _sliding(np.linalg.norm(np.diff(q, axis=0), axis=-1), half, np.median)
         thr = np.maximum(thr, s.speed_share * speed)
     jumps = (mag > thr) & _local_max(mag, 2)
     jumps[:, ~active] = False
@@ -169,8 +232,6 @@ def linear_fill(q: np.ndarray, bad: np.ndarray, fps: float) -> np.ndarray:
 def spline_fill(q: np.ndarray, bad: np.ndarray, fps: float, cubic: bool = True) -> np.ndarray:
     """``q`` (F, B, 4, sign-continuous) with the ``bad`` cells filled per bone by a cubic spline through the good
     frames, renormalised; bad stretches at either end hold the nearest good frame."""
-    from scipy.interpolate import CubicSpline
-
     out = q.copy()
     t = np.arange(len(q))
     for b in np.flatnonzero(bad.any(0)):
@@ -179,7 +240,7 @@ def spline_fill(q: np.ndarray, bad: np.ndarray, fps: float, cubic: bool = True) 
             continue
         tg = t[good]
         if cubic and good.sum() >= 4:
-            fill = CubicSpline(tg, q[good, b], axis=0)(t[bad[:, b]])
+            fill = natural_spline(tg, q[good, b], t[bad[:, b]])
         else:
             fill = np.stack([np.interp(t[bad[:, b]], tg, q[good, b, k]) for k in range(4)], -1)
         tb = t[bad[:, b]]
@@ -268,21 +329,19 @@ def _passband_fraction(fc: float, fps: float, order: int) -> float:
 def smooth(q: np.ndarray, fps: float, noise_deg: np.ndarray, s: Settings = Settings()) -> tuple[np.ndarray, np.ndarray]:
     """(smoothed q, cutoff per bone): each bone low-passed with the cutoff (from ``s.cutoffs_hz``, below Nyquist)
     that minimises Mallows' Cp given its noise (degrees per axis)."""
-    from scipy.signal import butter, filtfilt
-
     F, B = q.shape[:2]
     cuts = [c for c in s.cutoffs_hz if c < 0.45 * fps]
     var = s.cp_noise_factor * (np.radians(noise_deg) / 2) ** 2  # per tangent component
     best = np.full(B, np.inf)
     out = q.copy()
     cut_of = np.full(B, np.nan)
-    pad = min(3 * (s.filter_order * 2 + 1), F - 1)
+    pad = min(15, F - 1)
     for c in cuts:
-        bb, aa = butter(s.filter_order, c / (fps / 2))
-        y = filtfilt(bb, aa, q, axis=0, padlen=pad)
+        bb, aa = butter2(c / (fps / 2))
+        y = filtfilt(bb, aa, q, pad)
         y /= np.linalg.norm(y, axis=-1, keepdims=True)
         rss = np.einsum("fbk,fbk->b", q - y, q - y) / F
-        cp = rss + 2 * 3 * var * _passband_fraction(c, fps, s.filter_order)
+        cp = rss + 2 * 3 * var * _passband_fraction(c, fps, 2)
         better = cp < best
         best[better] = cp[better]
         out[:, better] = y[:, better]
