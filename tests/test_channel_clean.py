@@ -172,3 +172,30 @@ def test_bad_input_is_refused():
     assert replace(take, motion=take.motion[:3]).num_frames == 3
     out, rep = channel_clean.clean(bvh_channels.rotations(take)[:3], 30.0)  # too short to judge: unchanged
     assert rep.events == [] and np.array_equal(out, bvh_channels.rotations(take)[:3])
+
+
+def test_the_addon_runs_the_same_cleaner():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "blender_dposer" / "channel_clean.py").read_bytes() == \
+        (root / "backend" / "dposer" / "channel_clean.py").read_bytes()
+
+
+def test_numpy_filters_match_scipy():
+    from scipy.interpolate import CubicSpline
+    from scipy.ndimage import maximum_filter1d, median_filter
+    from scipy.signal import butter, filtfilt
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3, 4)).cumsum(0)
+    for wn in (0.05, 0.2, 0.6):
+        b, a = channel_clean.butter2(wn)
+        assert np.allclose(np.r_[b, a], np.r_[butter(2, wn)], atol=1e-14)
+        assert np.allclose(channel_clean.filtfilt(b, a, x, 15), filtfilt(b, a, x, axis=0, padlen=15), atol=1e-9)
+    t = np.sort(rng.choice(300, 60, replace=False)).astype(float)
+    y, at = rng.normal(size=(60, 4)), np.linspace(t[0], t[-1], 500)
+    assert np.allclose(channel_clean.natural_spline(t, y, at), CubicSpline(t, y, bc_type="natural")(at), atol=1e-9)
+    m = rng.normal(size=(50, 7))
+    assert np.array_equal(channel_clean._sliding(m, 2, np.max), maximum_filter1d(m, 5, axis=0, mode="nearest"))
+    assert np.array_equal(channel_clean._sliding(m, 3, np.median), median_filter(m, size=(7, 1), mode="nearest"))
