@@ -81,7 +81,9 @@ def test_detection_case_and_prefixes():
     assert det.preset.id == "smpl_fbx" and det.bone_map["left_knee"] == "f_avg_L_Knee"
     assert bm.normalize_name("mixamorig12:LeftHandIndex1") == "lefthandindex1"
     assert bm.normalize_name("DEF-thigh.L") == "thigh.l"
-    assert bm.normalize_name("ValveBiped.Bip01_Pelvis") != ""
+    assert bm.normalize_name("ValveBiped_Bip01_Pelvis") == "pelvis"  # both prefixes stripped, in turn
+    assert bm.normalize_name("Bip01 L Thigh") == "l_thigh"
+    assert bm.normalize_name("CC_Base_L_Upperarm") == "l_upperarm"
 
 
 def test_smplx_namings_are_told_apart():

@@ -59,8 +59,24 @@ def test_make_plan(tmp_path):
         I.make_plan(sys.executable, str(tmp_path), "numpy", raw_progress=False, environ={})
     with pytest.raises(ValueError, match="pip options"):
         I.make_plan(sys.executable, str(tmp_path), extra_args="--proxy 'unclosed", raw_progress=False, environ={})
-    assert I.pip_supports_raw_progress(sys.executable) in (True, False)
     assert I.pip_supports_raw_progress("/nonexistent/python") is False
+
+
+@pytest.mark.parametrize("version, raw", [("24.2", True), ("25.0.1", True), ("24.1.2", False), ("23.2.1", False),
+                                          ("not a version", False)])
+def test_raw_progress_follows_the_pip_version(tmp_path, version, raw):
+    """``--progress-bar raw`` is used exactly when the interpreter's pip is 24.2 or later (the first with it)."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "pip {version} from /site-packages/pip (python 3.11)"\n')
+    python.chmod(0o755)
+    assert I.pip_supports_raw_progress(str(python)) is raw
+
+
+def test_raw_progress_of_this_interpreter_matches_its_pip():
+    import importlib.metadata
+
+    major, minor = (int(x) for x in importlib.metadata.version("pip").split(".")[:2])
+    assert I.pip_supports_raw_progress(sys.executable) is ((major, minor) >= (24, 2))
 
 
 # pip's own lines, as printed on this machine (pip 26.3; see docs/user_guide.md, Troubleshooting)
