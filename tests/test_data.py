@@ -2,9 +2,6 @@ import numpy as np
 import pytest
 
 from dposer import data, layout
-from conftest import needs_data
-
-pytestmark = needs_data
 
 
 def test_part_splits_are_disjoint_and_complete(data_root):

@@ -1,4 +1,4 @@
-"""Every solver task on real held-out data, with quality assertions (default checkpoint)."""
+"""Every solver task with quality assertions (default checkpoint); tests given `data_root` use held-out data."""
 import numpy as np
 import pytest
 import torch
@@ -7,9 +7,6 @@ import dposer
 from dposer import bench, layout, metrics
 from dposer.solver import Cancelled
 from dposer.tasks import COMPLETE, clean, complete, fit, refine, vary
-from conftest import needs_data
-
-pytestmark = needs_data
 
 
 @pytest.fixture(scope="module")
