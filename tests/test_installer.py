@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import tomllib
@@ -126,19 +127,45 @@ def assert_nothing_left(plan, previous: Path):
     assert I.installed_dir(plan.user_dir) == str(previous) and I.install_info(plan.user_dir)["spec"] == "torch==earlier"
 
 
+def _zipped_pip(tmp_path) -> str:
+    """This Python's installed pip zipped as a wheel holds it, for where Debian strips ensurepip's ``_bundled`` pip
+    wheel: pip then runs from a zip on PYTHONPATH exactly as from ensurepip's wheel."""
+    import zipfile
+
+    import pip
+
+    site = Path(pip.__file__).resolve().parents[1]
+    wheel = tmp_path / f"pip-{pip.__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for top in [site / "pip", *site.glob(f"pip-{pip.__version__}.dist-info")]:
+            for f in top.rglob("*"):
+                if f.is_file() and "__pycache__" not in f.parts:
+                    z.write(f, f.relative_to(site).as_posix())
+    return str(wheel)
+
+
+def test_pip_runs_from_a_zipped_pip(tmp_path):
+    """The stand-in for a stripped ensurepip wheel runs pip from the zip itself, not from this Python's pip."""
+    wheel = _zipped_pip(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": wheel}).stdout
+    assert out.startswith("pip ") and f"from {wheel}" in out, out
+
+
 @pytest.mark.parametrize("pip_from", ["installed", "ensurepip wheel"])
 def test_pip_failure_leaves_the_previous_install(tmp_path, monkeypatch, pip_from):
     """An unreachable index (real pip, connection refused; the machine's pip configuration switched off so that
     no local wheel folder or mirror answers): the message says 'no network', the log has pip's lines, the partial
     folder and pip's temporary folder are gone, the earlier install is untouched. Also with pip run from
-    ensurepip's wheel, as for a Blender whose Python has no pip installed."""
+    ensurepip's wheel, as for a Blender whose Python has no pip installed (where the wheel is stripped, this
+    Python's pip zipped the same way)."""
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # pip loads no configuration file
     for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_NO_INDEX"):
         monkeypatch.delenv(var, raising=False)
     previous = previous_install(tmp_path)
-    wheel = I.bundled_pip_wheel() if pip_from != "installed" else None
-    if pip_from != "installed" and wheel is None:
-        pytest.skip("this Python's ensurepip carries no pip wheel")
+    wheel = None
+    if pip_from != "installed":
+        wheel = I.bundled_pip_wheel() or _zipped_pip(tmp_path)
     plan = I.make_plan(sys.executable, str(tmp_path), index_url="http://127.0.0.1:9/simple",
                        extra_args="--retries 1 --timeout 3", pip_path=wheel, environ={})
     t0 = time.monotonic()
