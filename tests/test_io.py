@@ -1,5 +1,5 @@
 """dposer.io: outputs written atomically and never over an input; npz files and SMPL-X model files read without
-pickle (issue 15, items 1 and 2). The "malicious" files below would create a marker file if their pickle ran."""
+pickle. The "malicious" files below would create a marker file if their pickle ran."""
 from __future__ import annotations
 
 import os

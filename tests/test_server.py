@@ -205,7 +205,7 @@ def test_cancel_running_and_queued(server):
     r, progress = server.final("long")
     assert r["type"] == "error" and r["error"]["code"] == "cancelled", r
     assert all(p["done"] < p["total"] for p in [first, *progress])  # stopped part-way, not run to the end
-    c = server.call("cu", "cancel", {"target": "long"})  # no longer running
+    c = server.call("cu", "cancel", {"target": "long"})  # it has answered: nothing to cancel
     assert c["result"]["cancelled"] is False
     assert server.call("ping-after", "ping")["result"]["pong"] is True
     # the id is free again once its request has answered
@@ -463,7 +463,7 @@ def test_cuda_unavailable_reports_and_exits(checkpoint):
         c.close()
 
 
-# ---- limits: echoed text, work per request, the queue, huge numbers (issue 15, item 3)
+# ---- limits: echoed text, work per request, the queue, huge numbers
 
 def test_error_replies_do_not_echo_huge_input(server):
     from dposer.server import MAX_MESSAGE_CHARS

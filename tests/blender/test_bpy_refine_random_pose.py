@@ -181,7 +181,8 @@ def test_random_pose_modal(prefs, posed, monkeypatch):
 
 
 def test_panel_has_refine_and_random(bpy_addon, scene):
-    """The DPoser panel draws the new buttons (a recording stand-in for the UI layout; no UI headless)."""
+    """The DPoser panel draws the Refine and Random Pose buttons (a recording stand-in for the UI layout; no UI
+    headless)."""
     from blender_dposer import panel
 
     scene.dposer_settings.use_range = True
