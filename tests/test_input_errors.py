@@ -1,4 +1,4 @@
-"""Every bad input gives a clear message, never a traceback (issue 15, item 4): the CLI's arguments, the pose
+"""Every bad input gives a clear message, never a traceback: the CLI's arguments, the pose
 files' contents (dposer.formats.data's checks, shared by the CLI, the Python API and the server) and missing extras."""
 from __future__ import annotations
 
