@@ -61,7 +61,8 @@ BACKEND_SUFFIXES = (".py", ".json")
 # what of dposer runs in Blender (the add-on's dposer.spec and the backend server with its tasks); training
 # (train/), evaluation and benchmarks (eval/), the command line and the training configs stay out of the zip
 BACKEND_RUNTIME = ("__init__.py", "official_normalizers.json", "spec", "core", "tasks", "formats", "serve")
-BACKEND_SPEC = ("__init__.py", "spec")  # --without-backend: the torch-free layer the add-on imports
+BACKEND_SPEC = ("__init__.py", "spec", "tasks/__init__.py", "tasks/channel_clean.py")  # --without-backend: the
+# torch-free modules the add-on imports (the spec and the channel cleaner Clean runs on unmapped bones)
 BACKEND_CHECKPOINT = "weights/default.safetensors"
 
 REQUIRED = ("schema_version", "id", "name", "tagline", "version", "type", "maintainer", "license",

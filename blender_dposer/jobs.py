@@ -11,6 +11,7 @@ import numpy as np
 from dposer.spec import bone_maps
 from dposer.spec import protocol
 
+from . import channel_keys
 from . import crowd
 from . import keyframes as kf
 from . import params as P
@@ -329,6 +330,7 @@ class CleanJob(_KeepUnwrittenJob):
             raise JobError(f"Nothing to clean on '{obj.name}' ({self.preset.label}): no unlocked bone in "
                            f"{bone_maps.split_names(parts)}{_selection_hint(obj, lock_selected)}")
         self.locked = locked
+        self.kept_bones = set(_selected_bones(obj)) if lock_selected and obj.mode == "POSE" else set()
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         # joints the rig cannot show stay at rest (they fold into their children when reading)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
@@ -349,10 +351,20 @@ class CleanJob(_KeepUnwrittenJob):
 
     def apply(self, context, keys: list[kf.BoneKeys]) -> int:
         n = super().apply(context, keys)
+        obj = self._armature()
+        # every other animated bone (unmapped helpers, extra spine/neck bones, fingers): cleaned in its own curves
+        render = context.scene.render
+        keep = {self.bone_map[j] for j in self.locked if j in self.bone_map} | self.kept_bones
+        more, repaired = channel_keys.clean_bones(obj, int(self.frames[0]), int(self.frames[-1]),
+                                                  float(render.fps) / float(render.fps_base or 1.0),
+                                                  exclude={k.bone for k in keys} | keep)
+        n += kf.write_rotation_keys(obj, more)
+        kf.set_current_rotation(obj, more, context.scene.frame_current)
+        self.repaired += repaired
         if self.tag:
-            obj = self._armature()
             for r in self.repaired:
-                kf.tag_keys(obj, r["bone"], self.modes[r["bone"]], range(r["first"], r["last"] + 1), REPAIRED_KEY_TYPE)
+                kf.tag_keys(obj, r["bone"], obj.pose.bones[r["bone"]].rotation_mode, range(r["first"], r["last"] + 1),
+                            REPAIRED_KEY_TYPE)
         return n
 
     def summary(self, n_keys: int) -> str:

@@ -58,6 +58,7 @@ def test_build_addon_zip(tmp_path):
     slim = build_addon.build(tmp_path / "slim", backend=None)
     with zipfile.ZipFile(slim) as z:
         slim_backend = {n for n in z.namelist() if "/" in n}
-    assert slim_backend == {"backend/dposer/__init__.py"} | spec_modules
+    assert slim_backend == {"backend/dposer/__init__.py", "backend/dposer/tasks/__init__.py",
+                            "backend/dposer/tasks/channel_clean.py"} | spec_modules
     bad = dict(manifest, tagline="x" * 65 + ".", id="_bad", permissions={"subprocess": "x"})
     assert len(build_addon.check_manifest(bad)) == 4

@@ -149,7 +149,7 @@ def test_combiner_is_the_network_without_its_fusion_residual():
     ref = Prior(ref_net, IDENTITY)
     x, t = torch.randn(5, 256), torch.full((5,), 0.3)
     assert torch.allclose(comb.eps(x, t), ref.eps(x, t), atol=1e-6)
-    assert not torch.allclose(prior.eps(x, t), ref.eps(x, t), atol=1e-4)  # the original still fuses
+    assert not torch.allclose(prior.eps(x, t), ref.eps(x, t), atol=1e-4)  # the original fuses
 
 
 @needs_data

@@ -81,7 +81,9 @@ def test_detection_case_and_prefixes():
     assert det.preset.id == "smpl_fbx" and det.bone_map["left_knee"] == "f_avg_L_Knee"
     assert bm.normalize_name("mixamorig12:LeftHandIndex1") == "lefthandindex1"
     assert bm.normalize_name("DEF-thigh.L") == "thigh.l"
-    assert bm.normalize_name("ValveBiped.Bip01_Pelvis") != ""
+    assert bm.normalize_name("ValveBiped_Bip01_Pelvis") == "pelvis"  # both prefixes stripped, in turn
+    assert bm.normalize_name("Bip01 L Thigh") == "l_thigh"
+    assert bm.normalize_name("CC_Base_L_Upperarm") == "l_upperarm"
 
 
 def test_smplx_namings_are_told_apart():
@@ -99,7 +101,7 @@ def test_cmu_versus_mixamo():
     det = bm.detect_preset(CMU_NAMES)
     assert det.preset.id == "cmu_bvh" and det.coverage == 1.0
     assert det.bone_map["spine1"] == "LowerBack" and det.bone_map["left_thumb1"] == "LThumb"
-    # a Mixamo rig without fingers is still Mixamo, not CMU
+    # a Mixamo rig without fingers is detected as Mixamo, not CMU
     body = [b for j, b in bm.MIXAMO.bones.items() if not any(f in j for f in bm.FINGERS)]
     assert bm.detect_preset(body).preset.id == "mixamo"
     ranked = bm.rank_presets(CMU_NAMES)
@@ -233,7 +235,7 @@ def test_bandai_bvh_names_from_the_real_file(bandai_bvh):
         assert det.bone_map[rm.JOINT_NAMES[a]] in ancestors, (joint, bone)
 
 
-# ---- CMU BVH with ASF-style names; partial maps; uncalibrated rigs (issue 15, item 6)
+# ---- CMU BVH with ASF-style names; partial maps; uncalibrated rigs
 
 # A CMU take converted with ASF-style names: LeftCollar is the clavicle, LeftShoulder the upper arm.
 ASF_PARENTS = {"Hips": None, "LeftHip": "Hips", "LeftKnee": "LeftHip", "LeftAnkle": "LeftKnee", "LeftToe": "LeftAnkle",
@@ -254,7 +256,7 @@ def test_cmu_asf_names_map_the_upper_arm_and_legs():
     assert det.missing_joints == () and not det.warnings(calibrated=True)
 
 
-def test_cgspeed_names_still_map_collar_and_upper_arm():
+def test_cgspeed_names_map_collar_and_upper_arm():
     parents = {"Hips": None, "LowerBack": "Hips", "Spine": "LowerBack", "Spine1": "Spine",
                "LeftShoulder": "Spine1", "LeftArm": "LeftShoulder", "LeftForeArm": "LeftArm", "LeftHand": "LeftForeArm",
                "LHipJoint": "Hips", "LeftUpLeg": "LHipJoint", "LeftLeg": "LeftUpLeg", "LeftFoot": "LeftLeg"}

@@ -3,9 +3,6 @@ import pytest
 
 from dposer.formats import data
 from dposer.spec import layout
-from conftest import needs_data
-
-pytestmark = needs_data
 
 
 def test_part_splits_are_disjoint_and_complete(data_root):

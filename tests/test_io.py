@@ -1,5 +1,5 @@
 """dposer.formats.npz: outputs written atomically and never over an input; npz files and SMPL-X model files read without
-pickle (issue 15, items 1 and 2). The "malicious" files below would create a marker file if their pickle ran."""
+pickle. The "malicious" files below would create a marker file if their pickle ran."""
 from __future__ import annotations
 
 import os
@@ -96,7 +96,12 @@ def test_kill_during_write_leaves_input_and_output_intact(tmp_path):
 def test_save_npz_appends_the_suffix_like_numpy(tmp_path):
     assert io.save_npz(tmp_path / "a", {"x": np.zeros(2)}) == tmp_path / "a.npz"
     assert (tmp_path / "a.npz").is_file() and not (tmp_path / "a").exists()
-    assert oct((tmp_path / "a.npz").stat().st_mode & 0o777) != oct(0o600)  # usual permissions, not mkstemp's
+    mask = os.umask(0o022)  # usual permissions (0o666 less the umask), not mkstemp's 0o600
+    try:
+        io.save_npz(tmp_path / "b", {"x": np.zeros(2)})
+    finally:
+        os.umask(mask)
+    assert oct((tmp_path / "b.npz").stat().st_mode & 0o777) == oct(0o644)
     with pytest.raises(io.OutputError, match="refusing"):
         io.save_npz(tmp_path / "a", {"x": np.ones(2)}, inputs=[tmp_path / "a.npz"])
 

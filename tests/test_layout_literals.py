@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 _B = r"(?:0|63|108|153|156|256)"
 _SUBSCRIPT = re.compile(rf"[\[,]\s*(?P<a>{_B})?\s*:\s*(?P<b>{_B})?\s*(?=[\],])")
 _SLICE_CALL = re.compile(rf"\bslice\(\s*{_B}\s*,\s*{_B}\s*\)")
-BUDGET = 0
+BUDGET = 0  # slices of the vector written outside layout.py: none
 
 
 def layout_literals(path: Path) -> list[tuple[int, str]]:

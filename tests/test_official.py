@@ -9,7 +9,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 import types
 
 import numpy as np
@@ -334,10 +333,15 @@ def test_download_without_network_fails_fast(monkeypatch, tmp_path):
     calls = []
     _fake_hub(monkeypatch, lambda *a, **k: calls.append(a))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
-    t0 = time.monotonic()
+    import urllib.request
+
+    requests, urlopen = [], urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda req, timeout: requests.append((req.full_url, timeout)) or urlopen(req, timeout=timeout))
     with pytest.raises(CheckpointError, match="cannot reach the Hugging Face hub") as e:
         official.download_official(tmp_path / "dl", timeout=2.0)
-    assert time.monotonic() - t0 < 5.0
+    # fast: one request with the given timeout, then the error (no retries, huggingface_hub never called)
+    assert requests == [(f"http://127.0.0.1:9/api/models/{official.HUB_REPO}", 2.0)]
     assert "by hand" in str(e.value) and "docs/official_weights.md" in str(e.value)
     assert calls == [] and not (tmp_path / "dl").exists()
 

@@ -22,6 +22,10 @@ TIMEOUT = 30.0
 FINAL = ("result", "error")
 
 
+# A task that cannot end on its own while a test cancels it: minutes of work on the tiny prior, within MAX_WORK
+LONG = {"n": 1000, "steps": 2000, "sampler": "em"}
+
+
 class Client:
     """A server subprocess; a reader thread parses every stdout line (each must be JSON) into a queue."""
 
@@ -184,11 +188,9 @@ def test_every_task_op(server):
 
 
 def test_cancel_running_and_queued(server):
-    rng = np.random.default_rng(2)
-    clip = {"body_pose": _rand(rng, 2000, 63)}
-    server.send("long", "clean", {"clip": clip})
+    server.send("long", "sample", LONG)
     first = server.take(lambda m: m.get("id") == "long", timeout=60)
-    assert first["type"] == "progress", first
+    assert first["type"] == "progress", first  # running
     # the server answers while a task runs, refuses a duplicate id, and queues the next task
     assert server.call("ping-during", "ping")["result"]["pong"] is True
     r = server.call("long", "sample", {"n": 1})
@@ -198,13 +200,12 @@ def test_cancel_running_and_queued(server):
     assert c["result"] == {"target": "queued", "cancelled": True, "state": "queued"}
     q, qprog = server.final("queued")
     assert q["type"] == "error" and q["error"]["code"] == "cancelled" and not qprog
-    t0 = time.monotonic()
     c = server.call("cl", "cancel", {"target": "long"})
     assert c["result"] == {"target": "long", "cancelled": True, "state": "running"}
-    r, _ = server.final("long")
+    r, progress = server.final("long")
     assert r["type"] == "error" and r["error"]["code"] == "cancelled", r
-    assert time.monotonic() - t0 < 10
-    c = server.call("cu", "cancel", {"target": "long"})  # no longer running
+    assert all(p["done"] < p["total"] for p in [first, *progress])  # stopped part-way, not run to the end
+    c = server.call("cu", "cancel", {"target": "long"})  # it has answered: nothing to cancel
     assert c["result"]["cancelled"] is False
     assert server.call("ping-after", "ping")["result"]["pong"] is True
     # the id is free again once its request has answered
@@ -375,10 +376,8 @@ def test_shutdown_exits_zero(checkpoint):
     try:
         c.ready()
         # shutdown cancels the running and the queued tasks (each answers 'cancelled'), replies, exits 0
-        # a long job: random poses are faults on every frame, so the prior's repair runs over all 2000 of them
-        noise = np.random.default_rng(0).normal(scale=0.5, size=(2000, 63)).round(3).tolist()
-        c.send("run", "clean", {"clip": {"body_pose": noise}})
-        assert c.take(lambda m: m.get("id") == "run", timeout=60)["type"] == "progress"
+        c.send("run", "sample", LONG)
+        assert c.take(lambda m: m.get("id") == "run", timeout=60)["type"] == "progress"  # running
         c.send("wait", "sample", {"n": 1})
         c.send("bye", "shutdown")
         for rid in ("wait", "run"):
@@ -396,16 +395,15 @@ def test_eof_cancels_work_and_exits(checkpoint):
     c = Client("--checkpoint", checkpoint)
     try:
         assert c.ready()["protocol"] == 1
-        c.send(1, "sample", {"n": 1000, "steps": 2000, "sampler": "em"})  # minutes of work on the tiny prior
+        c.send(1, "sample", LONG)
         c.send(2, "sample", {"n": 2, "steps": 3})
-        c.take(lambda m: m.get("id") == 1 and m["type"] == "progress", 60)
-        t0 = time.monotonic()
+        first = c.take(lambda m: m.get("id") == 1 and m["type"] == "progress", 60)  # running
         c.proc.stdin.close()
-        r1, r2 = c.final(1)[0], c.final(2)[0]
+        (r1, progress), r2 = c.final(1), c.final(2)[0]
         assert r1["type"] == "error" and r1["error"]["code"] == "cancelled", r1
+        assert all(p["done"] < p["total"] for p in [first, *progress])  # stopped part-way, not run to the end
         assert r2["type"] == "error" and r2["error"]["code"] == "cancelled", r2
         assert c.proc.wait(20) == 0
-        assert time.monotonic() - t0 < 10
         assert c.lines.get(timeout=5) is None  # stdout closed, nothing else written
     finally:
         c.close()
@@ -465,7 +463,7 @@ def test_cuda_unavailable_reports_and_exits(checkpoint):
         c.close()
 
 
-# ---- limits: echoed text, work per request, the queue, huge numbers (issue 15, item 3)
+# ---- limits: echoed text, work per request, the queue, huge numbers
 
 def test_error_replies_do_not_echo_huge_input(server):
     from dposer.serve.server import MAX_MESSAGE_CHARS

@@ -1,4 +1,4 @@
-"""Every solver task on real held-out data, with quality assertions (default checkpoint)."""
+"""Every solver task with quality assertions (default checkpoint); tests given `data_root` use held-out data."""
 import numpy as np
 import pytest
 import torch
@@ -8,9 +8,6 @@ from dposer.eval import bench, metrics
 from dposer.spec import layout
 from dposer.core.solver import Cancelled
 from dposer.tasks.pose_tasks import COMPLETE, clean, complete, fit, refine, vary
-from conftest import needs_data
-
-pytestmark = needs_data
 
 
 @pytest.fixture(scope="module")

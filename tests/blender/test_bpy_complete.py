@@ -15,7 +15,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 from blender_dposer import keyframes as kf  # noqa: E402
 from blender_dposer import jobs  # noqa: E402
 
-from .conftest import key_pose, keyed_quaternions, unknown_rig  # noqa: E402
+from .conftest import Event, key_pose, keyed_quaternions, start_modal, tick_until_done, unknown_rig  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import session as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
@@ -236,63 +236,26 @@ def test_shutdown_on_unregister(prefs, bpy_addon):
         assert addon_utils.enable("blender_dposer", default_set=True) is not None
 
 
-class _FakeModalOp:
-    """Stands in for the operator instance so the real invoke()/modal() code runs headless (Blender calls
-    execute() for INVOKE_DEFAULT in background mode and timers never fire, blender.md 6.3)."""
-
-    def __init__(self, **props):
-        self.parts, self.hypotheses, self.seed = props.get("parts", "right_hand"), 1, 0
-        self.preview = False
-        self.frame_start = self.frame_end = 0
-        self._set = set()
-        self.properties = type("P", (), {"is_property_set": lambda _s, name: name in self._set})()
-        self._job = self._rid = self._timer = self._backend = None
-        self._cancel_requested = False
-        self.reports = []
-
-    def report(self, kind, message):
-        self.reports.append((set(kind), message))
-
-
-for _name in ("invoke", "modal", "_checked_job", "_params", "_job_from_props", "_finish", "_end"):
-    setattr(_FakeModalOp, _name, getattr(ops.DPOSER_OT_complete, _name))
-
-
-class _Event:
-    def __init__(self, type_):
-        self.type = type_
-
-
-def test_modal_invoke_finish_and_escape(prefs, posed, poses, monkeypatch):
+def test_modal_invoke_finish_and_escape(prefs, posed, poses):
+    """The button's path on the real operator (real timer and modal handler; timer ticks and Esc sent by hand):
+    Esc cancels with nothing written; a run shows progress and writes execute()'s keys."""
     prefs.backend_mode = "EMBEDDED"
-    # a real event timer; the modal handler needs a real operator instance, so the test drives modal() itself
-    monkeypatch.setattr(ops, "_start_modal", lambda context, op: setattr(
-        op, "_timer", context.window_manager.event_timer_add(0.05, window=context.window)))
     ctx = bpy.context
     before = kf.snapshot(posed)
-    # Esc right after invoke: cancelled, nothing written, progress cleared
-    op = _FakeModalOp()
-    assert op.invoke(ctx, _Event("NONE")) == {"RUNNING_MODAL"}
+    props = {"parts": "right_hand", "hypotheses": 1, "seed": 0, "preview": False}
+    # Esc right after invoke: cancelled, nothing written, progress cleared, the timer removed
+    op = start_modal(ops.DPOSER_OT_complete, bpy.ops.dposer.complete, **props)
     assert ctx.window_manager.dposer_progress == 0.0
-    assert op.modal(ctx, _Event("ESC")) == {"CANCELLED"}
-    assert ({"WARNING"}, "DPoser: cancelled, nothing was changed") in op.reports
-    assert ctx.window_manager.dposer_progress == -1.0 and ops._Running.op is None
+    assert op.modal(ctx, Event("ESC")) == {"CANCELLED"}
+    assert ctx.window_manager.dposer_progress == -1.0 and ops._Running.op is None and op._timer is None
     after = kf.snapshot(posed)
     assert set(after) == set(before) and all(np.array_equal(after[k], v) for k, v in before.items())
     # a full run through timer ticks: progress, then the same keys as execute()
-    op = _FakeModalOp()
-    assert op.invoke(ctx, _Event("NONE")) == {"RUNNING_MODAL"}
-    assert op.modal(ctx, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # the artist keeps working
-    deadline = time.monotonic() + 120
+    op = start_modal(ops.DPOSER_OT_complete, bpy.ops.dposer.complete, **props)
+    assert op.modal(ctx, Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # the artist keeps working
     seen = []
-    while True:
-        assert time.monotonic() < deadline
-        r = op.modal(ctx, _Event("TIMER"))
-        seen.append(ctx.window_manager.dposer_progress)
-        if r != {"PASS_THROUGH"}:
-            break
-        time.sleep(0.02)
-    assert r == {"FINISHED"}, op.reports
+    r = tick_until_done(op, ctx, seen)
+    assert r == {"FINISHED"}
     assert any(0.0 < p <= 1.0 for p in seen) and ctx.window_manager.dposer_progress == -1.0
     assert type(op._backend).__name__ == "EmbeddedBackend"
     check_completion(posed, before, [1.0], poses, op._job.args)  # the backend's own answer, observed bones untouched

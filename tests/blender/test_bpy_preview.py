@@ -137,7 +137,7 @@ def test_preview_on_unkeyed_rig_and_direct_paths(prefs, bpy_addon, scene, poses)
     assert not preview.has_preview(obj)
 
 
-def test_panel_shows_rig_state_and_new_operators(posed):
+def test_panel_shows_rig_state_clean_variations_and_preview_controls(posed):
     """The DPoser panel draws the rig's preset and calibration state, Calibrate/Show Zero Pose, Clean, Variations,
     and the preview controls while a preview is pending (a recording stand-in for the UI layout)."""
     from blender_dposer import panel

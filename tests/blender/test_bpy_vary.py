@@ -14,8 +14,8 @@ from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
-from .conftest import (assert_scene_unchanged, fake_modal_operator, key_pose, keyed_quaternions,  # noqa: E402
-                       scene_snapshot)
+from .conftest import (assert_scene_unchanged, key_pose, keyed_quaternions, scene_snapshot,  # noqa: E402
+                       start_modal, tick_until_done)
 
 N = 4
 WRITTEN = [j for j in range(1, 55) if j not in (23, 24)]  # body, jaw, hands
@@ -184,24 +184,11 @@ def test_vary_failure_while_creating_leaves_nothing(posed, monkeypatch):
 
 
 def test_vary_modal(posed):
-    """invoke()/modal() of the shared job operator drive Variations too (timer ticks run by hand, as in
+    """The button's path (real operator, timer and modal handler; timer ticks run by hand, as in
     test_random_pose_modal): the same armatures as execute()."""
-    import time
-
-    tick = type("E", (), {"type": "TIMER"})()
-    real_start = ops._start_modal
-    ops._start_modal = lambda context, op: None
-    try:
-        op = fake_modal_operator(ops.DPOSER_OT_vary, count=2, strength=0.3, seed=4, mode="RIGS", spacing=0.0,
-                                lock="", lock_selected=False)
-        assert op.invoke(bpy.context, tick) == {"RUNNING_MODAL"}
-        deadline = time.monotonic() + 120
-        while (r := op.modal(bpy.context, tick)) == {"PASS_THROUGH"}:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        ops._start_modal = real_start
-    assert r == {"FINISHED"}, op.reports
+    op = start_modal(ops.DPOSER_OT_vary, bpy.ops.dposer.vary, count=2, strength=0.3, seed=4, mode="RIGS",
+                     spacing=0.0, lock="", lock_selected=False)
+    assert tick_until_done(op, bpy.context) == {"FINISHED"}
     expected = rm.joints_from_pose_dict(op._backend.call("vary", op._job.args))
     for i in range(2):
         pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], 1.0)

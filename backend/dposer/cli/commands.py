@@ -174,6 +174,10 @@ def cmd_complete(a):
 
 
 def cmd_clean(a):
+    if Path(a.input).suffix.lower() == ".bvh":  # cleaned in its own channels: no prior, no SMPL-X
+        from ..formats.bvh_channels import clean_file
+
+        return clean_file(a.input, a.output, a.strength)
     from ..core.prior import load_prior
     from ..tasks.pose_tasks import CLEAN, clean
 

@@ -275,4 +275,11 @@ def bench_clean(ctx: Context, strength: float = 0.5) -> str:
             sk = np.nanmean([m["skate"] for m in ours]) / np.nanmean([m["skate"] for m in rows["input (faulty)"]])
             out += [f"Ours / the better filter ({best.split(' (')[0]}): {r_all:.2f} over all frames, {r_ff:.2f} on "
                     f"fault frames; foot skating ours / input {sk:.2f}.", ""]
+    from . import channel_bench
+
+    per, secs = (1, 8.0) if ctx.quick else (4, 20.0)
+    for kind in ("heldout", "tuning"):
+        out += [f"**BVH takes in their own channels ({kind})**: `dposer batch clean` on BVH input", "",
+                channel_bench.bench(ctx.root, kind, per, secs), ""]
+    out += [channel_bench.speed_line(ctx.root), ""]
     return "\n".join(out).rstrip()

@@ -15,11 +15,17 @@ How (vectorised over frames, no optimisation loop):
    bend as hinges), the parent's axes for the rest (minimal twist). The neck, head and wrists, whose joint
    placement differs most between skeletons, copy the BVH's own rotation relative to the nearest mapped ancestor
    (zero when the BVH child is in its rest relation to the parent). Toes stay at zero. Unmapped joints inside a
-   chain (Bandai has no spine2) share the bend equally; other unmapped joints keep a zero rotation.
+   chain (Bandai has no spine2) share the bend equally; other unmapped joints keep a zero rotation. A joint on its
+   parent's origin (cgspeed's LowerBack, LHipJoint, Neck: OFFSET 0 0 0) gives no direction: the parent aims at the
+   next mapped joint down instead. A wrist, ankle or head the take lacks sits on its parent's End Site. Last, the
+   spine and collars turn together so that the trunk line (mid-hip to mid-shoulder) points where the take's does:
+   with the aimed limbs, the take's knee and elbow flexion and hip and shoulder angles to the trunk are kept
+   (measured by :mod:`dposer.eval.convert_angles`).
 5. Local rotations become axis-angle; ``trans`` puts the built-in skeleton's pelvis where the take's is (metres).
 
 The fit error is the angle between each mapped bone of the built-in skeleton (joint to its nearest mapped
-descendant) and the same bone in the take, in degrees: mean and max over bones and frames. It measures what the
+descendant) and the same bone in the take, in degrees: mean and max over bones and frames, and per bone (a bone of
+zero length in the take has no direction and is left out). It measures what the
 skeletons' different proportions and the solver's choices leave (e.g. Bandai's hips sit higher in the pelvis than
 SMPL-X's), and exposes a wrong name map (tens of degrees).
 """
@@ -35,6 +41,7 @@ from scipy.spatial.transform import Rotation
 from . import bvh as bvh_io
 from ..spec import layout
 from ..spec.skeleton import REST_OFFSETS, rest_joints
+from .convert_names import END_SITE_JOINTS, body_map, chest_at_branch, presets  # noqa: F401 (name API)
 
 NB = 22  # body joints: pelvis + the 21 of body_pose
 BODY = layout.JOINT_NAMES[:NB]
@@ -44,42 +51,13 @@ REST = rest_joints(dtype=np.float32)[:NB].astype(np.float64)
 OFFSETS = REST_OFFSETS[:NB].astype(np.float64)
 CHILDREN = {j: [c for c in range(NB) if PARENT[c] == j] for j in range(NB)}
 
-# Joints every take must map (the rest is optional).
-REQUIRED = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-            "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist")
-# Unit candidates (metres per file unit) and the name written to the output.
-UNITS = {"m": 1.0, "cm": 0.01, "inch": 0.0254, "mm": 0.001}
+# Unit candidates (metres per file unit) and the name written to the output; "cmu" is the CMU ASF length unit
+# (1/0.45 inch) that the CMU BVH releases (cgspeed, ASF-named) keep.
+UNITS = {"m": 1.0, "cm": 0.01, "inch": 0.0254, "cmu": 0.0254 / 0.45, "mm": 0.001}
+# A bone shorter than this (metres, mean over frames) has no direction: helper joints at OFFSET 0 0 0 (LHipJoint,
+# cgspeed's LowerBack, Neck and LeftShoulder) sit on their parent. Aims and fit errors look past them.
+MIN_BONE = 0.01
 SPINE = ("spine1", "spine2", "spine3", "neck", "head")
-
-
-def _bone_maps():
-    """The one table of rig / BVH bone names (:mod:`dposer.spec.bone_maps`)."""
-    from ..spec import bone_maps
-
-    return bone_maps
-
-
-def presets() -> list[str]:
-    """Ids of the name presets a take can be read with (``--skeleton``)."""
-    return list(_bone_maps().PRESETS)
-
-
-def body_map(names: list[str], preset: str | None = None) -> tuple[str, dict[str, str]]:
-    """(preset id, {SMPL-X body joint: BVH joint name}) for a take's joint names; the best-matching preset unless
-    one is named. Raises BvhError when a required joint is missing."""
-    bm = _bone_maps()
-    if preset is not None and preset not in bm.PRESETS:
-        raise ValueError(f"unknown skeleton preset {preset!r}; known: {', '.join(bm.PRESETS)}")
-    candidates = [bm.PRESETS[preset]] if preset else list(bm.PRESETS.values())
-    body_presets = [bm.Preset(p.id, p.label, {j: b for j, b in p.bones.items() if j in J},
-                              extra_bones=p.extra_bones) for p in candidates]
-    best = bm.rank_presets(names, body_presets)[0]
-    missing = [j for j in REQUIRED if j not in best.bone_map]
-    if missing:
-        raise bvh_io.BvhError(
-            f"cannot map the take's joints to SMPL-X: the best name preset ({best.preset.id}) finds no joint for "
-            f"{', '.join(missing)}. Joint names in the file: {', '.join(names)}")
-    return best.preset.id, dict(best.bone_map)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -141,6 +119,10 @@ class _Take:
     Q: np.ndarray  # (F, 22, 3, 3) world rotations of the mapped BVH joints (identity elsewhere)
     mapped: np.ndarray  # (22,) bool
 
+    def degenerate(self, a: int, b: int) -> bool:
+        """Whether the take's bone from joint a to joint b is too short to have a direction."""
+        return bool(np.linalg.norm(self.P[:, b] - self.P[:, a], axis=-1).mean() < MIN_BONE)
+
 
 def _chain_length(bvh: bvh_io.Bvh, a: int, b: int) -> float:
     """Length of the BVH bone chain from joint a down to its descendant b (sum of offsets; file units)."""
@@ -173,6 +155,9 @@ def _detect_unit(bvh: bvh_io.Bvh, idx: dict[str, int]) -> tuple[str, float]:
 
     def bvh_chain(a, b=None):
         a, b = ("pelvis", a) if b is None else (a, b)
+        if b not in idx:  # a joint on its parent's End Site
+            end = bvh.joints[idx[END_SITE_JOINTS[b]]].end_site
+            return bvh_chain(a, END_SITE_JOINTS[b]) + float(np.linalg.norm(end))
         return _chain_length(bvh, idx[a], idx[b])
 
     top = next((n for n in ("head", "neck", "spine3", "spine2", "spine1") if n in idx), None)
@@ -198,6 +183,13 @@ def mapped_take(bvh: bvh_io.Bvh, bone_map: dict[str, str]) -> tuple[_Take, dict]
         P[:, J[j]] = pos[:, k]
         Q[:, J[j]] = glob[:, k]
         mapped[J[j]] = True
+    for j, parent in END_SITE_JOINTS.items():  # a missing joint on its parent's End Site: placed, not rotated
+        end = bvh.joints[idx[parent]].end_site if parent in idx and j not in idx else None
+        if end is not None and np.linalg.norm(end) > 0:
+            k = idx[parent]
+            P[:, J[j]] = pos[:, k] + glob[:, k] @ np.asarray(end)
+            Q[:, J[j]] = glob[:, k]
+            mapped[J[j]] = True
     top = next((J[n] for n in ("head", "neck", "spine3", "spine2", "spine1") if mapped[J[n]]), None)
     if top is None:
         raise bvh_io.BvhError("no spine, neck or head joint is mapped: cannot tell the body's up axis")
@@ -246,7 +238,7 @@ def solve(take: _Take) -> np.ndarray:
     """World rotations (F, 22, 3, 3) of the built-in skeleton's body joints for a take's mapped joints."""
     P, Q, mapped = take.P, take.Q, take.mapped
     F = P.shape[0]
-    G = np.empty((F, NB, 3, 3))
+    G = np.broadcast_to(np.eye(3), (F, NB, 3, 3)).copy()
     done = np.zeros(NB, bool)
     X, Y, Z = np.eye(3)
     T = lambda m: np.swapaxes(m, -1, -2)  # noqa: E731 - transpose of stacked matrices
@@ -293,7 +285,9 @@ def solve(take: _Take) -> np.ndarray:
             G[:, k] = gp
         done[chain] = True
 
-    for j in range(NB):
+    for j in ORDER:
+        if j == J["neck"]:  # the trunk is solved up to the shoulders: keep its line before the neck is copied
+            G[:, UPPER_TRUNK] = keep_trunk_line(G, P)[:, UPPER_TRUNK]
         if done[j]:
             continue
         gp = G[:, PARENT[j]] if j else np.broadcast_to(np.eye(3), (F, 3, 3))
@@ -308,6 +302,8 @@ def solve(take: _Take) -> np.ndarray:
                 done[j] = True
             continue  # else solved with b (shares b's bend)
         b, passed = _mapped_descendant(j, mapped)
+        while b is not None and take.degenerate(j, b):  # a helper joint on j's origin: aim at the next one
+            b, _ = _mapped_descendant(b, mapped)
         if j in AIMED and b is not None:
             sec, rest_sec = secondary(j)
             target, rest = P[:, b] - P[:, j], REST[b] - REST[j]
@@ -334,6 +330,37 @@ def solve(take: _Take) -> np.ndarray:
     return G
 
 
+# Joints the trunk correction turns: the upper body above the pelvis, without the arms (aimed from the take's bones).
+UPPER_TRUNK = np.array([J[n] for n in ("spine1", "spine2", "spine3", "left_collar", "right_collar")])
+# Solving order: parents first, the collars before the neck (the trunk line needs the shoulders; the neck and head
+# are then copied relative to the corrected chest).
+ORDER = [j for j in range(NB) if j < J["neck"]] + [J["left_collar"], J["right_collar"]] + \
+    [j for j in range(NB) if j >= J["neck"] and j not in (J["left_collar"], J["right_collar"])]
+
+
+def _trunk_line(X: np.ndarray) -> np.ndarray:
+    """(F, 3) the trunk's line, from the mid-hip point to the mid-shoulder point, of joint positions X (F, 22, 3)."""
+    return X[:, [J["left_shoulder"], J["right_shoulder"]]].mean(1) - X[:, [J["left_hip"], J["right_hip"]]].mean(1)
+
+
+def keep_trunk_line(G: np.ndarray, P: np.ndarray, steps: int = 6) -> np.ndarray:
+    """World rotations G with the spine and collars turned together about spine1 (per frame, the
+    smallest turn) so that the built-in skeleton's trunk line (mid-hip to mid-shoulder) points where the take's
+    does; the pelvis and the limbs keep their world rotations. The two skeletons place hips and shoulders
+    differently in the pelvis and chest (and the chest's twist is a guess), so the aimed spine alone leaves the
+    trunk a few degrees off, and with it every hip and shoulder angle to the trunk; this keeps those angles as the
+    take has them. The turn is about spine1, not the mid-hip point: a few fixed-point steps converge."""
+    v = _unit(_trunk_line(P))
+    G = G.copy()
+    for _ in range(steps):
+        u = _unit(_trunk_line(body_joints(G)))
+        axis = np.cross(u, v)
+        angle = np.arctan2(np.linalg.norm(axis, axis=-1), (u * v).sum(-1))
+        C = Rotation.from_rotvec(_unit(axis) * angle[:, None]).as_matrix()
+        G[:, UPPER_TRUNK] = C[:, None] @ G[:, UPPER_TRUNK]
+    return G
+
+
 def local_rotations(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(global_orient (F, 3), body_pose (F, 63)) axis-angle from world rotations (F, 22, 3, 3)."""
     F = G.shape[0]
@@ -353,8 +380,10 @@ def body_joints(G: np.ndarray) -> np.ndarray:
     return X
 
 
-def fit_error(G: np.ndarray, take: _Take) -> np.ndarray:
-    """(F, bones) angle in degrees between each mapped bone of the posed built-in skeleton and the take's."""
+def fit_error(G: np.ndarray, take: _Take) -> tuple[np.ndarray, list[str]]:
+    """((F, bones) angle in degrees between each bone of the posed built-in skeleton and the take's, bone names).
+    A bone runs from a mapped joint to its nearest mapped ancestor ("left_hip-left_knee"); a bone the take gives
+    no length (a joint on its parent's origin) has no direction and is left out."""
     X = body_joints(G)
     a_idx, b_idx = [], []
     for b in range(1, NB):
@@ -363,31 +392,45 @@ def fit_error(G: np.ndarray, take: _Take) -> np.ndarray:
         a = PARENT[b]
         while a >= 0 and not take.mapped[a]:
             a = PARENT[a]
-        if a >= 0:
+        if a >= 0 and not take.degenerate(a, b):
             a_idx.append(a)
             b_idx.append(b)
     d = _unit(X[:, b_idx] - X[:, a_idx])
     t = _unit(take.P[:, b_idx] - take.P[:, a_idx])
-    return np.degrees(np.arccos(np.clip((d * t).sum(-1), -1.0, 1.0)))
+    err = np.degrees(np.arccos(np.clip((d * t).sum(-1), -1.0, 1.0)))
+    return err, [f"{BODY[a]}-{BODY[b]}" for a, b in zip(a_idx, b_idx)]
+
+
+def fit_report(result: dict, worst: int = 3) -> str:
+    """One line on a conversion's fit: mean / max over bones and frames, and the ``worst`` bones by mean."""
+    import json
+
+    bones = json.loads(str(result["fit_error_per_bone"]))
+    top = sorted(bones.items(), key=lambda kv: -kv[1][0])[:worst]
+    return (f"{result['fit_error_deg_mean']:.1f} deg mean / {result['fit_error_deg_max']:.1f} max; worst bones "
+            + ", ".join(f"{b} {m:.1f}/{x:.1f}" for b, (m, x) in top))
 
 
 def convert_bvh(source, skeleton: str | None = None) -> dict:
-    """A BVH take (path or BVH text) as SMPL-X body poses on the built-in skeleton.
+    """A BVH take (path, BVH text or a parsed :class:`dposer.bvh.Bvh`) as SMPL-X body poses on the built-in skeleton.
 
     Returns ``global_orient`` (F, 3), ``body_pose`` (F, 63) axis-angle radians, ``trans`` (F, 3) metres (puts the
     built-in skeleton's pelvis where the take's is), ``mocap_framerate`` (fps), ``fit_error_deg_mean`` /
-    ``fit_error_deg_max`` (bone-direction misfit), ``skeleton`` (the name preset used), ``unit`` (of the file)
+    ``fit_error_deg_max`` (bone-direction misfit), ``fit_error_per_bone`` (JSON {bone: [mean, max]}), ``skeleton`` (the name preset used), ``unit`` (of the file)
     and ``bone_map`` (JSON {SMPL-X joint: BVH joint}). ``skeleton`` names a preset instead of detecting it.
     Raises :class:`dposer.formats.bvh.BvhError` on a malformed file or one whose joints cannot be mapped.
     """
     import json
 
-    take_bvh = bvh_io.read(source)
-    preset, bone_map = body_map(take_bvh.names, skeleton)
+    take_bvh = source if isinstance(source, bvh_io.Bvh) else bvh_io.read(source)
+    ends = frozenset(j.name for k, j in enumerate(take_bvh.joints)
+                     if j.end_site is not None and all(c.parent != k for c in take_bvh.joints))
+    preset, bone_map = body_map(take_bvh.names, skeleton, ends)
+    bone_map = chest_at_branch(take_bvh, bone_map)
     take, info = mapped_take(take_bvh, bone_map)
     G = solve(take)
     orient, body = local_rotations(G)
-    err = fit_error(G, take)
+    err, bones = fit_error(G, take)
     trans = take.P[:, 0] - REST[0]
     return {
         "global_orient": orient.astype(np.float32),
@@ -396,6 +439,8 @@ def convert_bvh(source, skeleton: str | None = None) -> dict:
         "mocap_framerate": np.float64(take_bvh.fps),
         "fit_error_deg_mean": float(err.mean()),
         "fit_error_deg_max": float(err.max()),
+        "fit_error_per_bone": json.dumps({b: [round(float(e.mean()), 2), round(float(e.max()), 2)]
+                                          for b, e in zip(bones, err.T)}),
         "skeleton": preset,
         "unit": info["unit"],
         "bone_map": json.dumps({j: bone_map[j] for j in BODY if j in bone_map}),

@@ -138,6 +138,42 @@ def _run_task(task: str, pose: dict, fps, seed: int, o: dict, rec: dict) -> tupl
     return res, None
 
 
+def _clean_bvh(src: Path, paths: list[Path], strength: float) -> dict:
+    """Clean a BVH take in its own channels (:mod:`dposer.formats.bvh_channels`; strength 0 changes nothing) and write
+    the BVH (untouched values as written) and, beside it, an npz with the repairs and, where the take converts,
+    its cleaned SMPL-X pose. Returns the report fields of the take."""
+    from ..formats import bvh, bvh_channels
+    from ..formats import npz as io
+    from ..tasks import channel_clean
+
+    take = bvh.read(src)
+    if strength > 0:
+        new, changed, rep = bvh_channels.clean_take(take)
+    else:
+        new, changed, rep = take, np.zeros(take.motion.shape, bool), channel_clean.Report(np.zeros((0, 0), bool))
+    text = bvh_channels.motion_text(bvh_channels.read_text(src), new.motion, changed)
+    names = [take.joints[k].name for k in bvh_channels.rotation_bones(take)]
+    repaired = [{"joint": names[b], "first": a, "last": e, "kind": kind} for kind, b, a, e in rep.events]
+    side = {f"repaired_{k}": np.asarray([r[k] for r in repaired]) for k in ("joint", "first", "last", "kind")}
+    side |= {"jitter_deg": np.float64(rep.jitter_deg), "smoothed": np.bool_(rep.smoothed),
+             "mocap_framerate": np.float64(take.fps)}
+    try:
+        from ..formats.convert import convert_bvh
+
+        conv = convert_bvh(text)
+        side |= {k: conv[k] for k in ("global_orient", "body_pose", "trans")}
+        side["convert_skeleton"] = np.asarray(conv["skeleton"])
+    except Exception as e:  # noqa: BLE001 - the BVH is the output; the SMPL-X copy is extra
+        side["convert_error"] = np.asarray(f"{type(e).__name__}: {e}")
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    io.save_npz(paths[1], side, inputs=[src])
+    io.write_text(paths[0], text, inputs=[src])
+    q0, q1 = bvh_channels.rotations(take), bvh_channels.rotations(new)
+    deg = np.degrees(2 * np.arccos(np.clip(np.abs(np.einsum("fbk,fbk->fb", q0, q1)), 0, 1)))
+    return {"frames": take.num_frames, "fps": take.fps, "repaired": repaired,
+            "change_deg": {"mean": round(float(deg.mean()), 4), "max": round(float(deg.max()), 4)}}
+
+
 def process_take(job: dict) -> dict:
     """Load one take, run the task, write its outputs atomically; never raises for a bad take. Returns the
     take's report record. ``job``: task, source (path), rel (relative path), output (folder), options, seed,
@@ -152,6 +188,10 @@ def process_take(job: dict) -> dict:
         from ..formats import npz as io
 
         src, out_dir, o = Path(job["source"]), Path(job["output"]), job["options"]
+        if job["task"] == "clean" and src.suffix.lower() == ".bvh":
+            rec.update(_clean_bvh(src, [out_dir / r for r in rec["outputs"]], o["strength"]), status="done")
+            rec["seconds"] = round(time.perf_counter() - t0, 3)
+            return rec
         pose, ps, fps, conv = _load(src, o["hands"])
         rec.update(frames=len(ps), fps=fps)
         res, repaired = _run_task(job["task"], pose, fps, job["seed"], o, rec)

@@ -237,6 +237,22 @@ BANDAI_BVH = Preset(
     needs_calibration=True,
 )
 
+METARIG_BVH = Preset(
+    id="metarig_bvh",
+    label="Blender metarig BVH (pelvis, spine.001, upper_arm.L)",
+    bones=_side_map({
+        "pelvis": "pelvis", "spine1": "spine", "spine3": "spine.001", "neck": "neck", "head": "face",
+        "left_hip": "thigh{s}", "left_knee": "shin{s}", "left_ankle": "foot{s}", "left_foot": "toe{s}",
+        "left_collar": "shoulder{s}", "left_shoulder": "upper_arm{s}", "left_elbow": "forearm{s}",
+        "left_wrist": "hand{s}",
+    }, ".L", ".R"),
+    description="BVH takes on a skeleton with Blender human-metarig bone names under a 'pelvis' root (e.g. the "
+                "ReActIdle idle takes): spine, spine.001 (the chest the arms branch from), neck, face; the hands "
+                "may be End Sites of the forearms.",
+    extra_bones=("pelvis.L", "pelvis.R"),
+    euler=True,
+)
+
 # -- SMPL FBX -----------------------------------------------------------------------------------------------
 
 SMPL_FBX = Preset(
@@ -256,7 +272,7 @@ SMPL_FBX = Preset(
 )
 
 PRESETS: dict[str, Preset] = {p.id: p for p in (SMPLX_OFFICIAL, SMPLX_MESHCAPADE, MIXAMO, RIGIFY, CMU_BVH,
-                                                CMU_ASF_BVH, ASF_BVH, BANDAI_BVH, SMPL_FBX)}
+                                                CMU_ASF_BVH, ASF_BVH, BANDAI_BVH, METARIG_BVH, SMPL_FBX)}
 
 
 # ---------------------------------------------------------------------------------------------------------
