@@ -10,6 +10,7 @@ import numpy as np
 
 from dposer.spec import bone_maps
 from dposer.spec import protocol
+from dposer.spec import skeleton
 
 from . import channel_keys
 from . import crowd
@@ -143,11 +144,11 @@ class CompleteJob(PoseJob):
                  seed: int, with_preview: bool = False):
         self.preview = bool(with_preview) and int(hypotheses) > 1
         obj = active_armature(context)
-        names = bone_maps.split_names(parts)
+        names = skeleton.split_names(parts)
         if not names:
             raise JobError("Nothing to complete: 'parts' is empty (e.g. 'right_hand' or 'left_hand,right_hand')")
         try:
-            fill = bone_maps.names_to_joints(names)
+            fill = skeleton.names_to_joints(names)
         except ValueError as e:
             raise JobError(str(e)) from None
         rig, det = detect_rig(obj)
@@ -271,12 +272,12 @@ def locked_joints(obj, bone_map: dict, lock: str, lock_selected: bool) -> list[s
     bone_joint = {b: j for j, b in bone_map.items()}
     found: set[str] = set()
     unknown = []
-    for name in bone_maps.split_names(lock):
+    for name in skeleton.split_names(lock):
         if name in bone_joint:
             found.add(bone_joint[name])
             continue
         try:
-            found.update(bone_maps.names_to_joints([name]))
+            found.update(skeleton.names_to_joints([name]))
         except ValueError:
             unknown.append(name)
     if unknown:
@@ -318,7 +319,7 @@ class CleanJob(_KeepUnwrittenJob):
             raise JobError(f"Clean needs at least 3 frames, got {frame_start}-{frame_end}")
         check_param(P.CLEAN_STRENGTH, strength)
         try:
-            part_joints = bone_maps.names_to_joints(parts)
+            part_joints = skeleton.names_to_joints(parts)
         except ValueError as e:
             raise JobError(str(e)) from None
         if not part_joints:
@@ -328,13 +329,13 @@ class CleanJob(_KeepUnwrittenJob):
         self.fill = [(j, self.bone_map[j]) for j in part_joints if j in self.bone_map and j not in locked]
         if not self.fill:
             raise JobError(f"Nothing to clean on '{obj.name}' ({self.preset.label}): no unlocked bone in "
-                           f"{bone_maps.split_names(parts)}{_selection_hint(obj, lock_selected)}")
+                           f"{skeleton.split_names(parts)}{_selection_hint(obj, lock_selected)}")
         self.locked = locked
         self.kept_bones = set(_selected_bones(obj)) if lock_selected and obj.mode == "POSE" else set()
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         # joints the rig cannot show stay at rest (they fold into their children when reading)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
-        self.args = {"clip": pose, "strength": float(strength), "parts": bone_maps.split_names(parts),
+        self.args = {"clip": pose, "strength": float(strength), "parts": skeleton.split_names(parts),
                      "lock": keep, "seed": int(seed)}
         self.tag = tag_repaired
         self.repaired, self.cuts = [], []

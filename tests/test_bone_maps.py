@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from dposer.spec import bone_maps as bm  # noqa: E402
+from dposer.spec import bvh_names  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 BVH_DIR = Path(os.environ.get("DPOSER_DATA", REPO.parent / "shared" / "data")) / "bvh"
@@ -189,7 +190,7 @@ Frame Time: 0.0333333
 
 
 def test_parse_bvh_hierarchy_synthetic():
-    joints = bm.parse_bvh_hierarchy(SYNTHETIC_BVH)
+    joints = bvh_names.parse_bvh_hierarchy(SYNTHETIC_BVH)
     assert [j.name for j in joints] == ["Hips", "Left_Up_Leg", "Spine", "Spine.001"]  # as io_anim_bvh names them
     assert [j.parent for j in joints] == [-1, 0, 0, 2]
     assert joints[1].offset == (1.0, -1.0, 0.0) and joints[1].end_site == (0.0, -4.0, 0.0)
@@ -211,11 +212,11 @@ def bandai_bvh(tmp_path_factory):
 
 
 def test_bandai_bvh_names_from_the_real_file(bandai_bvh):
-    joints = bm.parse_bvh_hierarchy(bandai_bvh)
+    joints = bvh_names.parse_bvh_hierarchy(bandai_bvh)
     names = [j.name for j in joints]
     assert sorted(names) == sorted(BANDAI_NAMES) and len(names) == 22
     assert all(j.rotation_mode == "ZXY" for j in joints)  # "Zrotation Xrotation Yrotation" on every joint
-    assert bm.bvh_bone_names(bandai_bvh) == names
+    assert bvh_names.bvh_bone_names(bandai_bvh) == names
     det = bm.detect_preset(names)
     assert det.preset.id == "bandai_bvh" and det.coverage == 1.0 and det.matched == 21
     assert det.bone_map["pelvis"] == "Hips" and det.bone_map["spine3"] == "Chest"

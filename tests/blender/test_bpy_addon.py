@@ -7,6 +7,7 @@ import pytest
 bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/setup_blender_venvs.sh)")
 
 from dposer.spec import bone_maps  # noqa: E402
+from dposer.spec import skeleton  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 ADDON = "blender_dposer"
@@ -178,12 +179,12 @@ def test_part_names_match_backend():
         dims = layout.names_to_dims(name)
         joints = {layout.VECTOR_JOINTS[d // 3] for d in dims if d < 153} | ({"jaw"} if np.any(
             (dims >= 153) & (dims < 156)) else set())
-        assert set(bone_maps.names_to_joints(name)) == joints, name
-    assert bone_maps.names_to_joints(" right_hand , left_index ") == tuple(
+        assert set(skeleton.names_to_joints(name)) == joints, name
+    assert skeleton.names_to_joints(" right_hand , left_index ") == tuple(
         j for j in rm.JOINT_NAMES if j.startswith("right_") and j[6:-1] in bone_maps.FINGERS or
         j in ("left_index1", "left_index2", "left_index3"))
     with pytest.raises(ValueError, match="unknown part"):
-        bone_maps.names_to_joints("right_hnd")
+        skeleton.names_to_joints("right_hnd")
 
 
 def test_armature_up_axes():

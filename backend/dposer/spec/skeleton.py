@@ -12,7 +12,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .layout import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
+from .layout import GROUPS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, PARTS
 from .rotations import axis_angle_to_matrix
 
 __all__ = [
@@ -174,3 +174,47 @@ def joints_from_pose_dict(pose: Mapping[str, Sequence]) -> np.ndarray:
         if key in pose:
             out[:, sl] = np.atleast_2d(np.asarray(pose[key], dtype=np.float64)).reshape(rows, -1, 3)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Part / group / joint names of the protocol (docs/protocol.md 2, "Names"): which joints a request's ``missing``
+# or ``parts`` names, so the add-on knows which bones it will write (the groups and parts of :mod:`.layout`).
+
+_NAME_JOINTS: dict[str, tuple[str, ...]] = {
+    "all": MODELLED_JOINTS,
+    "body": tuple(JOINT_NAMES[1:22]),
+    "left_hand": tuple(JOINT_NAMES[25:40]),
+    "right_hand": tuple(JOINT_NAMES[40:55]),
+    "face": ("jaw",),
+    "body_pose": tuple(JOINT_NAMES[1:22]),
+    "left_hand_pose": tuple(JOINT_NAMES[25:40]),
+    "right_hand_pose": tuple(JOINT_NAMES[40:55]),
+    "jaw_pose": ("jaw",),
+    "expression": (),  # FLAME coefficients: no bone
+    **GROUPS,
+    **{j: (j,) for j in MODELLED_JOINTS},
+}
+
+
+def split_names(names: str | Iterable[str]) -> list[str]:
+    """A comma-separated string (or a list) -> stripped, non-empty names."""
+    if isinstance(names, str):
+        names = names.split(",")
+    return [n for n in (s.strip() for s in names) if n]
+
+
+def names_to_joints(names: str | Iterable[str]) -> tuple[str, ...]:
+    """SMPL-X joints (SMPL-X order) named by part / group / pose-key / joint names, as the backend resolves them
+    (``dposer.spec.layout.names_to_dims``). Raises ValueError listing unknown names."""
+    found: set[str] = set()
+    unknown = []
+    for n in split_names(names):
+        if n in _NAME_JOINTS:
+            found.update(_NAME_JOINTS[n])
+        else:
+            unknown.append(n)
+    if unknown:
+        raise ValueError(f"unknown part/group/joint name(s): {', '.join(map(repr, unknown))}; parts: "
+                         f"{', '.join(PARTS)}, groups: {', '.join(sorted(GROUPS))}, or an SMPL-X joint name such as "
+                         f"'right_pinky1'")
+    return tuple(j for j in JOINT_NAMES if j in found)
