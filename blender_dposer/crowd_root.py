@@ -8,7 +8,7 @@ import numpy as np
 
 from . import keyframes as kf
 from . import rig_math as rm
-from .smplx_skeleton import JOINT_INDEX, REST_OFFSETS
+from dposer.spec.skeleton import JOINT_INDEX, REST_OFFSETS
 
 
 def _leg_length(heads: dict) -> float:

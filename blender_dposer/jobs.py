@@ -8,14 +8,17 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import bone_maps
+from dposer.spec import bone_maps
+from dposer.spec import protocol
+from dposer.spec import skeleton
+
+from . import channel_keys
 from . import crowd
 from . import crowd_root
 from . import crowd_time
 from . import keyframes as kf
 from . import params as P
 from . import preview
-from . import protocol
 from . import rig_profile as rp
 from . import rig_math as rm
 from .rig_profile import JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401
@@ -143,17 +146,19 @@ class CompleteJob(PoseJob):
                  seed: int, with_preview: bool = False):
         self.preview = bool(with_preview) and int(hypotheses) > 1
         obj = active_armature(context)
-        names = bone_maps.split_names(parts)
+        names = skeleton.split_names(parts)
         if not names:
             raise JobError("Nothing to complete: 'parts' is empty (e.g. 'right_hand' or 'left_hand,right_hand')")
         try:
-            fill = bone_maps.names_to_joints(names)
+            fill = skeleton.names_to_joints(names)
         except ValueError as e:
             raise JobError(str(e)) from None
         rig, det = detect_rig(obj)
         self.fill = [(j, det.bone_map[j]) for j in fill if j in det.bone_map]
         if not self.fill:
-            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}")
+            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}: use "
+                           "SMPL-X Armature from Take (dposer.take_to_smplx) to add an SMPL-X armature keyed with its "
+                           "motion, and complete that one")
         obj = self._setup(context, frame_start, frame_end)
         if self.preview and int(hypotheses) * len(self.frames) > preview.MAX_PREVIEW_POSES:
             raise JobError(f"a preview keeps every hypothesis: at most {preview.MAX_PREVIEW_POSES} hypotheses x "
@@ -269,12 +274,12 @@ def locked_joints(obj, bone_map: dict, lock: str, lock_selected: bool) -> list[s
     bone_joint = {b: j for j, b in bone_map.items()}
     found: set[str] = set()
     unknown = []
-    for name in bone_maps.split_names(lock):
+    for name in skeleton.split_names(lock):
         if name in bone_joint:
             found.add(bone_joint[name])
             continue
         try:
-            found.update(bone_maps.names_to_joints([name]))
+            found.update(skeleton.names_to_joints([name]))
         except ValueError:
             unknown.append(name)
     if unknown:
@@ -289,6 +294,15 @@ def _selection_hint(obj, lock_selected: bool) -> str:
     if lock_selected and obj.mode == "POSE" and _selected_bones(obj):
         return " (in Pose Mode the selected bones are locked: deselect them or turn off 'Lock selected bones')"
     return ""
+
+
+def clean_frame_range(context) -> tuple[int, int]:
+    """The frames Clean works on when none are given: the active armature's whole action (a BVH import leaves the
+    scene's range at 1-250 whatever the take's length), else the scene's range."""
+    scene = context.scene
+    obj = context.active_object
+    rng = kf.action_frame_range(obj) if obj is not None and obj.type == "ARMATURE" else None
+    return rng if rng is not None else (scene.frame_start, scene.frame_end)
 
 
 class CleanJob(_KeepUnwrittenJob):
@@ -307,7 +321,7 @@ class CleanJob(_KeepUnwrittenJob):
             raise JobError(f"Clean needs at least 3 frames, got {frame_start}-{frame_end}")
         check_param(P.CLEAN_STRENGTH, strength)
         try:
-            part_joints = bone_maps.names_to_joints(parts)
+            part_joints = skeleton.names_to_joints(parts)
         except ValueError as e:
             raise JobError(str(e)) from None
         if not part_joints:
@@ -317,12 +331,13 @@ class CleanJob(_KeepUnwrittenJob):
         self.fill = [(j, self.bone_map[j]) for j in part_joints if j in self.bone_map and j not in locked]
         if not self.fill:
             raise JobError(f"Nothing to clean on '{obj.name}' ({self.preset.label}): no unlocked bone in "
-                           f"{bone_maps.split_names(parts)}{_selection_hint(obj, lock_selected)}")
+                           f"{skeleton.split_names(parts)}{_selection_hint(obj, lock_selected)}")
         self.locked = locked
+        self.kept_bones = set(_selected_bones(obj)) if lock_selected and obj.mode == "POSE" else set()
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         # joints the rig cannot show stay at rest (they fold into their children when reading)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
-        self.args = {"clip": pose, "strength": float(strength), "parts": bone_maps.split_names(parts),
+        self.args = {"clip": pose, "strength": float(strength), "parts": skeleton.split_names(parts),
                      "lock": keep, "seed": int(seed)}
         self.tag = tag_repaired
         self.repaired, self.cuts = [], []
@@ -339,10 +354,20 @@ class CleanJob(_KeepUnwrittenJob):
 
     def apply(self, context, keys: list[kf.BoneKeys]) -> int:
         n = super().apply(context, keys)
+        obj = self._armature()
+        # every other animated bone (unmapped helpers, extra spine/neck bones, fingers): cleaned in its own curves
+        render = context.scene.render
+        keep = {self.bone_map[j] for j in self.locked if j in self.bone_map} | self.kept_bones
+        more, repaired = channel_keys.clean_bones(obj, int(self.frames[0]), int(self.frames[-1]),
+                                                  float(render.fps) / float(render.fps_base or 1.0),
+                                                  exclude={k.bone for k in keys} | keep)
+        n += kf.write_rotation_keys(obj, more)
+        kf.set_current_rotation(obj, more, context.scene.frame_current)
+        self.repaired += repaired
         if self.tag:
-            obj = self._armature()
             for r in self.repaired:
-                kf.tag_keys(obj, r["bone"], self.modes[r["bone"]], range(r["first"], r["last"] + 1), REPAIRED_KEY_TYPE)
+                kf.tag_keys(obj, r["bone"], obj.pose.bones[r["bone"]].rotation_mode, range(r["first"], r["last"] + 1),
+                            REPAIRED_KEY_TYPE)
         return n
 
     def summary(self, n_keys: int) -> str:

@@ -10,7 +10,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty
 from . import install_ops, preview
 from . import keyframes as kf
 from . import params as P
-from .preferences import prefs, status_text
+from .session import prefs, status_text
 from .rig_profile import PRESET_ITEMS, profile_text
 
 
@@ -53,6 +53,7 @@ def draw_rig(layout, settings, obj):
     op = row.operator("dposer.calibrate_rest", text="Calibrate Rest", icon="POSE_HLT")
     op.method = "POSE"
     op.preset = settings.preset
+    box.operator("dposer.take_to_smplx", icon="OUTLINER_OB_ARMATURE")
 
 
 def _scene_range(op, settings, scene) -> None:
@@ -103,6 +104,8 @@ class DPOSER_PT_main(bpy.types.Panel):
             row.operator("dposer.preview_next", text="", icon="TRIA_RIGHT")
             row.operator("dposer.preview_accept", icon="CHECKMARK")
             row.operator("dposer.preview_cancel", icon="X")
+            # a range's hypotheses are whole motions: play the timeline and switch between them as it plays
+            col.operator("screen.animation_play", text="Play / Pause", icon="PLAY")
 
         box.label(text="Refine / Random", icon="MOD_SMOOTH")
         box.prop(settings, "refine_strength")

@@ -1,4 +1,4 @@
-"""Variations of a whole take (dposer.vary_clip, ``dposer vary --clip``) with the bundled checkpoint on real takes:
+"""Variations of a whole take (dposer.tasks.vary_clip, ``dposer vary --clip``) with the bundled checkpoint on real takes:
 shapes, locks, the issue's smoothness / speed / distance / correlation targets at strength 0.3, distance growing with
 strength, planted feet, and more plausible than the free answer (the take plus smooth random offsets)."""
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dposer import layout
 from dposer.eval.vary_metrics import free_answer, measure
-from dposer.vary_clip import vary_clip
+from dposer.spec import layout
+from dposer.tasks.vary_clip import vary_clip
 
 from conftest import needs_data
 
@@ -18,7 +18,7 @@ N = 4
 
 @pytest.fixture(scope="module")
 def prior():
-    from dposer.prior import load_prior
+    from dposer.core.prior import load_prior
 
     return load_prior(None)  # the bundled checkpoint
 
@@ -33,14 +33,14 @@ def _take(ps):
 
 @pytest.fixture(scope="module")
 def gestures(data_root):
-    from dposer.data import load_gestures_clip
+    from dposer.formats.data import load_gestures_clip
 
     return load_gestures_clip(data_root)  # 240 frames, body + root orientation, no translation (30 fps)
 
 
 @pytest.fixture(scope="module")
 def walk(data_root):
-    from dposer.data import load_amass_take
+    from dposer.formats.data import load_amass_take
 
     return load_amass_take(data_root).subset(np.arange(300))  # 2.5 s of a walk at 120 fps, body + hands, translation
 
@@ -125,8 +125,8 @@ def test_bad_inputs(prior, gestures):
 
 
 def test_cli_and_server(tmp_path, data_root):
-    from dposer import server
     from dposer.cli import main
+    from dposer.serve import requests as server
 
     src = data_root / "dposer_x" / "gestures_clip_240f.npz"
     out = tmp_path / "var.npz"

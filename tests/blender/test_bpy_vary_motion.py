@@ -11,7 +11,7 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
-from blender_dposer import operators as ops  # noqa: E402
+from blender_dposer import jobs  # noqa: E402
 
 from bvh_synth import CMU_NAMES, synth_bvh  # noqa: E402
 
@@ -23,7 +23,7 @@ N = 3
 
 @pytest.fixture(scope="module")
 def bvh_file(data_root, tmp_path_factory):
-    from dposer.data import load_amass_take
+    from dposer.formats.data import load_amass_take
 
     ps = load_amass_take(data_root).subset(np.arange(0, 4 * FRAMES, 4))
     trans = ps.extras["trans"] - ps.extras["trans"][:1] * np.array([1.0, 0.0, 1.0])
@@ -81,8 +81,8 @@ def test_variations_of_an_animated_rig_vary_every_frame(walk):
     original = bone_heads(obj, frames)
     height = rig_height(obj)
     bpy.context.scene.frame_set(FRAMES + 20)
+    args = jobs.VaryJob(bpy.context, N, 0.3, "", False, 1).args  # the request, from the scene before the run
     assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False) == {"FINISHED"}
-    args = ops.last_request["args"]
     assert args["clip"] is True and args["fps"] == 30.0 and len(args["pose"]["body_pose"]) == FRAMES
     after = kf.snapshot(obj)
     assert set(after) == set(before) and all(np.array_equal(after[k], v) for k, v in before.items())
@@ -115,8 +115,8 @@ def test_copies_keep_planted_feet(walk):
     low = z <= z.min(0) + 0.03 * height
     planted = low[1:] & low[:-1] & (step < 0.01 * height)
     assert planted.mean() > 0.05
+    assert "trans" in jobs.VaryJob(bpy.context, N, 0.3, "", False, 1).args["pose"]
     assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False) == {"FINISHED"}
-    assert "trans" in ops.last_request["args"]["pose"]
     slide0 = planted_slide(original, feet, planted)
     for i in range(N):
         copy = bone_heads(bpy.data.objects[f"{obj.name}.var{i + 1:03d}"], frames)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import data, layout
-from ..vary_clip import vary_clip
+from ..formats import data
+from ..spec import layout
+from ..tasks.vary_clip import vary_clip
 from .vary_metrics import free_answer, measure
 
 N = 4
@@ -27,8 +28,8 @@ TARGETS = ("p99 step <= 1.5x the take's + 0.5 deg; speed 0.7-1.3x; distance >= 2
 
 def bandai_takes(root=None, limit: int | None = None) -> dict[str, tuple[dict, float]]:
     """{name: (pose dict with trans, fps)}: the first take (sorted by name) of each action of Bandai dataset-1."""
-    from ..convert import convert_bvh
-    from ..corpus import archive
+    from ..formats.convert import convert_bvh
+    from ..train.corpus import archive
 
     with tarfile.open(archive(1, root)) as tar:
         members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(".bvh")),

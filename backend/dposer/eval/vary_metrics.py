@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import layout
-from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from ..temporal import lowpass
-from ..feet import foot_contacts, foot_positions
-from ..vary_clip import OFFSET_SIGMA_S, apply_offsets
+from ..core.torch_rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..spec import layout
+from ..tasks.feet import foot_contacts, foot_positions
+from ..tasks.temporal import lowpass
+from ..tasks.vary_clip import OFFSET_SIGMA_S, apply_offsets
 
 MOVING_DEG = 5.0
 PLAUSIBILITY_FRAMES = 240  # frames of a take (evenly spread) scored by the prior  # a joint "moves" in a take when its rotation's RMS angle about its mean rotation exceeds this
@@ -151,7 +151,7 @@ def measure(take: np.ndarray, varied: np.ndarray, present: np.ndarray, fps: floa
         out["skate_take"] = skating(take, orient, trans, contacts, fps)
         out["skate"] = float(np.mean([skating(varied[i], orient, vt[i], contacts, fps) for i in range(len(varied))]))
     if prior is not None:
-        from ..solver import plausibility
+        from ..core.solver import plausibility
 
         dims = torch.from_numpy(present).to(prior.device)
         part_mask = torch.from_numpy(layout.part_mask_from_dims(present[None])).to(prior.device)
