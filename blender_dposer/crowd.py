@@ -39,8 +39,8 @@ def make_variation_rigs(context, obj, variations, frame, spacing, made_objects, 
                         delays=None, roots=None):
     """One copy of ``obj`` (sharing its armature data, with copies of its child objects and of its action) per
     variation, in a new collection, on a grid next to it; each keyed with its variation (on ``frame``, or on every
-    frame of an animated rig's range, with its root location keys ``roots[i]`` = (bone, frames, (F, 3))) and its action's
-    keys delayed by ``delays[i]`` frames."""
+    frame of an animated rig's range, with its root location keys ``roots[i]`` = (bone, frames, (F, 3))) and its
+    action's keys delayed by ``delays[i]`` frames."""
     coll = bpy.data.collections.new(f"{obj.name} variations")
     made_collections.append(coll)
     context.scene.collection.children.link(coll)

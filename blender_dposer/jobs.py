@@ -480,5 +480,6 @@ class VaryJob(_KeepUnwrittenJob):
         what = "armatures" if self.mode == "RIGS" else "actions"
         motion = "" if len(self.frames) == 1 else f", frames {int(self.frames[0])}-{int(self.frames[-1])}"
         starts = f", start offsets {min(self.offsets)}-{max(self.offsets)} frames" if max(self.offsets) else ""
+        more = ", ..." if len(self.created) > 3 else ""
         return (f"DPoser: {self.count} variations of '{self.obj_name}' ({self.preset.label}, {len(self.fill)} bones"
-                f"{motion}{starts}) as new {what}: {', '.join(self.created[:3])}{', ...' if len(self.created) > 3 else ''}")
+                f"{motion}{starts}) as new {what}: {', '.join(self.created[:3])}{more}")

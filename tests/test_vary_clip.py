@@ -1,5 +1,5 @@
-"""Variations of a whole take (dposer.tasks.vary_clip, ``dposer vary --clip``) with the bundled checkpoint on real takes:
-shapes, locks, the issue's smoothness / speed / distance / correlation targets at strength 0.3, distance growing with
+"""Variations of a whole take (dposer.tasks.vary_clip, ``dposer vary --clip``) with the bundled checkpoint on real
+takes: shapes, locks, the issue's smoothness / speed / distance / correlation targets at strength 0.3, distance growing with
 strength, planted feet, and more plausible than the free answer (the take plus smooth random offsets)."""
 from __future__ import annotations
 

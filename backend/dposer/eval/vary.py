@@ -125,9 +125,11 @@ def bench_vary(ctx) -> str:
             f"{f['p99_step']:.2f} | {min(o['speed_ratio']):.2f}-{max(o['speed_ratio']):.2f} / "
             f"{min(f['speed_ratio']):.2f}-{max(f['speed_ratio']):.2f} | {o['distance']:.1f} ({o['pairwise']:.1f}) | "
             f"{o['min_corr']:.2f} / {f['min_corr']:.2f} | "
-            f"{_cm(o, 'skate_take')} / {_cm(o, 'skate')} / {_cm(f, 'skate')} | {o['plaus_take']:.4f} / {o['plaus']:.4f} / {f['plaus']:.4f} | "
+            f"{_cm(o, 'skate_take')} / {_cm(o, 'skate')} / {_cm(f, 'skate')} | "
+            f"{o['plaus_take']:.4f} / {o['plaus']:.4f} / {f['plaus']:.4f} | "
             f"{o['off_hinge_take']:.1f} / {o['off_hinge']:.1f} / {f['off_hinge']:.1f} | "
-            + " / ".join(f"{r['sweep'][s]:.1f}" for s in SWEEP) + f" | {'all met' if not failed else 'missed: ' + failed}"
+            + " / ".join(f"{r['sweep'][s]:.1f}" for s in SWEEP)
+            + f" | {'all met' if not failed else 'missed: ' + failed}"
             f" | {r['secs']:.1f} |")
     summary = (f"**{n_pass} of {len(results)} takes meet every target** ({TARGETS}), {N} variations at strength "
                f"{STRENGTH}, seed 0. The free answer has the same mean distance from the take as ours.")

@@ -16,8 +16,8 @@ from ..tasks.feet import foot_contacts, foot_positions
 from ..tasks.temporal import lowpass
 from ..tasks.vary_clip import OFFSET_SIGMA_S, apply_offsets
 
-MOVING_DEG = 5.0
-PLAUSIBILITY_FRAMES = 240  # frames of a take (evenly spread) scored by the prior  # a joint "moves" in a take when its rotation's RMS angle about its mean rotation exceeds this
+MOVING_DEG = 5.0  # a joint "moves" in a take when its rotation's RMS angle about its mean rotation exceeds this
+PLAUSIBILITY_FRAMES = 240  # frames of a take (evenly spread) scored by the prior
 
 
 def rotation_joints(present: np.ndarray) -> list[str]:

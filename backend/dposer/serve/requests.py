@@ -298,7 +298,8 @@ def _cross_checks(op: str, a: dict) -> None:
         raise RequestError("invalid_args", f"vary takes one pose (1 row), got {_rows(a['pose'])}; use n for more, "
                            "or clip=true for a take")
     if op == "vary" and a["clip"] and _rows(a["pose"]) < 2:
-        raise RequestError("invalid_args", f"vary with clip=true takes a take of at least 2 frames, got {_rows(a['pose'])}")
+        raise RequestError("invalid_args",
+                           f"vary with clip=true takes a take of at least 2 frames, got {_rows(a['pose'])}")
     if op == "complete" and not a["clip"] and _rows(a["pose"]) > MAX_POSES:
         raise RequestError("limit_exceeded", f"'pose' has {_rows(a['pose'])} rows, the limit is {MAX_POSES} "
                            f"(with clip=true, {MAX_FRAMES} frames)")
