@@ -142,3 +142,17 @@ def test_cli_and_server(tmp_path, data_root):
         server.validate({"id": 1, "op": "vary", "args": {"pose": {"body_pose": [[0.0] * 63]}, "n": 2, "clip": True}})
     _, op, args = server.validate({"id": 1, "op": "vary", "args": {"pose": take, "n": 2, "clip": True, "fps": 24}})
     assert op == "vary" and args["clip"] is True and args["fps"] == 24.0
+
+
+def test_cancel_stops_the_sampler_and_the_feet(prior, walk):
+    from dposer.core.solver import Cancelled
+    from dposer.tasks.feet import plant_feet
+
+    pose, present = _take(walk)
+    with pytest.raises(Cancelled):
+        vary_clip(prior, pose, 2, strength=0.3, fps=120, cancel=lambda: True)
+    take = walk.vectors.astype(np.float64)
+    varied = np.stack([take, take])
+    with pytest.raises(Cancelled, match="planting the feet"):
+        plant_feet(take, walk.extras["global_orient"].astype(np.float64), walk.extras["trans"].astype(np.float64),
+                   varied, present, 120.0, cancel=lambda: True)

@@ -134,12 +134,13 @@ def root_translation(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, va
 
 
 def plant_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: np.ndarray, free: np.ndarray,
-               fps: float, motion: np.ndarray | None = None) -> np.ndarray:
+               fps: float, motion: np.ndarray | None = None, cancel=None) -> np.ndarray:
     """Varied takes (N, F, 256) of a take (F, 256) with ``orient`` / ``trans`` (F, 3), the ``free`` (256,) dims
     of their leg joints bent by a small IK so planted feet stay planted (module docstring); unchanged without
     contacts. ``motion`` (256,): each joint's motion in the take (RMS radians): the IK's correction of a joint
     wanders over time at a cost of ``IK_WANDER_WEIGHT`` per (wander / motion)^2, so the joints that move little in
-    the take keep moving like the take's. Their translations: :func:`root_translation` of the result."""
+    the take keep moving like the take's. ``cancel()`` is polled every IK iteration (``Cancelled`` when true).
+    Their translations: :func:`root_translation` of the result."""
     ref = foot_positions(take, orient, trans)
     contacts = foot_contacts(ref, fps)
     n, f = varied.shape[:2]
@@ -164,6 +165,10 @@ def plant_feet(take: np.ndarray, orient: np.ndarray, trans: np.ndarray, varied: 
     opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=IK_STEPS, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
+        if cancel is not None and cancel():
+            from ..core.solver import Cancelled
+
+            raise Cancelled("cancelled while planting the feet")
         opt.zero_grad()
         v = x.index_add(1, idx, delta)
         err = ((_leg_feet(v, o, t) - target) ** 2).sum(-1)

@@ -203,7 +203,7 @@ def vary_clip(prior: Prior, take: dict, n: int, strength: float = 0.3, seed: int
     fields = {}
     if "trans" in ps.extras and strength > 0:
         trans = ps.extras["trans"].astype(np.float64)
-        varied = plant_feet(vectors, orient.astype(np.float64), trans, varied, ~keep, fps, motion_rms(vectors))
+        varied = plant_feet(vectors, orient.astype(np.float64), trans, varied, ~keep, fps, motion_rms(vectors), cancel)
         # the legs' IK correction may not make a joint wander off its motion more than the sampler may
         off = rotation_offsets(np.broadcast_to(vectors, varied.shape), varied)
         varied = apply_offsets(vectors, bound_wander(off, vectors))
