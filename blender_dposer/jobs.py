@@ -351,17 +351,19 @@ class CleanJob(_KeepUnwrittenJob):
         return super().keys_from_result(result)
 
     def apply(self, context, keys: list[kf.BoneKeys]) -> int:
-        n = super().apply(context, keys)
         obj = self._armature()
-        # every other animated bone (unmapped helpers, extra spine/neck bones, fingers): cleaned in its own curves
+        # every animated bone cleaned in its own curves (read before any key is written): the channel cleaner's
+        # keys win on the bones it changes (they repair faults in the take's own channels, twists included); the
+        # prior's keys are written on the mapped bones it leaves alone
         render = context.scene.render
         keep = {self.bone_map[j] for j in self.locked if j in self.bone_map} | self.kept_bones
         more, repaired = channel_keys.clean_bones(obj, int(self.frames[0]), int(self.frames[-1]),
-                                                  float(render.fps) / float(render.fps_base or 1.0),
-                                                  exclude={k.bone for k in keys} | keep)
+                                                  float(render.fps) / float(render.fps_base or 1.0), exclude=keep)
+        by_channel = {k.bone for k in more}
+        n = super().apply(context, [k for k in keys if k.bone not in by_channel])
         n += kf.write_rotation_keys(obj, more)
         kf.set_current_rotation(obj, more, context.scene.frame_current)
-        self.repaired += repaired
+        self.repaired = [r for r in self.repaired if r["bone"] not in by_channel] + repaired
         if self.tag:
             for r in self.repaired:
                 kf.tag_keys(obj, r["bone"], obj.pose.bones[r["bone"]].rotation_mode, range(r["first"], r["last"] + 1),
