@@ -229,11 +229,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-source", type=int, default=2, help="takes per held-out source")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per take")
+    ap.add_argument("--kind", choices=("heldout", "tuning"), default="heldout",
+                    help="held-out takes (Bandai dataset-1, CMU cgspeed 02-09) or tuning takes (Bandai dataset-2, "
+                         "CMU 131_03)")
     ap.add_argument("--checkpoint", default="", help="prior checkpoint ('' = the bundled one)")
     args = ap.parse_args(argv)
     enable_addon(args.checkpoint)
-    takes = cb.load_takes("heldout", per_source=args.per_source, seconds=args.seconds)
-    takes.pop("ReActIdle (24 fps)", None)  # Blender's importer and the presets cover Bandai and CMU cgspeed here
+    takes = cb.load_takes(args.kind, per_source=args.per_source, seconds=args.seconds)
+    for source in [s for s in takes if s.startswith(("ReActIdle", "AMASS"))]:
+        takes.pop(source)  # rigs of the BVH presets only (Bandai, CMU)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for source, ts in takes.items():
