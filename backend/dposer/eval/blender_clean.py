@@ -4,7 +4,8 @@ importer. Runs only in a Python with Blender's ``bpy`` module (``scripts/setup_b
     PYTHONPATH=$PWD/backend:$PWD DPOSER_DATA=../shared/data .venv-bpy50/bin/python -m dposer.eval.blender_clean
 
 Per take (Bandai dataset-1 and CMU cgspeed 02-09, the held-out takes of :mod:`dposer.eval.channel_bench`): the
-channel fault model (:mod:`dposer.eval.channel_faults`, seeded by the take's index) is injected into the take's own
+channel fault model (:mod:`dposer.eval.channel_faults`, seeded by the take's index; ``--kind tuning``: Bandai
+dataset-2 and CMU 131_03 instead) is injected into the take's own
 rotations, the faulty take is written as a BVH, imported (``import_anim.bvh``), calibrated as the Blender tests do
 (the automatic SMPL-X zero pose, then ``calibrate_rest``), and repaired by:
 
