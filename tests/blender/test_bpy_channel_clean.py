@@ -55,3 +55,29 @@ def test_a_twist_spike_on_a_bone_without_smplx_joint_is_repaired(cgspeed):
     assert _angle_deg(R2[FRAME - 1], R0[FRAME - 1]) < 3.0  # back to within a tenth of the spike
     others = frames != FRAME
     assert np.abs(after[others] - original[others]).max() < 1e-6  # no other key of the bone moved
+
+
+def test_clean_repairs_a_twist_spike_on_a_mapped_bone(prefs, cgspeed):
+    """Through the Clean operator on the calibrated rig: a 30 deg twist about LeftForeArm's own axis (a bone the
+    prior drives) is repaired in the bone's own curves, reported and tagged; no other key of that bone moves."""
+    from blender_dposer import operators as ops
+
+    from .test_bpy_bvh_clean import calibrate
+
+    obj, bone, frame = cgspeed, "LeftForeArm", 140
+    calibrate(obj)
+    mode = obj.pose.bones[bone].rotation_mode
+    frames = np.arange(1, 279, dtype=np.float64)
+    original = kf.read_rotation_values(obj, bone, frames, mode)
+    R0 = rm.rotation_to_matrix(original, mode)
+    twist = rm.axis_angle_to_matrix(np.array([0.0, np.radians(30.0), 0.0]))
+    kf.write_rotation_keys(obj, [kf.rotation_keys(bone, mode, [frame], (R0[frame - 1] @ twist)[None],
+                                                  original[frame - 2])])
+    assert bpy.ops.dposer.clean(frame_start=1, frame_end=278, lock_selected=False) == {"FINISHED"}
+    after = kf.read_rotation_values(obj, bone, frames, mode)
+    assert _angle_deg(rm.rotation_to_matrix(after, mode)[frame - 1], R0[frame - 1]) < 3.0
+    others = frames != frame
+    assert np.abs(after[others] - original[others]).max() < 1e-6
+    tagged = {int(k.co[0]) for fc in kf.Channels(obj).all() if f'"{bone}"' in fc.data_path
+              for k in fc.keyframe_points if k.type == ops.REPAIRED_KEY_TYPE}
+    assert tagged == {frame}
