@@ -81,3 +81,14 @@ def clean_bones(obj, frame_start: int, frame_end: int, fps: float, exclude=(), a
     repaired = [{"bone": bones[b], "kind": kind, "first": int(frames[a]), "last": int(frames[e])}
                 for kind, b, a, e in rep.events]
     return keys, repaired
+
+
+TWIST_SHARE = 0.7  # a repair on a prior-driven bone that is mostly a turn about the bone's axis is kept
+MOVED_DEG = 1.0  # the prior's keys "moved" a bone on a frame where they turn it by more than this
+
+
+def changed_frames(obj, keys: kf.BoneKeys) -> np.ndarray:
+    """(F,) bool: the frames of ``keys`` where they turn the bone by more than MOVED_DEG from its current keys."""
+    R0 = rm.rotation_to_matrix(kf.read_rotation_values(obj, keys.bone, keys.frames, keys.mode), keys.mode)
+    R1 = rm.rotation_to_matrix(np.asarray(keys.values, np.float64), keys.mode)
+    return np.degrees(np.linalg.norm(rm.matrix_to_axis_angle(rm.transpose(R0) @ R1), axis=-1)) > MOVED_DEG

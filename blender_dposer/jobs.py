@@ -305,17 +305,6 @@ def clean_frame_range(context) -> tuple[int, int]:
     return rng if rng is not None else (scene.frame_start, scene.frame_end)
 
 
-TWIST_SHARE = 0.7  # a repair on a prior-driven bone that is mostly a turn about the bone's axis is kept
-MOVED_DEG = 1.0  # the prior's keys "moved" a bone on a frame where they turn it by more than this
-
-
-def _changed_frames(obj, keys: kf.BoneKeys) -> np.ndarray:
-    """(F,) bool: the frames of ``keys`` where they turn the bone by more than MOVED_DEG from its current keys."""
-    R0 = rm.rotation_to_matrix(kf.read_rotation_values(obj, keys.bone, keys.frames, keys.mode), keys.mode)
-    R1 = rm.rotation_to_matrix(np.asarray(keys.values, np.float64), keys.mode)
-    return np.degrees(np.linalg.norm(rm.matrix_to_axis_angle(rm.transpose(R0) @ R1), axis=-1)) > MOVED_DEG
-
-
 class CleanJob(_KeepUnwrittenJob):
     """``dposer.clean``: the keyed clip over a frame range -> one ``clean`` request -> the rotations of the cleaned
     bones (parts minus locked) on every frame; the pelvis (root orientation) and all locations are kept."""
@@ -368,12 +357,12 @@ class CleanJob(_KeepUnwrittenJob):
         # every animated bone cleaned in its own curves (read before any key is written); on a bone the prior
         # drives, a repaired fault's keys are kept where the prior's keys moved the bone on those frames too, or
         # where the repair turns the bone about its own axis (twists, which the prior's keys leave)
-        moved = {k.bone: (np.asarray(k.frames), _changed_frames(obj, k)) for k in keys}
+        moved = {k.bone: (np.asarray(k.frames), channel_keys.changed_frames(obj, k)) for k in keys}
 
         def accept(bone, frames, R_before, R_after):
             return (bone not in moved or moved[bone][1][np.isin(moved[bone][0], frames)].any()
                     or (channel_keys.has_own_axis(obj.data.bones[bone])
-                        and channel_keys.twist_share(R_before, R_after) > TWIST_SHARE))
+                        and channel_keys.twist_share(R_before, R_after) > channel_keys.TWIST_SHARE))
 
         render = context.scene.render
         keep = {self.bone_map[j] for j in self.locked if j in self.bone_map} | self.kept_bones
