@@ -2,7 +2,7 @@
 """Build the Blender extension zip: ``dist/blender_dposer-<version>.zip``, manifest at the zip root.
 
     python build_addon.py                       # build (stdlib only: zipfile + tomllib)
-    python build_addon.py --without-backend     # the add-on alone (~75 KB), for a Python that has dposer
+    python build_addon.py --without-backend     # the add-on and dposer.spec only, for a Python that has dposer
     python build_addon.py --validate            # build, then validate with Blender's own extension tooling
                                                 # (needs a Python with the bpy wheel, $BLENDER_EXT or --blender)
     python build_addon.py --blender-ext PATH    # ... with that blender_ext.py
@@ -18,10 +18,12 @@ What it does (blender.md section 3.4):
    anything that must not be in the add-on's own folder: torch, model checkpoints, pose data (``.npz``/``.pkl``),
    a copy of the ``dposer`` package.
 3. Adds the backend under ``backend/dposer/`` in the zip (so the installed extension holds
-   ``<extension>/backend/dposer``, found by the add-on with default preferences): the ``dposer`` package from
-   ``backend/dposer`` (its ``.py`` and ``.json`` files: pure Python, MIT) and the default checkpoint
-   ``weights/default.safetensors`` (non-commercial research licence, docs/model_card.md). Nothing else: no torch
-   (the Install Backend button installs it), no pose data, no other checkpoints.
+   ``<extension>/backend/dposer``, found by the add-on with default preferences): the rooms of the ``dposer``
+   package that run in Blender (``BACKEND_RUNTIME``: spec, core, tasks, formats, serve; pure Python, MIT) and the
+   default checkpoint ``weights/default.safetensors`` (non-commercial research licence, docs/model_card.md).
+   Nothing else: no training, evaluation or benchmark code, no command line, no torch (the Install Backend button
+   installs it), no pose data, no other checkpoints. ``--without-backend`` bundles only ``dposer.spec``, the
+   torch-free layer the add-on itself imports.
 4. Writes a reproducible zip (sorted entries, fixed timestamps) and prints its size and SHA-256.
 
 Validating with Blender's tooling (no Blender binary needed): the ``bpy`` wheel from PyPI ships the extension CLI
@@ -56,6 +58,11 @@ MANIFEST = SOURCE / "blender_manifest.toml"
 BACKEND = ROOT / "backend" / "dposer"
 BACKEND_ARC = "backend/dposer"  # where the add-on looks for it (preferences.BUNDLED_BACKEND)
 BACKEND_SUFFIXES = (".py", ".json")
+# what of dposer runs in Blender (the add-on's dposer.spec and the backend server with its tasks); training
+# (train/), evaluation and benchmarks (eval/), the command line and the training configs stay out of the zip
+BACKEND_RUNTIME = ("__init__.py", "official_normalizers.json", "spec", "core", "tasks", "formats", "serve")
+BACKEND_SPEC = ("__init__.py", "spec", "tasks/__init__.py", "tasks/channel_clean.py")  # --without-backend: the
+# torch-free modules the add-on imports (the spec and the channel cleaner Clean runs on unmapped bones)
 BACKEND_CHECKPOINT = "weights/default.safetensors"
 
 REQUIRED = ("schema_version", "id", "name", "tagline", "version", "type", "maintainer", "license",
@@ -152,32 +159,41 @@ def collect(source: Path = SOURCE) -> list[Path]:
     return files
 
 
-def collect_backend(backend: Path = BACKEND) -> list[Path]:
-    """The ``dposer`` package's files to bundle, relative to ``backend``: its ``.py``/``.json`` files and the
-    default checkpoint. Raises SystemExit when the checkpoint or ``__init__.py`` is missing."""
+def collect_backend(backend: Path = BACKEND, parts: tuple[str, ...] = BACKEND_RUNTIME,
+                    checkpoint: bool = True) -> list[Path]:
+    """The ``dposer`` package's files to bundle, relative to ``backend``: the ``.py``/``.json`` files of ``parts``
+    (top-level files and subpackages) and, with ``checkpoint``, the default checkpoint. Raises SystemExit when a
+    part, the server or the checkpoint is missing."""
     files = []
-    for dirpath, dirnames, filenames in os.walk(backend):
-        rel_dir = Path(dirpath).relative_to(backend)
-        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith("."))
-        for name in sorted(filenames):
-            rel = rel_dir / name
-            if name.endswith(BACKEND_SUFFIXES) and not name.startswith(".") or rel.as_posix() == BACKEND_CHECKPOINT:
-                files.append(rel)
-    for need in ("__init__.py", "server.py", BACKEND_CHECKPOINT):
-        if Path(need) not in files:
-            raise SystemExit(f"the backend to bundle lacks {backend / need}")
+    for part in parts:
+        if (backend / part).is_file():
+            files.append(Path(part))
+            continue
+        if not (backend / part).is_dir():
+            raise SystemExit(f"the backend to bundle lacks {backend / part}")
+        for dirpath, dirnames, filenames in os.walk(backend / part):
+            rel_dir = Path(dirpath).relative_to(backend)
+            dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith("."))
+            files += [rel_dir / n for n in sorted(filenames) if n.endswith(BACKEND_SUFFIXES) and not n.startswith(".")]
+    if checkpoint:
+        files.append(Path(BACKEND_CHECKPOINT))
+        for need in ("serve/server.py", BACKEND_CHECKPOINT):
+            if not (backend / need).is_file():
+                raise SystemExit(f"the backend to bundle lacks {backend / need}")
     return files
 
 
 def build(out_dir: Path, source: Path = SOURCE, backend: Path | None = BACKEND) -> Path:
-    """Write the zip (atomically); ``backend=None``: the add-on alone."""
+    """Write the zip (atomically); ``backend=None``: the add-on with only the torch-free ``dposer.spec`` layer it
+    imports (its backend Python must have dposer)."""
     manifest = read_manifest(source / "blender_manifest.toml")
     problems = check_manifest(manifest)
     if problems:
         raise SystemExit("blender_manifest.toml: " + "; ".join(problems))
     entries = [(rel.as_posix(), source / rel) for rel in collect(source)]
-    if backend is not None:
-        entries += [(f"{BACKEND_ARC}/{rel.as_posix()}", backend / rel) for rel in collect_backend(backend)]
+    root = BACKEND if backend is None else backend
+    rels = collect_backend(root, BACKEND_SPEC, checkpoint=False) if backend is None else collect_backend(backend)
+    entries += [(f"{BACKEND_ARC}/{rel.as_posix()}", root / rel) for rel in rels]
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
     tmp = out.with_suffix(".zip.tmp")
@@ -239,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blender-ext", default=None, help="path to blender_ext.py (implies --validate)")
     p.add_argument("--blender", default=None, help="a Blender binary for 'extension validate' (implies --validate)")
     p.add_argument("--without-backend", action="store_true",
-                   help="leave out the bundled dposer package and checkpoint (the backend Python must have them)")
+                   help="bundle only dposer.spec, no backend or checkpoint (the backend Python must have them)")
     a = p.parse_args(argv)
     validating = a.validate or a.blender_ext or a.blender
     blender_ext = (a.blender_ext or find_blender_ext()) if validating and not a.blender else None

@@ -2,17 +2,18 @@
 """DPoser for Blender: a whole-body pose prior (SMPL-X body, hands, face) for artists' rigs.
 
 Blender 4.2 LTS to 5.0, extension format (``blender_manifest.toml`` is the single source of the version).
-The add-on is pure Python + NumPy and never imports torch: the DPoser backend runs in a separate Python process
-(``python -m dposer.server``, JSON lines over stdin/stdout) or, as an advanced option, embedded in Blender's Python.
+The add-on is pure Python + NumPy and never imports torch. It reads the poses' layout, the SMPL-X skeleton,
+rotations, bone-map presets, the protocol and the operations' declarations from :mod:`dposer.spec` (NumPy only) in
+the ``dposer`` package the zip carries; the DPoser backend runs in a separate Python process
+(``python -m dposer.serve``, JSON lines over stdin/stdout) or, as an advanced option, embedded in Blender's Python.
 The extension zip carries the backend (``backend/dposer`` with its default checkpoint); PyTorch comes from the
 Install Backend button (:mod:`.installer`).
 
 This package must stay importable without ``bpy`` so that its pure modules are unit-tested outside Blender:
 
-- :mod:`.smplx_skeleton` SMPL-X joint tables (copies of ``dposer.layout``), NumPy FK, hand mirroring, pose dicts
-- :mod:`.rotations`      rotations in Blender's conventions: quaternion/Euler/axis-angle, modes, continuity
-- :mod:`.retarget`       SMPL-X <-> rig retargeting and calibration (:mod:`.rig_math` re-exports all three)
-- :mod:`.bone_maps`      bone-map presets and auto-detection
+- :mod:`.bundled`        where the zip puts the ``dposer`` package; puts it on ``sys.path``
+- :mod:`.retarget`       SMPL-X <-> rig retargeting and calibration (:mod:`.rig_math` re-exports it with the
+  SMPL-X skeleton and rotations of :mod:`dposer.spec`)
 - :mod:`.backend_client` backend processes (subprocess and embedded) speaking protocol v1
 - :mod:`.installer`      pip-installs PyTorch with Blender's own Python into the add-on's user folder
 - :mod:`.rig_profile`    the rig profile stored on an armature object (custom properties): bone-map preset
@@ -20,8 +21,9 @@ This package must stay importable without ``bpy`` so that its pure modules are u
 
 bpy modules, imported only inside :func:`register`:
 
-- :mod:`.preferences`  AddonPreferences (backend mode, interpreter, device, checkpoint, threads) and the backend
-  session (one backend per Blender session, started lazily, shut down in ``unregister()`` and at exit)
+- :mod:`.session`      the backend session (one backend per Blender session, started lazily, shut down in
+  ``unregister()`` and at exit) and reading the preferences
+- :mod:`.preferences`  AddonPreferences (backend mode, interpreter, device, checkpoint, threads) and their page
 - :mod:`.install_ops`  ``dposer.install_backend`` (the Install Backend button: modal, progress, Esc cancels)
 - :mod:`.keyframes`    keyframe compatibility helper: legacy ``action.fcurves`` (4.2/4.3) vs slotted actions and
   channelbags (4.4+; 5.0 removed ``Action.fcurves``); bulk ``keyframe_points.foreach_set``; rotations in each
@@ -39,8 +41,12 @@ from __future__ import annotations
 
 import importlib
 
+from . import bundled
+
+bundled.put_on_path()  # the add-on's pure modules import dposer.spec
+
 # bpy-dependent submodules, registered in this order.
-_BPY_MODULES: tuple[str, ...] = ("preferences", "install_ops", "operators", "preview", "panel")
+_BPY_MODULES: tuple[str, ...] = ("preferences", "install_ops", "operators", "take_ops", "preview", "panel")
 _registered: list = []
 
 
@@ -51,7 +57,7 @@ def _require_bpy():
         raise RuntimeError(
             "blender_dposer.register()/unregister() need Blender's 'bpy' module: install the add-on in Blender "
             "(Edit > Preferences > Get Extensions > Install from Disk). Outside Blender only the pure modules "
-            "(blender_dposer.rig_math, bone_maps, backend_client) can be used.") from e
+            "(blender_dposer.rig_math, rig_profile, backend_client) can be used.") from e
     return bpy
 
 

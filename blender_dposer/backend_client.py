@@ -3,13 +3,14 @@
 
 Two backends with one interface:
 
-- :class:`SubprocessBackend` starts ``python -m dposer.server`` in a chosen interpreter (the recommended default:
+- :class:`SubprocessBackend` starts ``python -m dposer.serve`` in a chosen interpreter (the recommended default:
   any torch/CUDA build, no ABI coupling with Blender's Python, a crash does not take Blender down). A reader thread
   parses stdout lines into a :class:`queue.Queue`; a second thread keeps the last stderr lines (and optionally a
   log file).
-- :class:`EmbeddedBackend` imports ``dposer`` into Blender's own Python (advanced option; only when importable)
-  and serves requests through the backend's own :class:`dposer.server.Server`, so validation, error codes,
-  progress throttling and cancellation are exactly the subprocess's.
+- :class:`~.embedded_backend.EmbeddedBackend` (:mod:`.embedded_backend`) imports ``dposer`` into Blender's own
+  Python (advanced option; only when importable) and serves requests through the backend's own
+  :class:`dposer.serve.server.Server`, so validation, error codes, progress throttling and cancellation are exactly
+  the subprocess's.
 
 Use from Blender (blender.md 4.3-4.5): ``submit()`` a task in ``invoke``, then drain :meth:`poll` from the modal
 operator's timer on the main thread (``progress`` / ``result`` / ``error`` messages, matched by ``id``), ``cancel()``
@@ -27,7 +28,6 @@ errors of its own (``id`` of the affected request, or None) with codes:
 from __future__ import annotations
 
 import collections
-import importlib.util
 import itertools
 import json
 import os
@@ -39,7 +39,8 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from .protocol import CONTROL_OPS, FINAL_TYPES, PROTOCOL, TASK_OPS  # noqa: F401 (CONTROL_OPS: re-exported)
+from dposer.spec.messages import encode_request
+from dposer.spec.protocol import FINAL_TYPES, PROTOCOL, TASK_OPS
 
 
 class BackendError(Exception):
@@ -56,28 +57,6 @@ class BackendError(Exception):
     def from_reply(cls, msg: dict) -> "BackendError":
         err = msg.get("error") or {}
         return cls(err.get("code", "unknown"), err.get("message", "unknown error"), msg.get("id"), err.get("traceback"))
-
-
-def to_jsonable(v: Any) -> Any:
-    """NumPy arrays/scalars -> lists and Python numbers, recursively (NumPy is imported only if present)."""
-    if isinstance(v, dict):
-        return {str(k): to_jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [to_jsonable(x) for x in v]
-    if hasattr(v, "tolist") and callable(v.tolist):  # numpy arrays and scalars
-        return v.tolist()
-    return v
-
-
-def encode_request(rid, op: str, args: dict | None = None) -> bytes:
-    """One request line. NaN/Infinity raise ValueError here (the protocol rejects them)."""
-    msg = {"id": rid, "op": op}
-    if args:
-        msg["args"] = to_jsonable(args)
-    try:
-        return json.dumps(msg, allow_nan=False, separators=(",", ":")).encode("utf-8") + b"\n"
-    except ValueError as e:
-        raise ValueError(f"request {rid!r} ({op}) holds NaN or infinite numbers: {e}") from None
 
 
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt))(: .*)?$")
@@ -301,11 +280,11 @@ class _Backend:
 
 
 class SubprocessBackend(_Backend):
-    """The backend as a child process: ``<python> -u -m dposer.server [--checkpoint ...] [--device ...]``.
+    """The backend as a child process: ``<python> -u -m dposer.serve [--checkpoint ...] [--device ...]``.
 
     ``python``: the backend interpreter (a venv/conda python with dposer and torch installed); default this
     process's own. ``command``: a complete command line instead (e.g. ``["conda", "run", "-n", "dp", "python", "-m",
-    "dposer.server"]``). ``backend_path``: prepended to PYTHONPATH (a source checkout's ``backend/`` folder).
+    "dposer.serve"]``). ``backend_path``: prepended to PYTHONPATH (a source checkout's ``backend/`` folder).
     The child's environment is this process's minus PYTHONHOME/PYTHONPATH (Blender's would break another
     interpreter), plus PYTHONUNBUFFERED=1 and ``env``. ``log_path``: a file that receives the child's stderr.
     """
@@ -316,7 +295,7 @@ class SubprocessBackend(_Backend):
                  startup_timeout: float = 120.0, log_path: str | None = None, stderr_lines: int = 200):
         super().__init__(startup_timeout)
         if command is None:
-            command = [python or sys.executable, "-u", "-m", "dposer.server", "--device", device]
+            command = [python or sys.executable, "-u", "-m", "dposer.serve", "--device", device]
             if checkpoint:
                 command += ["--checkpoint", str(checkpoint)]
             if threads:
@@ -512,120 +491,6 @@ class SubprocessBackend(_Backend):
             except OSError:
                 pass
         self._closed = True
-
-
-class _QueueWriter:
-    """A binary 'stdout' for an in-process dposer Server: each line it writes is parsed into the inbox."""
-
-    def __init__(self, inbox: queue.Queue):
-        self.inbox = inbox
-        self._buf = b""
-
-    def write(self, data: bytes) -> int:
-        self._buf += data
-        while b"\n" in self._buf:
-            line, self._buf = self._buf.split(b"\n", 1)
-            if line.strip():
-                self.inbox.put(json.loads(line))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-class EmbeddedBackend(_Backend):
-    """The backend inside this Python process (Blender's): ``import dposer`` and serve through
-    :class:`dposer.server.Server`, so replies are exactly the subprocess's. The model loads on a thread at
-    :meth:`start`; tasks run on the server's worker thread. Blender's UI stays responsive; torch shares the process
-    (mind the Windows TBB clash and NumPy pins of blender.md 4.2/4.6). ``threads`` sets torch's CPU threads for the
-    whole process."""
-
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu", threads: int | None = None,
-                 startup_timeout: float = 120.0):
-        super().__init__(startup_timeout)
-        self.checkpoint = checkpoint
-        self.device = device
-        self.threads = threads
-        self.server = None
-        self._loader: threading.Thread | None = None
-
-    @staticmethod
-    def available() -> bool:
-        """Whether ``dposer`` is importable here (checked without importing it, so torch is not loaded)."""
-        return importlib.util.find_spec("dposer") is not None
-
-    def start(self) -> "EmbeddedBackend":
-        if self.started:
-            return self
-        if not self.available():
-            raise BackendError("startup_failed", "the 'dposer' package is not importable in this Python; use the "
-                               "subprocess backend with a Python that has it")
-        self._started_at = time.monotonic()
-        self._loader = threading.Thread(target=self._load, name="dposer-embedded-load", daemon=True)
-        self._loader.start()
-        return self
-
-    def _load(self) -> None:
-        try:
-            import torch
-
-            from dposer import server as srv
-            from dposer.prior import CheckpointError, load_prior
-
-            if self.threads:
-                torch.set_num_threads(max(1, int(self.threads)))
-            if self.device == "cuda" and not torch.cuda.is_available():
-                self._inbox.put(_error(None, "device_unavailable", "device 'cuda' was asked for but CUDA is not available"))
-                return
-            try:
-                prior = load_prior(self.checkpoint, self.device)
-            except CheckpointError as e:
-                self._inbox.put(_error(None, "checkpoint_error", str(e)))
-                return
-            if srv.PROTOCOL != PROTOCOL:
-                self._inbox.put(_error(None, "protocol_mismatch", f"the backend speaks protocol {srv.PROTOCOL}, "
-                                       f"this add-on needs {PROTOCOL}"))
-                return
-            server = srv.Server(prior, None, _QueueWriter(self._inbox), self.checkpoint)
-            server.worker.start()
-            self.server = server
-            server.send({"id": None, "type": "ready", "protocol": srv.PROTOCOL, "version": srv.__version__,
-                         "device": server.device})
-        except Exception as e:  # noqa: BLE001 - reported as a start-up error
-            self._inbox.put(_error(None, "startup_failed", f"{type(e).__name__}: {e}"))
-
-    def _write(self, rid, op: str, args: dict | None) -> None:
-        if self.server is None:
-            self.wait_ready()
-        assert self.server is not None
-        if self.server.handle(encode_request(rid, op, args)[:-1]) == "shutdown":
-            self._closed = True
-
-    def _check_alive(self) -> list[dict]:
-        if not self.ready and self.startup_error is None and self._started_at is not None \
-                and time.monotonic() - self._started_at > self.startup_timeout:
-            self.startup_error = BackendError("startup_timeout", f"the embedded backend did not load within "
-                                              f"{self.startup_timeout:g} s")
-            return [_error(None, "startup_timeout", self.startup_error.message)]
-        return []
-
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Cancel queued and running tasks (they answer ``cancelled``) and stop the worker thread."""
-        if self.server is not None and not self._closed:
-            self.server.stop(cancel=True, timeout=timeout)
-        self._closed = True
-
-    def kill(self) -> None:
-        self.shutdown(timeout=2.0)
-
-
-def make_backend(mode: str = "subprocess", **kwargs) -> _Backend:
-    """``mode``: 'subprocess' (default) or 'embedded'; kwargs go to the class."""
-    if mode == "subprocess":
-        return SubprocessBackend(**kwargs)
-    if mode == "embedded":
-        return EmbeddedBackend(**kwargs)
-    raise ValueError(f"unknown backend mode {mode!r}; expected 'subprocess' or 'embedded'")
 
 
 def messages_for(messages: Iterable[dict], rid) -> list[dict]:

@@ -7,6 +7,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
+from . import crowd_root
 from . import keyframes as kf
 from . import rig_math as rm
 
@@ -19,9 +20,27 @@ def rig_spacing(obj) -> float:
     return 1.25 * extent if extent > 0 else 1.0
 
 
-def make_variation_rigs(context, obj, variations, frame, spacing, made_objects, made_actions, made_collections):
+def shift_keys(obj, frames: int) -> None:
+    """Move every key of ``obj``'s action (all its F-curves, handles included) ``frames`` later."""
+    fcurves = kf.action_fcurves(obj.animation_data.action, obj) if obj.animation_data else None
+    if not frames or fcurves is None:
+        return
+    for fc in fcurves:
+        kp = fc.keyframe_points
+        for attr in ("co", "handle_left", "handle_right"):
+            xy = np.empty(2 * len(kp), dtype=np.float32)
+            kp.foreach_get(attr, xy)
+            xy[0::2] += frames
+            kp.foreach_set(attr, xy)
+        fc.update()
+
+
+def make_variation_rigs(context, obj, variations, frame, spacing, made_objects, made_actions, made_collections,
+                        delays=None, roots=None):
     """One copy of ``obj`` (sharing its armature data, with copies of its child objects and of its action) per
-    variation, in a new collection, on a grid next to it; each keyed with its variation on ``frame``."""
+    variation, in a new collection, on a grid next to it; each keyed with its variation (on ``frame``, or on every
+    frame of an animated rig's range, with its root location keys ``roots[i]`` = (bone, frames, (F, 3))) and its
+    action's keys delayed by ``delays[i]`` frames."""
     coll = bpy.data.collections.new(f"{obj.name} variations")
     made_collections.append(coll)
     context.scene.collection.children.link(coll)
@@ -47,16 +66,22 @@ def make_variation_rigs(context, obj, variations, frame, spacing, made_objects, 
                     m.object = rig
             coll.objects.link(c)
         kf.write_rotation_keys(rig, keys)
+        if roots:
+            crowd_root.write_location_keys(rig, *roots[i])
         if action is None:
             made_actions.append(rig.animation_data.action)
-        kf.set_current_rotation(rig, keys, frame)
+        delay = delays[i] if delays else 0
+        shift_keys(rig, delay)
+        kf.set_current_rotation(rig, keys, frame - delay)
         names.append(rig.name)
     return names
 
 
-def make_variation_actions(obj, variations, made_actions):
-    """One new action per variation on ``obj`` (a copy of its action with the variation keyed on the current frame;
-    fake user, so it is saved); the armature keeps its own action assigned."""
+def make_variation_actions(obj, variations, made_actions, delays=None, roots=None):
+    """One new action per variation on ``obj`` (a copy of its action with the variation keyed on the current frame,
+    or on every frame of an animated rig's range with its root location keys ``roots[i]``, delayed by ``delays[i]``
+    frames; fake user, so it is saved); the
+    armature keeps its own action assigned."""
     ad = obj.animation_data
     had_animation = ad is not None
     original = ad.action if had_animation else None
@@ -73,6 +98,9 @@ def make_variation_actions(obj, variations, made_actions):
                 obj.animation_data_create()
             obj.animation_data.action = act
             kf.write_rotation_keys(obj, keys)
+            if roots:
+                crowd_root.write_location_keys(obj, *roots[i])
+            shift_keys(obj, delays[i] if delays else 0)
             names.append(act.name)
     finally:
         if not had_animation:

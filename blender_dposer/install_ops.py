@@ -15,7 +15,7 @@ import sys
 import bpy
 
 from . import installer
-from .preferences import prefs, shutdown_backend, torch_dir, user_dir
+from .session import prefs, shutdown_backend, torch_dir, user_dir
 
 
 class _Active:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 TORCH_SPEC = "torch==2.13.0"
 INTEL_MAC_TORCH_SPEC = "torch==2.2.2"  # PyPI's last torch for macOS x86_64
-# what dposer.server imports besides torch and NumPy (pyproject.toml's dependencies; scipy and tqdm are for the
+# what dposer.serve.server imports besides torch and NumPy (pyproject.toml's dependencies; scipy and tqdm are for the
 # command line and training only)
 BACKEND_REQUIREMENTS = ("safetensors>=0.4", "roma>=1.4")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"

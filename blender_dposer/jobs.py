@@ -8,12 +8,17 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import bone_maps
+from dposer.spec import bone_maps
+from dposer.spec import protocol
+from dposer.spec import skeleton
+
+from . import channel_keys
 from . import crowd
+from . import crowd_root
+from . import crowd_time
 from . import keyframes as kf
 from . import params as P
 from . import preview
-from . import protocol
 from . import rig_profile as rp
 from . import rig_math as rm
 from .rig_profile import JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401
@@ -141,17 +146,19 @@ class CompleteJob(PoseJob):
                  seed: int, with_preview: bool = False):
         self.preview = bool(with_preview) and int(hypotheses) > 1
         obj = active_armature(context)
-        names = bone_maps.split_names(parts)
+        names = skeleton.split_names(parts)
         if not names:
             raise JobError("Nothing to complete: 'parts' is empty (e.g. 'right_hand' or 'left_hand,right_hand')")
         try:
-            fill = bone_maps.names_to_joints(names)
+            fill = skeleton.names_to_joints(names)
         except ValueError as e:
             raise JobError(str(e)) from None
         rig, det = detect_rig(obj)
         self.fill = [(j, det.bone_map[j]) for j in fill if j in det.bone_map]
         if not self.fill:
-            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}")
+            raise JobError(f"The rig '{obj.name}' ({det.preset.label}) has no bones for {', '.join(names)}: use "
+                           "SMPL-X Armature from Take (dposer.take_to_smplx) to add an SMPL-X armature keyed with its "
+                           "motion, and complete that one")
         obj = self._setup(context, frame_start, frame_end)
         if self.preview and int(hypotheses) * len(self.frames) > preview.MAX_PREVIEW_POSES:
             raise JobError(f"a preview keeps every hypothesis: at most {preview.MAX_PREVIEW_POSES} hypotheses x "
@@ -267,12 +274,12 @@ def locked_joints(obj, bone_map: dict, lock: str, lock_selected: bool) -> list[s
     bone_joint = {b: j for j, b in bone_map.items()}
     found: set[str] = set()
     unknown = []
-    for name in bone_maps.split_names(lock):
+    for name in skeleton.split_names(lock):
         if name in bone_joint:
             found.add(bone_joint[name])
             continue
         try:
-            found.update(bone_maps.names_to_joints([name]))
+            found.update(skeleton.names_to_joints([name]))
         except ValueError:
             unknown.append(name)
     if unknown:
@@ -287,6 +294,15 @@ def _selection_hint(obj, lock_selected: bool) -> str:
     if lock_selected and obj.mode == "POSE" and _selected_bones(obj):
         return " (in Pose Mode the selected bones are locked: deselect them or turn off 'Lock selected bones')"
     return ""
+
+
+def clean_frame_range(context) -> tuple[int, int]:
+    """The frames Clean works on when none are given: the active armature's whole action (a BVH import leaves the
+    scene's range at 1-250 whatever the take's length), else the scene's range."""
+    scene = context.scene
+    obj = context.active_object
+    rng = kf.action_frame_range(obj) if obj is not None and obj.type == "ARMATURE" else None
+    return rng if rng is not None else (scene.frame_start, scene.frame_end)
 
 
 class CleanJob(_KeepUnwrittenJob):
@@ -305,7 +321,7 @@ class CleanJob(_KeepUnwrittenJob):
             raise JobError(f"Clean needs at least 3 frames, got {frame_start}-{frame_end}")
         check_param(P.CLEAN_STRENGTH, strength)
         try:
-            part_joints = bone_maps.names_to_joints(parts)
+            part_joints = skeleton.names_to_joints(parts)
         except ValueError as e:
             raise JobError(str(e)) from None
         if not part_joints:
@@ -315,12 +331,13 @@ class CleanJob(_KeepUnwrittenJob):
         self.fill = [(j, self.bone_map[j]) for j in part_joints if j in self.bone_map and j not in locked]
         if not self.fill:
             raise JobError(f"Nothing to clean on '{obj.name}' ({self.preset.label}): no unlocked bone in "
-                           f"{bone_maps.split_names(parts)}{_selection_hint(obj, lock_selected)}")
+                           f"{skeleton.split_names(parts)}{_selection_hint(obj, lock_selected)}")
         self.locked = locked
+        self.kept_bones = set(_selected_bones(obj)) if lock_selected and obj.mode == "POSE" else set()
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         # joints the rig cannot show stay at rest (they fold into their children when reading)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
-        self.args = {"clip": pose, "strength": float(strength), "parts": bone_maps.split_names(parts),
+        self.args = {"clip": pose, "strength": float(strength), "parts": skeleton.split_names(parts),
                      "lock": keep, "seed": int(seed)}
         self.tag = tag_repaired
         self.repaired, self.cuts = [], []
@@ -336,11 +353,32 @@ class CleanJob(_KeepUnwrittenJob):
         return super().keys_from_result(result)
 
     def apply(self, context, keys: list[kf.BoneKeys]) -> int:
+        obj = self._armature()
+        # every animated bone cleaned in its own curves (read before any key is written); on a bone the prior
+        # drives, a repaired fault's keys are kept where the prior's keys moved the bone on those frames too, or
+        # where the repair turns the bone about its own axis (twists, which the prior's keys leave)
+        moved = {k.bone: (np.asarray(k.frames), channel_keys.changed_frames(obj, k)) for k in keys}
+
+        def accept(bone, frames, R_before, R_after):
+            return (bone not in moved or moved[bone][1][np.isin(moved[bone][0], frames)].any()
+                    or (channel_keys.has_own_axis(obj.data.bones[bone])
+                        and channel_keys.twist_share(R_before, R_after) > channel_keys.TWIST_SHARE))
+
+        render = context.scene.render
+        keep = {self.bone_map[j] for j in self.locked if j in self.bone_map} | self.kept_bones
+        more, repaired = channel_keys.clean_bones(obj, int(self.frames[0]), int(self.frames[-1]),
+                                                  float(render.fps) / float(render.fps_base or 1.0), exclude=keep,
+                                                  accept=accept)
         n = super().apply(context, keys)
+        n += kf.write_rotation_keys(obj, more)  # after the prior's keys: the channel cleaner's win on their frames
+        kf.set_current_rotation(obj, more, context.scene.frame_current)
+        overwritten = {k.bone: set(np.asarray(k.frames).astype(int).tolist()) for k in more}
+        self.repaired = [r for r in self.repaired if not set(range(r["first"], r["last"] + 1))
+                         <= overwritten.get(r["bone"], set())] + repaired
         if self.tag:
-            obj = self._armature()
             for r in self.repaired:
-                kf.tag_keys(obj, r["bone"], self.modes[r["bone"]], range(r["first"], r["last"] + 1), REPAIRED_KEY_TYPE)
+                kf.tag_keys(obj, r["bone"], obj.pose.bones[r["bone"]].rotation_mode, range(r["first"], r["last"] + 1),
+                            REPAIRED_KEY_TYPE)
         return n
 
     def summary(self, n_keys: int) -> str:
@@ -358,20 +396,30 @@ class CleanJob(_KeepUnwrittenJob):
 
 
 class VaryJob(_KeepUnwrittenJob):
-    """``dposer.vary``: the current frame's pose -> ``vary`` (n) -> n poses of the body, jaw and hand bones (minus
-    locked ones), keyed on the current frame of n new armatures in a grid (``RIGS``) or of n new actions (``ACTIONS``).
-    Everything is built before anything is created; a failure while creating removes what was made."""
+    """``dposer.vary``: on a rig with an action, the motion over the action's frame range (or ``frame_start`` ..
+    ``frame_end``) -> ``vary`` with ``clip`` -> n varied motions keyed on every frame; on a rig without one, the
+    current frame's pose -> n poses keyed on the current frame. The body, jaw and hand bones (minus locked ones) are
+    written, on n new armatures in a grid (``RIGS``) or n new actions (``ACTIONS``), each delayed by its start
+    offset (:func:`.crowd_time.start_offsets`). Everything is built before anything is created; a failure while
+    creating removes what was made."""
 
     op = "vary"
     verb = "varied"
+    max_frames = MAX_CLEAN_FRAMES  # an animated rig's range is varied as one clip (the server's clip limit)
 
     def __init__(self, context, count: int, strength: float, lock: str, lock_selected: bool, seed: int,
-                 mode: str = "RIGS", spacing: float = 0.0):
+                 mode: str = "RIGS", spacing: float = 0.0, start_offset: int = 0, frame_start: int | None = None,
+                 frame_end: int | None = None):
         check_param(P.VARY_COUNT, count)
         check_param(P.VARY_STRENGTH, strength)
+        check_param(P.VARY_START_OFFSET, start_offset)
         if mode not in ("RIGS", "ACTIONS"):
             raise JobError(f"mode must be 'RIGS' or 'ACTIONS', got {mode!r}")
-        obj = self._setup(context, None, None)
+        obj = active_armature(context)
+        action_range = kf.action_frame_range(obj)
+        if frame_start is None and frame_end is None and action_range is not None and action_range[1] > action_range[0]:
+            frame_start, frame_end = action_range  # an animated rig: vary its whole motion
+        obj = self._setup(context, frame_start, frame_end)
         locked = locked_joints(obj, self.bone_map, lock, lock_selected)
         allowed = _keyed_joints(_POSE_KEYS)
         self.fill = [(j, self.bone_map[j]) for j in rm.JOINT_NAMES
@@ -380,21 +428,41 @@ class VaryJob(_KeepUnwrittenJob):
             raise JobError(f"Nothing to vary on '{obj.name}' ({self.preset.label}): every body, jaw and hand bone "
                            f"is locked or unmapped{_selection_hint(obj, lock_selected)}")
         self.count, self.mode, self.spacing = int(count), mode, float(spacing)
+        self.offsets = crowd_time.start_offsets(self.count, int(start_offset), int(seed))
         pose = rm.pose_dict_from_joints(self.aa, joints=self.retarget.mapped_joints)
         keep = locked + [j for j in bone_maps.undriven_joints(self.bone_map) if j not in locked]
         self.args = {"pose": pose, "n": self.count, "strength": float(strength), "lock": keep, "seed": int(seed)}
+        self.root = None
+        if len(self.frames) > 1:  # a range is a take: varied as one motion; its root moves so feet stay planted
+            render = context.scene.render
+            self.args.update(clip=True, fps=float(render.fps) / float(render.fps_base or 1.0))
+            self.root = crowd_root.RootMotion.read(obj, self.bone_map, self.retarget.C, self.frames)
+            if self.root is not None:
+                pose["trans"] = self.root.transl
+        self.root_locations = None
         self._seed_previous(obj)
 
     def keys_from_result(self, result: dict) -> list[list[kf.BoneKeys]]:
-        aa = rm.joints_from_pose_dict(result)
-        if aa.shape[0] != self.count or not np.all(np.isfinite(aa)):
-            raise JobError(f"the backend returned {aa.shape[0]} variations, {self.count} were asked for")
+        """Keys of each variation: (n, frames, width) arrays over a range, (n, width) for one pose."""
+        arrays = {k: np.asarray(v) for k, v in result.items() if k in rm.KEY_JOINTS}
+        n = len(next(iter(arrays.values()))) if arrays else 0
+        if n != self.count:
+            raise JobError(f"the backend returned {n} variations, {self.count} were asked for")
         idx = [rm.JOINT_INDEX[j] for j, _ in self.fill]
         out = []
         for i in range(self.count):
+            one = {k: (v[i] if v.ndim == 3 else v[i:i + 1]) for k, v in arrays.items()}
+            aa = rm.joints_from_pose_dict(one)
+            if not np.all(np.isfinite(aa)):
+                raise JobError("the backend returned a variation with non-finite values")
             pose = self.aa.copy()
-            pose[:, idx] = aa[i:i + 1, idx]
+            pose[:, idx] = aa[:, idx]
             out.append(self._keys_for(pose))
+        if self.root is not None and "trans" in result:
+            trans = np.asarray(result["trans"], dtype=np.float64)
+            if trans.shape != (self.count, len(self.frames), 3) or not np.all(np.isfinite(trans)):
+                raise JobError(f"the backend returned translations of shape {trans.shape}")
+            self.root_locations = [(self.root.bone, self.frames, self.root.location_for(t)) for t in trans]
         return out
 
     def apply(self, context, variations: list[list[kf.BoneKeys]]) -> int:
@@ -405,9 +473,9 @@ class VaryJob(_KeepUnwrittenJob):
         try:
             if self.mode == "RIGS":
                 made = crowd.make_variation_rigs(context, obj, variations, frame, self.spacing, made_objects,
-                                            made_actions, made_collections)
+                                                 made_actions, made_collections, self.offsets, self.root_locations)
             else:
-                made = crowd.make_variation_actions(obj, variations, made_actions)
+                made = crowd.make_variation_actions(obj, variations, made_actions, self.offsets, self.root_locations)
         except Exception:
             for o in made_objects:
                 bpy.data.objects.remove(o)
@@ -421,5 +489,8 @@ class VaryJob(_KeepUnwrittenJob):
 
     def summary(self, n_keys: int) -> str:
         what = "armatures" if self.mode == "RIGS" else "actions"
-        return (f"DPoser: {self.count} variations of '{self.obj_name}' ({self.preset.label}, {len(self.fill)} bones) "
-                f"as new {what}: {', '.join(self.created[:3])}{', ...' if len(self.created) > 3 else ''}")
+        motion = "" if len(self.frames) == 1 else f", frames {int(self.frames[0])}-{int(self.frames[-1])}"
+        starts = f", start offsets {min(self.offsets)}-{max(self.offsets)} frames" if max(self.offsets) else ""
+        more = ", ..." if len(self.created) > 3 else ""
+        return (f"DPoser: {self.count} variations of '{self.obj_name}' ({self.preset.label}, {len(self.fill)} bones"
+                f"{motion}{starts}) as new {what}: {', '.join(self.created[:3])}{more}")

@@ -272,6 +272,9 @@ def _write_channel(fc, frames: np.ndarray, values: np.ndarray) -> int:
     return n_new + int(changed.sum())
 
 
+write_channel = _write_channel  # one F-curve's keys (frames, values): existing keys on those frames replaced
+
+
 def write_rotation_keys(obj, keys: Iterable[BoneKeys]) -> int:
     """Write every :class:`BoneKeys` into ``obj``'s action (created when missing) in bulk; returns the number of
     keys written. Build all of ``keys`` first (so a failure before this call leaves the scene unchanged)."""

@@ -11,57 +11,23 @@ and a finished run is one undo step. The hypothesis preview of ``dposer.complete
 """
 from __future__ import annotations
 
-import sys
-import traceback
-
 import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import bone_maps
+from dposer.spec import bone_maps
+
 from . import keyframes as kf
 from . import params as P
 from . import preview
 from . import rig_profile as rp
 from . import rig_math as rm
 from .backend_client import BackendError
-from .jobs import (MAX_CLEAN_FRAMES, MAX_FRAMES, REPAIRED_KEY_TYPE, CleanJob, CompleteJob, PoseJob,  # noqa: F401
-                   RandomPoseJob, RefineJob, VaryJob, active_armature, check_param, locked_joints)
+from .jobs import (MAX_CLEAN_FRAMES, MAX_FRAMES, REPAIRED_KEY_TYPE, CleanJob, CompleteJob, PoseJob,
+    RandomPoseJob, RefineJob, VaryJob, active_armature, check_param, clean_frame_range, locked_joints)
 from .rig_profile import PRESET_ITEMS, JobError, detect_rig, retarget_for, rig_from_object  # noqa: F401
-from .preferences import error_summary, get_backend, status_text
-
-
-last_request: dict = {}
-
-
-def _set_progress(context, factor: float | None, text: str = "") -> None:
-    wm = context.window_manager
-    if hasattr(wm, "dposer_progress"):
-        wm.dposer_progress = -1.0 if factor is None else float(factor)
-        wm.dposer_status = text
-    ws = getattr(context, "workspace", None)
-    if ws is not None:
-        try:
-            ws.status_text_set(None if factor is None else text)
-        except (AttributeError, RuntimeError, TypeError):
-            pass
-    screen = getattr(context, "screen", None)
-    if screen is not None:
-        for area in screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
-
-
-def _report_exception(op, e: BaseException) -> set:
-    if isinstance(e, (JobError, BackendError)):
-        summary = error_summary(e)
-        detail = e.message if isinstance(e, BackendError) else str(e)
-    else:
-        summary = f"{type(e).__name__}: {e}"
-        detail = traceback.format_exc()
-    print(f"DPoser error: {detail}", file=sys.stderr)
-    op.report({"ERROR"}, f"DPoser: {summary}")
-    return {"CANCELLED"}
+from .reports import report_exception, set_progress
+from .session import get_backend, status_text
 
 
 def _frame_args(op):
@@ -120,8 +86,6 @@ class _JobOperator(_ArmaturePoll):
             job = self._checked_job(context)
             backend = get_backend(context)
             backend.wait_ready()
-            last_request.clear()
-            last_request.update(args=job.args, backend=backend)
             wm.progress_begin(0, 100)
             try:
                 result = backend.call(job.op, job.args, on_progress=lambda m: wm.progress_update(
@@ -130,7 +94,7 @@ class _JobOperator(_ArmaturePoll):
                 wm.progress_end()
             return self._finish(context, job, result)
         except Exception as e:  # noqa: BLE001 - every failure is reported and leaves the scene unchanged
-            return _report_exception(self, e)
+            return report_exception(self, e)
 
     # -- modal: the UI ------------------------------------------------------------------------------------------
     def invoke(self, context, event):
@@ -142,13 +106,11 @@ class _JobOperator(_ArmaturePoll):
             backend = get_backend(context)
             rid = backend.submit(job.op, job.args)
         except Exception as e:  # noqa: BLE001
-            return _report_exception(self, e)
-        last_request.clear()
-        last_request.update(args=job.args, backend=backend)
+            return report_exception(self, e)
         self._job, self._backend, self._rid = job, backend, rid
         _start_modal(context, self)
         _Running.op = self
-        _set_progress(context, 0.0, "DPoser: starting... (Esc to cancel)")
+        set_progress(context, 0.0, "DPoser: starting... (Esc to cancel)")
         return {"RUNNING_MODAL"}
 
     def _end(self, context) -> None:
@@ -156,7 +118,7 @@ class _JobOperator(_ArmaturePoll):
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
         _Running.op = None
-        _set_progress(context, None)
+        set_progress(context, None)
 
     def modal(self, context, event):
         if event.type == "ESC" or self._cancel_requested:
@@ -170,7 +132,7 @@ class _JobOperator(_ArmaturePoll):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         try:
-            result = poll_job(self._backend, self._rid, lambda done, total: _set_progress(
+            result = poll_job(self._backend, self._rid, lambda done, total: set_progress(
                 context, done / max(1, total), f"DPoser: step {done}/{total} (Esc to cancel)"))
             if result is None:
                 return {"PASS_THROUGH"}
@@ -178,7 +140,7 @@ class _JobOperator(_ArmaturePoll):
             return self._finish(context, self._job, result)
         except Exception as e:  # noqa: BLE001
             self._end(context)
-            return _report_exception(self, e)
+            return report_exception(self, e)
 
 
 class DPOSER_OT_complete(_JobOperator, bpy.types.Operator):
@@ -271,11 +233,7 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
     _params = {"strength": P.CLEAN_STRENGTH, "seed": P.SEED}
 
     def _job_from_props(self, context) -> CleanJob:
-        scene = context.scene
-        obj = context.active_object
-        rng = kf.action_frame_range(obj) if obj is not None and obj.type == "ARMATURE" else None
-        # default: the whole action (a BVH import leaves the scene's range at 1-250 whatever the take's length)
-        start0, end0 = rng if rng is not None else (scene.frame_start, scene.frame_end)
+        start0, end0 = clean_frame_range(context)
         start = self.frame_start if self.properties.is_property_set("frame_start") else start0
         end = self.frame_end if self.properties.is_property_set("frame_end") else end0
         return CleanJob(context, start, end, self.strength, self.parts, self.lock, self.lock_selected, self.seed,
@@ -283,8 +241,9 @@ class DPOSER_OT_clean(_JobOperator, bpy.types.Operator):
 
 
 class DPOSER_OT_vary(_JobOperator, bpy.types.Operator):
-    """Make variations of the active armature's pose on the current frame with the DPoser-X prior: new armatures
-    in a grid (a crowd) or new actions on this armature"""
+    """Make variations of the active armature's motion (over its action's frame range) or, without an action, of
+    its pose on the current frame, with the DPoser-X prior: new armatures in a grid (a crowd) or new actions on
+    this armature"""
 
     bl_idname = "dposer.vary"
     bl_label = "Variations"
@@ -298,14 +257,21 @@ class DPOSER_OT_vary(_JobOperator, bpy.types.Operator):
                               ("ACTIONS", "Actions", "New actions on this armature (copies of its action with the "
                                "variation keyed on the current frame); the armature keeps its own action")])
     spacing: P.bpy_prop(P.VARY_SPACING, "Spacing")
+    start_offset: P.bpy_prop(P.VARY_START_OFFSET, "Start Offset")
+    frame_start: IntProperty(name="Start", description="First frame (unset: the start of the armature's action)",
+                             options={"SKIP_SAVE"})
+    frame_end: IntProperty(name="End", description="Last frame (unset: the end of the armature's action)",
+                           options={"SKIP_SAVE"})
     lock: StringProperty(name="Lock", default="", description=_LOCK_DESCRIPTION)
     lock_selected: BoolProperty(name="Lock selected bones", default=True, description=_LOCK_SELECTED_DESCRIPTION)
     seed: P.bpy_prop(P.SEED, "Seed")
-    _params = {"count": P.VARY_COUNT, "strength": P.VARY_STRENGTH, "spacing": P.VARY_SPACING, "seed": P.SEED}
+    _params = {"count": P.VARY_COUNT, "strength": P.VARY_STRENGTH, "spacing": P.VARY_SPACING,
+               "start_offset": P.VARY_START_OFFSET, "seed": P.SEED}
 
     def _job_from_props(self, context) -> VaryJob:
+        start, end = _frame_args(self)
         return VaryJob(context, self.count, self.strength, self.lock, self.lock_selected, self.seed, self.mode,
-                       self.spacing)
+                       self.spacing, self.start_offset, start, end)
 
 
 class _Running:
@@ -384,7 +350,7 @@ class DPOSER_OT_add_armature(bpy.types.Operator):
                 pb.rotation_mode = "QUATERNION"
             obj["dposer_rig"] = "smplx"
         except Exception as e:  # noqa: BLE001
-            return _report_exception(self, e)
+            return report_exception(self, e)
         self.report({"INFO"}, f"DPoser: added armature '{obj.name}' ({len(spec['names'])} bones)")
         return {"FINISHED"}
 
@@ -440,7 +406,7 @@ class DPOSER_OT_calibrate_rest(_ArmaturePoll, bpy.types.Operator):
             else:
                 rp.save_calibration(obj, det.preset.id, cal)
         except Exception as e:  # noqa: BLE001 - reported, object unchanged
-            return _report_exception(self, e)
+            return report_exception(self, e)
         what = {"POSE": "from the current pose", "AUTO": "automatically", "REST": "cleared (rest = zero pose)"}
         self.report({"INFO"}, f"DPoser: '{obj.name}' ({det.preset.label}, {len(det.bone_map)} bones) calibrated "
                               f"{what[self.method]}")
@@ -481,7 +447,7 @@ class DPOSER_OT_show_zero_pose(_ArmaturePoll, bpy.types.Operator):
                         [float(x) for x in v])
             obj.update_tag()
         except Exception as e:  # noqa: BLE001
-            return _report_exception(self, e)
+            return report_exception(self, e)
         self.report({"INFO"}, f"DPoser: '{obj.name}' shows the SMPL-X zero pose ({len(values)} bones, not keyed)")
         return {"FINISHED"}
 
@@ -498,7 +464,7 @@ class DPOSER_OT_test_backend(bpy.types.Operator):
             backend.wait_ready()
             info = backend.version()
         except Exception as e:  # noqa: BLE001
-            return _report_exception(self, e)
+            return report_exception(self, e)
         self.report({"INFO"}, f"DPoser backend {info.get('version')} (protocol {info.get('protocol')}) on "
                               f"{info.get('device')}, torch {info.get('torch')}; {status_text()}")
         return {"FINISHED"}

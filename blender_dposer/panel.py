@@ -8,8 +8,9 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
 
 from . import install_ops, preview
+from . import keyframes as kf
 from . import params as P
-from .preferences import prefs, status_text
+from .session import prefs, status_text
 from .rig_profile import PRESET_ITEMS, profile_text
 
 
@@ -33,6 +34,7 @@ class DPoserSettings(bpy.types.PropertyGroup):
                                 description="In Pose Mode, Clean and Variations keep the selected bones exactly")
     vary_count: P.bpy_prop(P.VARY_COUNT, "Count", hard=True)
     vary_strength: P.bpy_prop(P.VARY_STRENGTH, "Strength", hard=True)
+    vary_start_offset: P.bpy_prop(P.VARY_START_OFFSET, "Start Offset", hard=True)
     vary_mode: EnumProperty(name="As", items=[("RIGS", "Armatures", "A crowd of copies in a grid"),
                                                ("ACTIONS", "Actions", "New actions on this armature")],
                             default="RIGS")
@@ -51,6 +53,7 @@ def draw_rig(layout, settings, obj):
     op = row.operator("dposer.calibrate_rest", text="Calibrate Rest", icon="POSE_HLT")
     op.method = "POSE"
     op.preset = settings.preset
+    box.operator("dposer.take_to_smplx", icon="OUTLINER_OB_ARMATURE")
 
 
 def _scene_range(op, settings, scene) -> None:
@@ -101,6 +104,8 @@ class DPOSER_PT_main(bpy.types.Panel):
             row.operator("dposer.preview_next", text="", icon="TRIA_RIGHT")
             row.operator("dposer.preview_accept", icon="CHECKMARK")
             row.operator("dposer.preview_cancel", icon="X")
+            # a range's hypotheses are whole motions: play the timeline and switch between them as it plays
+            col.operator("screen.animation_play", text="Play / Pause", icon="PLAY")
 
         box.label(text="Refine / Random", icon="MOD_SMOOTH")
         box.prop(settings, "refine_strength")
@@ -123,15 +128,20 @@ class DPOSER_PT_main(bpy.types.Panel):
         op.lock_selected = settings.lock_selected
         op.seed = settings.seed
 
-        box.label(text="Variations (current frame)", icon="COMMUNITY")
+        animated = obj is not None and obj.type == "ARMATURE" and kf.action_frame_range(obj) is not None
+        box.label(text="Variations (the action's motion)" if animated else "Variations (current frame)",
+                  icon="COMMUNITY")
         row = box.row()
         row.prop(settings, "vary_count")
         row.prop(settings, "vary_strength")
         box.prop(settings, "vary_mode", expand=True)
+        if animated:
+            box.prop(settings, "vary_start_offset")
         op = box.operator("dposer.vary", icon="DUPLICATE")
         op.count = settings.vary_count
         op.strength = settings.vary_strength
         op.mode = settings.vary_mode
+        op.start_offset = settings.vary_start_offset
         op.lock = settings.lock
         op.lock_selected = settings.lock_selected
         op.seed = settings.seed

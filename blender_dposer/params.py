@@ -1,60 +1,42 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""One declaration of each operator parameter's default and range, shared by the panel, the operators and their
-checks. bpy-free (tests read it without Blender).
+"""The operators' parameters: the operations' declarations (:mod:`dposer.spec.operations`: default, range, help)
+shared by the panel, the operators and their checks, plus the few that only the add-on has. bpy-free (tests read
+it without Blender).
 
 Operators take any value a script passes and refuse one out of range with a report (the scene unchanged);
-Blender's hard ``min``/``max`` would silently clamp it instead. The sliders get the range as soft limits. The
-ranges are the backend's (docs/protocol.md, section 5: 32 hypotheses, n <= 1000, strengths).
+Blender's hard ``min``/``max`` would silently clamp it instead. The sliders get the range (and the protocol's
+per-request limit, e.g. 32 hypotheses) as soft limits.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dposer.spec.operations import Arg, arg
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: object
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False  # the range excludes lo, e.g. (0, 1]
-    description: str = ""
-
-    def check(self, value) -> None:
-        """ValueError with a message for the artist when ``value`` is out of range."""
-        if self.lo is None and self.hi is None:
-            return
-        v = float(value)
-        low_bad = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
-        if not math.isfinite(v) or low_bad or (self.hi is not None and v > self.hi):
-            raise ValueError(f"{self.name} must be in {self.range_text()}, got {value:g}")
-
-    def range_text(self) -> str:
-        lo = "-inf" if self.lo is None else f"{self.lo:g}"
-        hi = "inf" if self.hi is None else f"{self.hi:g}"
-        return f"{'(' if self.lo_open else '['}{lo}, {hi}]"
-
-    @property
-    def soft_min(self):
-        """The slider's lower end: lo, or a step above it when lo itself is excluded."""
-        if self.lo is None:
-            return None
-        return self.lo + 0.01 if self.lo_open else self.lo
+Param = Arg  # a parameter: its name (in the artist's messages), default, range and description
 
 
-SEED = Param("seed", 0, 0, 2**31 - 1)
-HYPOTHESES = Param("hypotheses", 1, 1, 32, description="Solutions tried (on a frame range, each one whole motion); "
-                   "their mean, the best estimate, is written (or shown first, with Preview)")
-COMPLETE_PREVIEW = Param("preview", False, description="With more than one hypothesis: show the best estimate and keep "
-                         "the hypotheses to cycle through (Next/Previous), then Accept or Cancel (original keys back)")
-REFINE_STRENGTH = Param("strength", 0.3, 0.0, 1.0, lo_open=True,
-                        description="How far the pose may move towards the prior, in (0, 1]")
-CLEAN_STRENGTH = Param("strength", 0.5, 0.0, 1.0, description="0 = change nothing; higher finds more faults, smooths "
-                       "jitter more and leans more on the prior")
-VARY_COUNT = Param("count", 8, 1, 1000, description="How many variations")
-VARY_STRENGTH = Param("strength", 0.3, 0.0, 1.0, description="0 = identical, 1 = unrelated poses")
-VARY_SPACING = Param("spacing", 0.0, 0.0, None, description="Grid spacing (0 = from the rig's size)")
+def _in_request(op: str, arg_name: str, **changes) -> Param:
+    """The declared argument with the protocol's per-request limit as the end of its range (what one request from
+    the add-on may carry)."""
+    a = arg(op, arg_name)
+    return a.with_(hi=a.top, **changes)
+
+
+# Blender's IntProperty is 32-bit: the seed an artist types stays below the protocol's 64-bit bound
+SEED = arg("complete", "seed").with_(hi=2**31 - 1)
+HYPOTHESES = _in_request("complete", "hypotheses", help="Solutions tried (on a frame range, each one whole motion); "
+                                                 "their mean, the best estimate, is written (or shown first, with "
+                                                 "Preview)")
+COMPLETE_PREVIEW = Arg("preview", "bool", False, help="With more than one hypothesis: show the best estimate and keep "
+                       "the hypotheses to cycle through (Next/Previous), then Accept or Cancel (original keys back)")
+REFINE_STRENGTH = arg("refine", "strength")
+CLEAN_STRENGTH = arg("clean", "strength")
+VARY_COUNT = _in_request("vary", "n", name="count")
+VARY_STRENGTH = arg("vary", "strength")
+VARY_START_OFFSET = Arg("start_offset", "int", 0, lo=0, hi=100000, help="On an animated rig: each copy starts up "
+                        "to this many frames later than the original (spread over the copies, seeded), so the crowd "
+                        "is not in lockstep")
+VARY_SPACING = Arg("spacing", "float", 0.0, lo=0.0, help="Grid spacing (0 = from the rig's size)")
 
 
 def bpy_prop(p: Param, label: str, hard: bool = False, **kw):
@@ -63,14 +45,15 @@ def bpy_prop(p: Param, label: str, hard: bool = False, **kw):
     soft limits only, so that a script's out-of-range value reaches its check and is refused, not clamped."""
     from bpy.props import BoolProperty, FloatProperty, IntProperty
 
+    description = p.help[:1].upper() + p.help[1:]
     if isinstance(p.default, bool):
-        return BoolProperty(name=label, default=p.default, description=p.description, **kw)
+        return BoolProperty(name=label, default=p.default, description=description, **kw)
     limits = {}
     if p.soft_min is not None:
         limits["soft_min"] = p.soft_min
-    if p.hi is not None:
-        limits["soft_max"] = p.hi
+    if p.top is not None:
+        limits["soft_max"] = p.top
     if hard:
         limits.update({k.replace("soft_", ""): v for k, v in limits.items()})
     prop = IntProperty if isinstance(p.default, int) else FloatProperty
-    return prop(name=label, default=p.default, description=p.description, **limits, **kw)
+    return prop(name=label, default=p.default, description=description, **limits, **kw)

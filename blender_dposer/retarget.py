@@ -9,15 +9,15 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .rotations import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, orthonormalize,
-                        quaternion_to_matrix, transpose)
-from .smplx_skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_joints, smplx_global_rotations
+from dposer.spec.rotations import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, orthonormalize,
+    quaternion_to_matrix, transpose)
+from dposer.spec.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_joints, smplx_global_rotations
 
 __all__ = [
     "C_ZUP", "C_YUP", "armature_axes", "armature_up_axes", "smplx_to_local", "local_to_smplx", "transl_to_location",
     "location_to_transl", "bone_matrix_from_head_tail_roll", "matrix_4x4", "Rig", "calibration_from_pose",
     "calibration_from_basis", "auto_calibration", "calibration_to_dict", "calibration_from_dict", "Retarget",
-    "official_smplx_rig", "armature_spec", "grid_offsets",
+    "official_smplx_rig", "armature_spec",
 ]
 
 # SMPL-X (Y-up) -> Blender Z-up armature space: (x, y, z) -> (x, -z, y). Equals the official SMPL-X rig's bone rest
@@ -496,22 +496,3 @@ def armature_spec(joints=None, with_root: bool = True, C=C_ZUP, bone_length: flo
         heads = np.concatenate([np.zeros((1, 3)), heads])
     tails = heads + np.array([0.0, 0.0, bone_length])
     return {"names": names, "parents": parents, "heads": heads, "tails": tails, "rolls": np.zeros(len(names))}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Crowd layout.
-
-def grid_offsets(n: int, spacing: float, columns: int | None = None) -> np.ndarray:
-    """(n, 3) offsets (x, y, 0) of n copies on a square grid next to an original at the origin: cells are
-    ``spacing`` apart, filled row by row along +x, rows going back along +y (away from a front camera; the SMPL-X zero
-    pose faces -y), and cell (0, 0) is left to the original."""
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if not spacing > 0:
-        raise ValueError(f"spacing must be > 0, got {spacing}")
-    cols = columns or int(np.ceil(np.sqrt(n + 1)))
-    cells = np.arange(1, n + 1)
-    out = np.zeros((n, 3))
-    out[:, 0] = (cells % cols) * spacing
-    out[:, 1] = (cells // cols) * spacing
-    return out

@@ -33,18 +33,21 @@ The rig <-> SMPL-X mapping is blender.md section 1.5 ("The exact math, both ways
     :func:`calibration_from_basis`), or automatic from the rest geometry (:func:`auto_calibration`).
 (d) translation: pelvis ``location = B_pelvis^-1 C t`` (:func:`transl_to_location`).
 
-The code is split by concern; this module re-exports all three so ``rig_math.X`` keeps
-working (new code imports the module it needs):
+This module gathers the three modules the operators use, so they read ``rig_math.X``:
 
-- :mod:`.smplx_skeleton`  SMPL-X tables (copies of ``dposer.layout``), rest offsets, FK, hand mirroring, pose dicts
-- :mod:`.rotations`       quaternions, axis-angle, Euler orders, rotation modes, continuity (Blender's conventions)
-- :mod:`.retarget`        armature axes, formulas (a)-(d), :class:`Rig`, calibration, :class:`Retarget`, crowd grid
+- :mod:`dposer.spec.skeleton`   SMPL-X tables, rest offsets, FK, hand mirroring, pose dicts
+- :mod:`dposer.spec.rotations`  quaternions, axis-angle, Euler orders, rotation modes, continuity (Blender's
+  conventions)
+- :mod:`.retarget`               armature axes, formulas (a)-(d), :class:`Rig`, calibration, :class:`Retarget`
+- :mod:`.crowd_layout`           the crowd grid
 """
+from dposer.spec.rotations import *  # noqa: F401,F403
+from dposer.spec.rotations import __all__ as _rotations_all
+from dposer.spec.skeleton import *  # noqa: F401,F403
+from dposer.spec.skeleton import __all__ as _smplx_all
+
+from .crowd_layout import grid_offsets  # noqa: F401
 from .retarget import *  # noqa: F401,F403
 from .retarget import __all__ as _retarget_all
-from .rotations import *  # noqa: F401,F403
-from .rotations import __all__ as _rotations_all
-from .smplx_skeleton import *  # noqa: F401,F403
-from .smplx_skeleton import __all__ as _smplx_all
 
-__all__ = list(_smplx_all) + list(_rotations_all) + list(_retarget_all)
+__all__ = list(_smplx_all) + list(_rotations_all) + list(_retarget_all) + ["grid_offsets"]

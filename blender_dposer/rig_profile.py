@@ -19,7 +19,8 @@ import json
 
 import numpy as np
 
-from . import bone_maps
+from dposer.spec import bone_maps
+
 from . import retarget as rm
 
 PRESET_PROP = "dposer_preset"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from dposer import faults, metrics
+from dposer.tasks import faults
+from dposer.eval import metrics
 from dposer.eval.cleaning import _BODY, bandai_takes
-from dposer.prior import load_prior
-from dposer.tasks import clean
+from dposer.core.prior import load_prior
+from dposer.tasks.pose_tasks import clean
 
 
 def main():

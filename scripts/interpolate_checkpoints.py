@@ -7,8 +7,8 @@ import argparse
 
 import torch
 
-from dposer.checkpoint import save_prior
-from dposer.prior import load_prior
+from dposer.core.checkpoint import save_prior
+from dposer.core.prior import load_prior
 
 
 def main():

@@ -9,7 +9,7 @@ dposer sample --n 12 --seed 0 --output "$tmp/samples.npz" --image docs/images/sa
 python - "$tmp/flat_hands.npz" <<'PY'
 import sys
 import numpy as np
-from dposer import data
+from dposer.formats import data
 pose = data.load_wholebody_set("test").to_dict()
 pose = {k: v[:3] for k, v in pose.items()}
 pose["left_hand_pose"][:] = 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Draw docs/images/architecture.png: the modules of the add-on and the backend, and the numbered path of one
-Complete click. Needs matplotlib (the backend venv has it):
+"""Draw docs/images/architecture.png: the modules of the add-on and the backend, the torch-free layer both stand on
+(dposer.spec), and the numbered path of one Complete hands click. Needs matplotlib (the backend venv has it):
 
     python scripts/render_architecture.py [--out docs/images/architecture.png]
 """
@@ -23,47 +23,51 @@ W, H = 2.6, 0.62  # box size
 # name -> (x, y, note); x/y are box centres
 ADDON = {
     "panel.py": (1.6, 9.0, "N-panel: parts, frames, seed"),
+    "params.py": (4.6, 9.0, "slider defaults and ranges"),
     "operators.py": (1.6, 7.8, "DPOSER_OT_complete -> jobs.py"),
+    "backend_client.py": (4.6, 7.8, "session.py holds one; or embedded"),
     "keyframes.py": (1.6, 6.6, "read / write F-curve keys"),
-    "rig_math.py": (1.6, 5.4, "re-exports the three below"),
-    "smplx_skeleton.py": (0.2, 4.2, "SMPL-X tables, FK, pose dicts"),
-    "rotations.py": (1.6, 3.2, "Blender rotation conventions"),
-    "retarget.py": (3.0, 4.2, "rig <-> SMPL-X, calibration"),
-    "bone_maps.py / rig_profile.py": (4.6, 6.2, "which bone is which joint"),
-    "backend_client.py": (4.6, 7.8, "subprocess / embedded backend"),
-    "protocol.py (copy)": (4.6, 9.0, "ops, limits, version"),
+    "rig_profile.py": (4.6, 6.6, "which bone is which joint"),
+    "rig_math.py / retarget.py": (1.6, 5.4, "rig <-> SMPL-X, calibration"),
 }
 BACKEND = {
-    "protocol.py": (8.6, 9.0, "the op table, written once"),
-    "server.py": (8.6, 7.8, "JSON lines, validation, worker"),
-    "tasks.py": (8.6, 6.6, "complete (+temporal) / clean (+cleaning)"),
-    "solver.py": (8.6, 5.4, "score-guided optimisation"),
-    "prior.py": (8.6, 4.2, "Prior: eps / denoise / denoiser"),
-    "model.py / official.py": (7.0, 3.0, "score networks"),
-    "checkpoint.py": (10.2, 3.0, "safetensors format, Normalizer"),
-    "results.py": (11.4, 6.6, "TaskResult: the typed answer"),
-    "layout.py": (11.4, 7.8, "256-D vector: slices, dict <-> vector"),
-    "denoiser.py": (11.4, 5.4, "Denoiser: D(x_t, t) protocol"),
-    "skeleton.py / sde.py": (11.4, 4.2, "FK, noise schedule"),
-    "data.py / sampling.py": (11.4, 9.0, "pose sets, samplers"),
+    "serve/server.py": (8.6, 9.0, "JSON lines, worker thread"),
+    "serve/requests.py": (11.4, 9.0, "checks every argument"),
+    "tasks/pose_tasks.py": (8.6, 7.8, "complete / clean / vary / refine / fit"),
+    "tasks/temporal.py": (11.4, 7.8, "a clip solved as one motion"),
+    "core/solver.py": (8.6, 6.6, "score-guided optimisation"),
+    "core/results.py": (11.4, 6.6, "TaskResult: the typed answer"),
+    "core/prior.py": (8.6, 5.4, "Prior: eps / denoise / denoiser"),
+    "core/denoiser.py": (11.4, 5.4, "Denoiser: D(x_t, t) protocol"),
+    "core/model.py / official.py": (7.0, 4.2, "score networks"),
+    "core/checkpoint.py": (10.2, 4.2, "safetensors format, Normalizer"),
 }
-FLOW = [  # (from, to, label, curvature, label offset (dx, dy)): one Complete click
+SPEC = {
+    "spec/operations.py": (-0.1, 2.3, "each op: args, ranges, help"),
+    "spec/bone_maps.py": (2.65, 2.3, "rig and BVH bone names"),
+    "spec/skeleton.py / rotations.py": (5.4, 2.3, "SMPL-X tables, FK, rotations"),
+    "spec/protocol.py / messages.py": (8.15, 2.3, "ops, limits, request lines"),
+    "spec/layout.py": (10.9, 2.3, "256-D vector: slices, dict <-> vector"),
+}
+FLOW = [  # (from, to, label, curvature, label offset (dx, dy)): one Complete hands click
     ("panel.py", "operators.py", "1 click", 0.0, (0.0, 0.0)),
     ("operators.py", "keyframes.py", "2 read keys", 0.0, (-0.75, 0.0)),
-    ("operators.py", "backend_client.py", "3 submit('complete')", 0.0, (0.0, 0.1)),
-    ("backend_client.py", "server.py", "4 JSON line", 0.0, (0.0, 0.1)),
-    ("server.py", "tasks.py", "5 validate, run", 0.0, (0.0, 0.0)),
-    ("tasks.py", "solver.py", "6 solve", 0.0, (0.0, 0.0)),
-    ("solver.py", "prior.py", "7 denoiser(x_t, t)", 0.0, (0.0, 0.0)),
-    ("server.py", "backend_client.py", "8 result", 0.3, (0.0, 0.55)),
+    ("operators.py", "backend_client.py", "3 submit('complete')", 0.0, (0.0, 0.3)),
+    ("backend_client.py", "serve/server.py", "4 JSON line", 0.0, (0.0, 0.1)),
+    ("serve/server.py", "tasks/pose_tasks.py", "5 checked, run", 0.0, (0.0, 0.0)),
+    ("tasks/pose_tasks.py", "core/solver.py", "6 solve", 0.0, (0.0, 0.0)),
+    ("core/solver.py", "core/prior.py", "7 denoiser(x_t, t)", 0.0, (0.0, 0.0)),
+    ("serve/server.py", "backend_client.py", "8 result", 0.3, (0.0, 0.55)),
     ("operators.py", "keyframes.py", "9 write keys", -0.6, (0.95, 0.0)),
 ]
-USES = [("keyframes.py", "rig_math.py"), ("rig_math.py", "smplx_skeleton.py"), ("rig_math.py", "rotations.py"),
-        ("rig_math.py", "retarget.py"), ("backend_client.py", "protocol.py (copy)"), ("server.py", "protocol.py"),
-        ("prior.py", "model.py / official.py"), ("prior.py", "checkpoint.py"), ("tasks.py", "layout.py"),
-        ("tasks.py", "results.py"),
-        ("solver.py", "denoiser.py"),
-        ("solver.py", "skeleton.py / sde.py"), ("operators.py", "bone_maps.py / rig_profile.py")]
+USES = [("panel.py", "params.py"), ("params.py", "spec/operations.py"), ("operators.py", "rig_profile.py"),
+        ("keyframes.py", "rig_math.py / retarget.py"), ("rig_math.py / retarget.py", "spec/skeleton.py / rotations.py"),
+        ("rig_profile.py", "spec/bone_maps.py"), ("backend_client.py", "spec/protocol.py / messages.py"),
+        ("serve/server.py", "serve/requests.py"), ("serve/requests.py", "spec/operations.py"),
+        ("tasks/pose_tasks.py", "tasks/temporal.py"), ("tasks/pose_tasks.py", "core/results.py"),
+        ("core/solver.py", "core/denoiser.py"), ("core/prior.py", "core/model.py / official.py"),
+        ("core/prior.py", "core/checkpoint.py"), ("core/checkpoint.py", "spec/layout.py"),
+        ("serve/requests.py", "spec/layout.py")]
 
 
 def box(ax, name, x, y, note, colour):
@@ -91,16 +95,19 @@ def arrow(ax, a, b, colour, label=None, rad=0.0, offset=(0.0, 0.0), style="-|>",
 
 
 def draw(out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(13, 8.2))
-    ax.set_xlim(-1.4, 13.0)
-    ax.set_ylim(1.2, 10.2)
+    fig, ax = plt.subplots(figsize=(13, 9.0))
+    ax.set_xlim(-1.6, 13.0)
+    ax.set_ylim(0.6, 10.2)
     ax.axis("off")
-    ax.add_patch(FancyBboxPatch((-1.25, 1.45), 7.3, 8.35, boxstyle="round,pad=0.05", fc="#eef4fb", ec="#7a9cc6"))
-    ax.add_patch(FancyBboxPatch((5.55, 1.45), 7.3, 8.35, boxstyle="round,pad=0.05", fc="#f6f1e7", ec="#c6a87a"))
-    ax.text(-1.1, 9.95, "Blender process: blender_dposer (bpy, NumPy; never torch)", fontsize=10, weight="bold")
-    ax.text(5.7, 9.95, "backend process: dposer (PyTorch)", fontsize=10, weight="bold")
+    ax.add_patch(FancyBboxPatch((-1.45, 3.55), 7.5, 6.25, boxstyle="round,pad=0.05", fc="#eef4fb", ec="#7a9cc6"))
+    ax.add_patch(FancyBboxPatch((5.55, 3.55), 7.3, 6.25, boxstyle="round,pad=0.05", fc="#f6f1e7", ec="#c6a87a"))
+    ax.add_patch(FancyBboxPatch((-1.45, 1.45), 14.3, 1.7, boxstyle="round,pad=0.05", fc="#eef8ee", ec="#7ac67a"))
+    ax.text(-1.3, 9.95, "Blender process: blender_dposer (bpy, NumPy; never torch)", fontsize=10, weight="bold")
+    ax.text(5.7, 9.95, "backend process: dposer serve / tasks / core (PyTorch)", fontsize=10, weight="bold")
+    ax.text(-1.3, 2.95, "dposer.spec: NumPy only, read by both (the zip carries it in backend/dposer)", fontsize=10,
+            weight="bold")
     pos = {}
-    for table, colour in ((ADDON, "#ffffff"), (BACKEND, "#ffffff")):
+    for table, colour in ((ADDON, "#ffffff"), (BACKEND, "#ffffff"), (SPEC, "#ffffff")):
         for name, (x, y, note) in table.items():
             box(ax, name, x, y, note, colour)
             pos[name] = (x, y)
@@ -109,7 +116,7 @@ def draw(out: Path) -> None:
     for a, b, label, rad, offset in FLOW:
         back = label.startswith(("8", "9"))
         arrow(ax, pos[a], pos[b], "#1e8449" if back else "#c0392b", label, rad, offset, lw=1.6)
-    ax.text(-1.1, 1.6, "red: request path of one Complete click (1-7); green: the answer back (8-9); grey: imports",
+    ax.text(-1.3, 1.0, "red: request path of one Complete hands click (1-7); green: the answer back (8-9); grey: imports",
             fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

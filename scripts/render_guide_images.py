@@ -156,7 +156,7 @@ def posed_armature(name, pose, x):
 
 
 def egobody_poses(data):
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     aa = rm.joints_from_pose_dict(load_wholebody_set("test", root=data).to_dict())
     aa[:, 0] = 0.0  # stand upright, facing the camera

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dposer import cleaning, faults
+from dposer.tasks import cleaning, faults
 from dposer.eval.cleaning import Take, _tune_filters, bandai_takes, clean_methods, run_clean_bench, tuning_takes
-from dposer.prior import load_prior
+from dposer.core.prior import load_prior
 
 
 def dataset2_takes(every: int, root=None) -> list[Take]:

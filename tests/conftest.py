@@ -37,8 +37,8 @@ def checkpoint(tmp_path_factory):
     """A tiny random-weight prior checkpoint: fast, and independent of the trained default."""
     import torch
 
-    from dposer.model import NetConfig, ScoreNet
-    from dposer.prior import Normalizer, save_prior
+    from dposer.core.model import NetConfig, ScoreNet
+    from dposer.core.prior import Normalizer, save_prior
 
     torch.manual_seed(0)
     net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))

@@ -14,8 +14,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from blender_dposer import retarget  # noqa: E402
-from blender_dposer import rotations as rot  # noqa: E402
-from blender_dposer import smplx_skeleton as sk  # noqa: E402
+from dposer.spec import rotations as rot  # noqa: E402
+from dposer.spec import skeleton as sk  # noqa: E402
 
 C = retarget.C_ZUP
 

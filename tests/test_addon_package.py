@@ -15,10 +15,10 @@ if str(REPO) not in sys.path:
 def test_package_imports_without_bpy_or_torch():
     import subprocess
 
-    code = ("import sys; import blender_dposer, blender_dposer.rig_math, blender_dposer.bone_maps, "
-            "blender_dposer.backend_client as bc; bc.EmbeddedBackend.available(); "
-            "bad = [m for m in ('bpy', 'torch', 'dposer') if m in sys.modules]; "
-            "assert not bad, bad; print('ok')")
+    code = ("import sys; import blender_dposer, blender_dposer.rig_math, blender_dposer.rig_profile, "
+            "blender_dposer.embedded_backend as eb; eb.EmbeddedBackend.available(); "
+            "bad = [m for m in sys.modules if m in ('bpy', 'torch') or m.startswith('dposer.') and "
+            "not m.startswith('dposer.spec')]; assert not bad, bad; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     import blender_dposer
@@ -43,17 +43,22 @@ def test_build_addon_zip(tmp_path):
     assert out.name == f"blender_dposer-{manifest['version']}.zip"
     with zipfile.ZipFile(out) as z:
         names = z.namelist()
-    assert {"blender_manifest.toml", "__init__.py", "rig_math.py", "retarget.py", "rotations.py", "smplx_skeleton.py",
-            "bone_maps.py", "backend_client.py", "installer.py", "install_ops.py"} <= set(names)
+    assert {"blender_manifest.toml", "__init__.py", "rig_math.py", "retarget.py", "bundled.py", "backend_client.py",
+            "installer.py", "install_ops.py"} <= set(names)
     assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
-    # the backend: the dposer package (every module of backend/dposer) and the default checkpoint, nothing else
+    # the backend: the rooms of dposer that run in Blender and the default checkpoint; no training or evaluation
     backend = {n for n in names if "/" in n}
     assert all(n.startswith("backend/dposer/") for n in backend)
-    modules = {f"backend/dposer/{p.name}" for p in (REPO / "backend" / "dposer").glob("*.py")}
-    assert modules <= backend and "backend/dposer/weights/default.safetensors" in backend
+    rooms = {n.split("/")[2] for n in backend}
+    assert rooms == {"__init__.py", "official_normalizers.json", "spec", "core", "tasks", "formats", "serve",
+                     "weights"}, rooms
+    spec_modules = {f"backend/dposer/spec/{p.name}" for p in (REPO / "backend" / "dposer" / "spec").glob("*.py")}
+    assert spec_modules <= backend and "backend/dposer/weights/default.safetensors" in backend
     assert not any(n.endswith((".npz", ".pkl", ".pt", ".ckpt")) or "torch/" in n for n in names)
     slim = build_addon.build(tmp_path / "slim", backend=None)
     with zipfile.ZipFile(slim) as z:
-        assert not any("/" in n for n in z.namelist())
+        slim_backend = {n for n in z.namelist() if "/" in n}
+    assert slim_backend == {"backend/dposer/__init__.py", "backend/dposer/tasks/__init__.py",
+                            "backend/dposer/tasks/channel_clean.py"} | spec_modules
     bad = dict(manifest, tagline="x" * 65 + ".", id="_bad", permissions={"subprocess": "x"})
     assert len(build_addon.check_manifest(bad)) == 4

@@ -1,4 +1,4 @@
-"""blender_dposer.backend_client against a real ``python -m dposer.server`` subprocess (tiny random-weight prior)
+"""blender_dposer.backend_client against a real ``python -m dposer.serve`` subprocess (tiny random-weight prior)
 and the embedded backend: start-up, ping, progress then result, cancel, a killed process, start-up failures."""
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from blender_dposer import rig_math as rm  # noqa: E402
-from blender_dposer.backend_client import (BackendError, EmbeddedBackend, SubprocessBackend,  # noqa: E402
-                                           encode_request, make_backend)
-from dposer.model import NetConfig, ScoreNet  # noqa: E402
-from dposer.prior import Normalizer, save_prior  # noqa: E402
+from blender_dposer.backend_client import BackendError, SubprocessBackend
+from blender_dposer.embedded_backend import EmbeddedBackend, make_backend
+from dposer.spec.messages import encode_request
+from dposer.core.model import NetConfig, ScoreNet  # noqa: E402
+from dposer.core.prior import Normalizer, save_prior  # noqa: E402
 
 TIMEOUT = 60.0
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-# a long job: random poses are faults on every frame, so the cleaner's prior repair runs over all 2000 of them
-# (a constant clip has nothing to repair and finishes at once)
-LONG_CLEAN = {"clip": {"body_pose": np.random.default_rng(0).normal(scale=0.5, size=(2000, 63)).astype(np.float32)}}
+# a job that cannot end on its own while a test cancels or kills it: minutes of sampling on the tiny prior
+LONG_SAMPLE = {"n": 1000, "steps": 2000, "sampler": "em"}
 
 
 def start(checkpoint, **kw) -> SubprocessBackend:
@@ -95,7 +95,7 @@ def test_complete_progress_then_result(backend):
 
 def test_complete_hands_of_a_bvh_rig(backend):
     # CMU BVH drives index1 and thumb1 only: the other fingers (and the jaw) go as "missing" and are filled in
-    from blender_dposer import bone_maps
+    from dposer.spec import bone_maps
 
     driven = list(bone_maps.CMU_BVH.bones)
     aa = np.zeros((1, 55, 3))
@@ -122,12 +122,14 @@ def test_errors_raise_and_the_backend_keeps_serving(backend):
 
 
 def test_cancel_running_request(backend):
-    rid = backend.submit("clean", LONG_CLEAN)
+    rid = backend.submit("sample", LONG_SAMPLE)
     pump(backend, lambda msgs: any(m.get("id") == rid and m["type"] == "progress" for m in msgs))
     cid = backend.cancel(rid)
     msgs = pump(backend, lambda msgs: final_of(rid)(msgs) and final_of(cid)(msgs))
     final = next(m for m in msgs if m.get("id") == rid and m["type"] in ("result", "error"))
     assert final["type"] == "error" and final["error"]["code"] == "cancelled"
+    progress = [m for m in msgs if m.get("id") == rid and m["type"] == "progress"]
+    assert all(m["done"] < m["total"] for m in progress)  # stopped part-way, not run to the end
     reply = next(m for m in msgs if m.get("id") == cid)
     assert reply["result"] == {"target": rid, "cancelled": True, "state": "running"}
     assert backend.outstanding == {}
@@ -137,14 +139,14 @@ def test_cancel_running_request(backend):
 def test_killed_process_gives_a_clear_error(checkpoint):
     b = start(checkpoint)
     try:
-        rid = b.submit("clean", LONG_CLEAN)  # may be written before ready: it waits in the pipe
+        rid = b.submit("sample", LONG_SAMPLE)  # may be written before ready: it waits in the pipe
         pump(b, lambda msgs: any(m.get("id") == rid and m["type"] == "progress" for m in msgs))
         b.proc.kill()  # a crash / OOM kill mid-request
         msgs = pump(b, final_of(rid), timeout=20)
         final = next(m for m in msgs if m.get("id") == rid and m["type"] == "error")
         assert final["error"]["code"] == "backend_exited"
         assert "killed" in final["error"]["message"] and "SIGKILL" in final["error"]["message"]
-        assert "'clean' request" in final["error"]["message"]
+        assert "'sample' request" in final["error"]["message"]
         assert not b.alive and b.returncode == -9
         with pytest.raises(BackendError) as e:
             b.call("ping")
@@ -155,11 +157,10 @@ def test_killed_process_gives_a_clear_error(checkpoint):
 
 def test_startup_timeout():
     b = SubprocessBackend(command=[sys.executable, "-c", "import time; time.sleep(60)"], startup_timeout=0.5).start()
-    t = time.monotonic()
     with pytest.raises(BackendError) as e:
         b.wait_ready()
-    assert e.value.code == "startup_timeout" and time.monotonic() - t < 10
-    b.proc.wait(10)  # it was killed
+    assert e.value.code == "startup_timeout"
+    assert b.proc.wait(10) == -9  # killed at the start-up timeout, not waited for (it sleeps 60 s)
     b.shutdown()
 
 
@@ -199,7 +200,7 @@ def test_embedded_matches_subprocess(backend, checkpoint):
         with pytest.raises(BackendError) as e:
             emb.call("sample", {"n": 1, "stpes": 10})
         assert e.value.code == "invalid_args" and "stpes" in e.value.message
-        rid = emb.submit("clean", LONG_CLEAN)
+        rid = emb.submit("sample", LONG_SAMPLE)
         pump(emb, lambda msgs: any(m.get("id") == rid and m["type"] == "progress" for m in msgs))
         emb.cancel(rid)
         with pytest.raises(BackendError) as e:
@@ -217,5 +218,5 @@ def test_subprocess_environment_drops_blender_python_paths(monkeypatch):
     env = b._environment()
     assert "PYTHONHOME" not in env and env["PYTHONPATH"] == "/src/backend" and env["PYTHONUNBUFFERED"] == "1"
     assert env["CUDA_VISIBLE_DEVICES"] == "0" and env.get("PATH") == os.environ.get("PATH")
-    assert b.command == ["/opt/venv/bin/python", "-u", "-m", "dposer.server", "--device", "cuda",
+    assert b.command == ["/opt/venv/bin/python", "-u", "-m", "dposer.serve", "--device", "cuda",
                          "--checkpoint", "/x.safetensors", "--threads", "2"]

@@ -1,16 +1,17 @@
-"""Baseline priors (dposer.baselines): exact diffused Gaussian / GMM denoisers, EM, the VAE's latent solver hook, the
+"""Baseline priors (dposer.eval.baselines): exact diffused Gaussian / GMM denoisers, EM, the VAE's latent solver hook, the
 Combiner and the SMPLify GMM; all through the same task API as the trained prior."""
 import numpy as np
 import pytest
 import torch
 
-from dposer import baselines as B
-from dposer import layout
-from dposer.model import NetConfig, ScoreNet
-from dposer.prior import Normalizer, Prior
-from dposer.sde import alpha_sigma
-from dposer.solver import SolverConfig
-from dposer.tasks import complete
+from dposer.eval import baselines as B
+from dposer.eval import vae_prior as V
+from dposer.spec import layout
+from dposer.core.model import NetConfig, ScoreNet
+from dposer.core.prior import Normalizer, Prior
+from dposer.core.sde import alpha_sigma
+from dposer.core.solver import SolverConfig
+from dposer.tasks.pose_tasks import complete
 from conftest import needs_data
 
 IDENTITY = Normalizer(torch.zeros(256), torch.ones(256))
@@ -124,8 +125,8 @@ def test_em_recovers_separated_clusters():
 def test_vae_prior_solves_in_its_latent_through_the_task_api():
     x = torch.randn(300, 256, dtype=torch.float64)
     present = torch.ones(300, 256, dtype=torch.bool)
-    vaes = {p: B.train_vae(B.part_rows(x, present, p)[:300], steps=20, latent=8)[0] for p in ("body", "hand")}
-    prior = B.VAEPrior(vaes, IDENTITY, latent_weight=0.1)
+    vaes = {p: V.train_vae(B.part_rows(x, present, p)[:300], steps=20, latent=8)[0] for p in ("body", "hand")}
+    prior = V.VAEPrior(vaes, IDENTITY, latent_weight=0.1)
     pose = {"body_pose": np.random.default_rng(0).normal(size=(4, 63)).astype(np.float32)}
     res = complete(prior, pose, "left_leg", hypotheses=3, cfg=SolverConfig(steps=10))
     dims = layout.names_to_dims("left_leg")
@@ -148,12 +149,13 @@ def test_combiner_is_the_network_without_its_fusion_residual():
     ref = Prior(ref_net, IDENTITY)
     x, t = torch.randn(5, 256), torch.full((5,), 0.3)
     assert torch.allclose(comb.eps(x, t), ref.eps(x, t), atol=1e-6)
-    assert not torch.allclose(prior.eps(x, t), ref.eps(x, t), atol=1e-4)  # the original still fuses
+    assert not torch.allclose(prior.eps(x, t), ref.eps(x, t), atol=1e-4)  # the original fuses
 
 
 @needs_data
 def test_smplify_gmm_is_a_body_prior_in_our_space(data_root):
-    from dposer import data, load_prior
+    from dposer.formats import data
+    from dposer import load_prior
 
     norm = load_prior().normalizer
     smplify = B.smplify_gmm_prior(norm, data_root)
@@ -167,7 +169,8 @@ def test_smplify_gmm_is_a_body_prior_in_our_space(data_root):
 
 @needs_data
 def test_gaussian_conditional_beats_the_mean_pose_on_held_out_legs(data_root):
-    from dposer import bench, load_prior
+    from dposer.eval import bench
+    from dposer import load_prior
 
     norm = load_prior().normalizer
     rows = B.training_rows(norm, root=data_root)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dposer import bench
+from dposer.eval import bench
 from conftest import needs_data
 
 

@@ -1,4 +1,4 @@
-"""blender_dposer.bone_maps without Blender: presets, auto-detection (case, prefixes), BVH names as Blender's BVH
+"""dposer.spec.bone_maps without Blender: presets, auto-detection (case, prefixes), BVH names as Blender's BVH
 importer creates them (the real Bandai Namco file when ../shared/data is present)."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from blender_dposer import bone_maps as bm  # noqa: E402
+from dposer.spec import bone_maps as bm  # noqa: E402
+from dposer.spec import bvh_names  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 BVH_DIR = Path(os.environ.get("DPOSER_DATA", REPO.parent / "shared" / "data")) / "bvh"
@@ -81,7 +82,9 @@ def test_detection_case_and_prefixes():
     assert det.preset.id == "smpl_fbx" and det.bone_map["left_knee"] == "f_avg_L_Knee"
     assert bm.normalize_name("mixamorig12:LeftHandIndex1") == "lefthandindex1"
     assert bm.normalize_name("DEF-thigh.L") == "thigh.l"
-    assert bm.normalize_name("ValveBiped.Bip01_Pelvis") != ""
+    assert bm.normalize_name("ValveBiped_Bip01_Pelvis") == "pelvis"  # both prefixes stripped, in turn
+    assert bm.normalize_name("Bip01 L Thigh") == "l_thigh"
+    assert bm.normalize_name("CC_Base_L_Upperarm") == "l_upperarm"
 
 
 def test_smplx_namings_are_told_apart():
@@ -99,7 +102,7 @@ def test_cmu_versus_mixamo():
     det = bm.detect_preset(CMU_NAMES)
     assert det.preset.id == "cmu_bvh" and det.coverage == 1.0
     assert det.bone_map["spine1"] == "LowerBack" and det.bone_map["left_thumb1"] == "LThumb"
-    # a Mixamo rig without fingers is still Mixamo, not CMU
+    # a Mixamo rig without fingers is detected as Mixamo, not CMU
     body = [b for j, b in bm.MIXAMO.bones.items() if not any(f in j for f in bm.FINGERS)]
     assert bm.detect_preset(body).preset.id == "mixamo"
     ranked = bm.rank_presets(CMU_NAMES)
@@ -187,7 +190,7 @@ Frame Time: 0.0333333
 
 
 def test_parse_bvh_hierarchy_synthetic():
-    joints = bm.parse_bvh_hierarchy(SYNTHETIC_BVH)
+    joints = bvh_names.parse_bvh_hierarchy(SYNTHETIC_BVH)
     assert [j.name for j in joints] == ["Hips", "Left_Up_Leg", "Spine", "Spine.001"]  # as io_anim_bvh names them
     assert [j.parent for j in joints] == [-1, 0, 0, 2]
     assert joints[1].offset == (1.0, -1.0, 0.0) and joints[1].end_site == (0.0, -4.0, 0.0)
@@ -209,11 +212,11 @@ def bandai_bvh(tmp_path_factory):
 
 
 def test_bandai_bvh_names_from_the_real_file(bandai_bvh):
-    joints = bm.parse_bvh_hierarchy(bandai_bvh)
+    joints = bvh_names.parse_bvh_hierarchy(bandai_bvh)
     names = [j.name for j in joints]
     assert sorted(names) == sorted(BANDAI_NAMES) and len(names) == 22
     assert all(j.rotation_mode == "ZXY" for j in joints)  # "Zrotation Xrotation Yrotation" on every joint
-    assert bm.bvh_bone_names(bandai_bvh) == names
+    assert bvh_names.bvh_bone_names(bandai_bvh) == names
     det = bm.detect_preset(names)
     assert det.preset.id == "bandai_bvh" and det.coverage == 1.0 and det.matched == 21
     assert det.bone_map["pelvis"] == "Hips" and det.bone_map["spine3"] == "Chest"
@@ -233,7 +236,7 @@ def test_bandai_bvh_names_from_the_real_file(bandai_bvh):
         assert det.bone_map[rm.JOINT_NAMES[a]] in ancestors, (joint, bone)
 
 
-# ---- CMU BVH with ASF-style names; partial maps; uncalibrated rigs (issue 15, item 6)
+# ---- CMU BVH with ASF-style names; partial maps; uncalibrated rigs
 
 # A CMU take converted with ASF-style names: LeftCollar is the clavicle, LeftShoulder the upper arm.
 ASF_PARENTS = {"Hips": None, "LeftHip": "Hips", "LeftKnee": "LeftHip", "LeftAnkle": "LeftKnee", "LeftToe": "LeftAnkle",
@@ -254,7 +257,7 @@ def test_cmu_asf_names_map_the_upper_arm_and_legs():
     assert det.missing_joints == () and not det.warnings(calibrated=True)
 
 
-def test_cgspeed_names_still_map_collar_and_upper_arm():
+def test_cgspeed_names_map_collar_and_upper_arm():
     parents = {"Hips": None, "LowerBack": "Hips", "Spine": "LowerBack", "Spine1": "Spine",
                "LeftShoulder": "Spine1", "LeftArm": "LeftShoulder", "LeftForeArm": "LeftArm", "LeftHand": "LeftForeArm",
                "LHipJoint": "Hips", "LeftUpLeg": "LHipJoint", "LeftLeg": "LeftUpLeg", "LeftFoot": "LeftLeg"}

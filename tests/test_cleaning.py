@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import dposer
-from dposer import cleaning, faults, layout, metrics
-from dposer.tasks import clean
+from dposer.tasks import cleaning, faults
+from dposer.spec import layout
+from dposer.eval import metrics
+from dposer.tasks.pose_tasks import clean
 
 from conftest import needs_data
 
@@ -19,7 +21,7 @@ BODY = list(layout.VECTOR_JOINTS[:21])
 @pytest.fixture(scope="module")
 def take(data_root):
     """The AMASS fingers take at 30 fps (151 frames; a tuning take) as body rotations, plus its root."""
-    ps = dposer.data.load_pose_file(data_root / "amass" / "amass_sample_smplh_601f_fingers.npz")
+    ps = dposer.formats.data.load_pose_file(data_root / "amass" / "amass_sample_smplh_601f_fingers.npz")
     return ps.vectors[::4, :63].copy(), ps.extras["global_orient"][::4].copy()
 
 

@@ -1,4 +1,4 @@
-"""dposer.bvh and dposer.convert: a strict BVH parser, and BVH takes -> SMPL-X body poses.
+"""dposer.formats.bvh and dposer.formats.convert: a strict BVH parser, and BVH takes -> SMPL-X body poses.
 
 Round trips: known SMPL-X poses -> a BVH the test writes (CMU-style names with helper joints, in cm, Y up; Mixamo
 names, in inches, Z up) -> convert -> the same poses. Real data: Bandai Namco takes read straight from the shared
@@ -17,7 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bvh_synth import CMU_EXTRA, CMU_NAMES, MIXAMO_NAMES, synth_bvh  # noqa: E402
 from conftest import DATA  # noqa: E402
-from dposer import bvh, cli, convert, layout  # noqa: E402
+from dposer.formats import bvh, convert  # noqa: E402
+from dposer import cli  # noqa: E402
+from dposer.spec import layout  # noqa: E402
 
 J = {n: i for i, n in enumerate(layout.JOINT_NAMES[1:22])}  # body_pose joint -> index in (21, 3)
 # Joints whose rotation the positions determine (knees and elbows as hinges), and the wrists (copied relative to
@@ -182,8 +184,8 @@ def test_cli_folder_in_folder_out(tmp_path, capsys):
 def test_corpus_cache_feeds_the_training_mix(tmp_path):
     import torch
 
-    from dposer import corpus
-    from dposer.train import TrainingData
+    from dposer.train import corpus
+    from dposer.train.train import TrainingData
 
     if BANDAI_1 is None or not BANDAI_1.is_file():
         pytest.skip("Bandai Namco archive not found (set DPOSER_DATA to ../shared/data)")

@@ -1,4 +1,4 @@
-"""dposer.convert_back and bvh.dumps: SMPL-X results written back onto a real Bandai take's own skeleton.
+"""dposer.formats.convert_back and bvh.dumps: SMPL-X results written back onto a real Bandai take's own skeleton.
 
 No prior involved: the change is made by hand (knee and elbow bent further about their hinge axes, the neck and the
 root turned), the take is written back, converted again, and must give the changed poses (world rotations of the
@@ -13,7 +13,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from conftest import DATA
-from dposer import bvh, convert, convert_back, layout
+from dposer.formats import bvh, convert, convert_back
+from dposer.spec import layout
 
 J = {n: i for i, n in enumerate(layout.JOINT_NAMES[1:22])}
 CHANGES = {"left_knee": (0.3, 0.0, 0.0), "right_elbow": (0.0, 0.4, 0.0), "neck": (0.2, 0.1, 0.0)}

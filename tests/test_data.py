@@ -1,10 +1,8 @@
 import numpy as np
 import pytest
 
-from dposer import data, layout
-from conftest import needs_data
-
-pytestmark = needs_data
+from dposer.formats import data
+from dposer.spec import layout
 
 
 def test_part_splits_are_disjoint_and_complete(data_root):

@@ -1,5 +1,5 @@
-"""Every bad input gives a clear message, never a traceback (issue 15, item 4): the CLI's arguments, the pose
-files' contents (dposer.data's checks, shared by the CLI, the Python API and the server) and missing extras."""
+"""Every bad input gives a clear message, never a traceback: the CLI's arguments, the pose
+files' contents (dposer.formats.data's checks, shared by the CLI, the Python API and the server) and missing extras."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import dposer
-from dposer import cli, data
+from dposer import cli
+from dposer.formats import data
 
 
 def _run(capsys, *argv) -> tuple[int, str]:
@@ -87,11 +88,13 @@ def test_array_valued_framerate_of_one_number_is_read(tmp_path):
     assert ps.extras["framerate"] == 120.0
 
 
-def test_text_or_bvh_file_is_not_an_npz(tmp_path, capsys, checkpoint):
+def test_a_bvh_is_cleaned_into_a_bvh_and_a_broken_one_is_named(tmp_path, capsys, checkpoint):
     bvh = tmp_path / "take.bvh"
     bvh.write_text("HIERARCHY\nROOT Hips\n{\n}\nMOTION\nFrames: 1\n")
     rc, text = _run(capsys, "clean", "--checkpoint", checkpoint, "--input", str(bvh), "--output", str(tmp_path / "o"))
-    assert rc == 2 and "not an npz file" in text and "allow_pickle" not in text
+    assert rc == 2 and "must end in .bvh" in text
+    rc, text = _run(capsys, "clean", "--input", str(bvh), "--output", str(tmp_path / "o.bvh"))
+    assert rc == 2 and "joint 'Hips' has no OFFSET" in text and not (tmp_path / "o.bvh").exists()
 
 
 def test_api_errors_are_clear(checkpoint):

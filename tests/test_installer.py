@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import tomllib
@@ -59,8 +60,24 @@ def test_make_plan(tmp_path):
         I.make_plan(sys.executable, str(tmp_path), "numpy", raw_progress=False, environ={})
     with pytest.raises(ValueError, match="pip options"):
         I.make_plan(sys.executable, str(tmp_path), extra_args="--proxy 'unclosed", raw_progress=False, environ={})
-    assert I.pip_supports_raw_progress(sys.executable) in (True, False)
     assert I.pip_supports_raw_progress("/nonexistent/python") is False
+
+
+@pytest.mark.parametrize("version, raw", [("24.2", True), ("25.0.1", True), ("24.1.2", False), ("23.2.1", False),
+                                          ("not a version", False)])
+def test_raw_progress_follows_the_pip_version(tmp_path, version, raw):
+    """``--progress-bar raw`` is used exactly when the interpreter's pip is 24.2 or later (the first with it)."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "pip {version} from /site-packages/pip (python 3.11)"\n')
+    python.chmod(0o755)
+    assert I.pip_supports_raw_progress(str(python)) is raw
+
+
+def test_raw_progress_of_this_interpreter_matches_its_pip():
+    import importlib.metadata
+
+    major, minor = (int(x) for x in importlib.metadata.version("pip").split(".")[:2])
+    assert I.pip_supports_raw_progress(sys.executable) is ((major, minor) >= (24, 2))
 
 
 # pip's own lines, as printed on this machine (pip 26.3; see docs/user_guide.md, Troubleshooting)
@@ -110,19 +127,45 @@ def assert_nothing_left(plan, previous: Path):
     assert I.installed_dir(plan.user_dir) == str(previous) and I.install_info(plan.user_dir)["spec"] == "torch==earlier"
 
 
+def _zipped_pip(tmp_path) -> str:
+    """This Python's installed pip zipped as a wheel holds it, for where Debian strips ensurepip's ``_bundled`` pip
+    wheel: pip then runs from a zip on PYTHONPATH exactly as from ensurepip's wheel."""
+    import zipfile
+
+    import pip
+
+    site = Path(pip.__file__).resolve().parents[1]
+    wheel = tmp_path / f"pip-{pip.__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for top in [site / "pip", *site.glob(f"pip-{pip.__version__}.dist-info")]:
+            for f in top.rglob("*"):
+                if f.is_file() and "__pycache__" not in f.parts:
+                    z.write(f, f.relative_to(site).as_posix())
+    return str(wheel)
+
+
+def test_pip_runs_from_a_zipped_pip(tmp_path):
+    """The stand-in for a stripped ensurepip wheel runs pip from the zip itself, not from this Python's pip."""
+    wheel = _zipped_pip(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": wheel}).stdout
+    assert out.startswith("pip ") and f"from {wheel}" in out, out
+
+
 @pytest.mark.parametrize("pip_from", ["installed", "ensurepip wheel"])
 def test_pip_failure_leaves_the_previous_install(tmp_path, monkeypatch, pip_from):
     """An unreachable index (real pip, connection refused; the machine's pip configuration switched off so that
     no local wheel folder or mirror answers): the message says 'no network', the log has pip's lines, the partial
     folder and pip's temporary folder are gone, the earlier install is untouched. Also with pip run from
-    ensurepip's wheel, as for a Blender whose Python has no pip installed."""
+    ensurepip's wheel, as for a Blender whose Python has no pip installed (where the wheel is stripped, this
+    Python's pip zipped the same way)."""
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # pip loads no configuration file
     for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_NO_INDEX"):
         monkeypatch.delenv(var, raising=False)
     previous = previous_install(tmp_path)
-    wheel = I.bundled_pip_wheel() if pip_from != "installed" else None
-    if pip_from != "installed" and wheel is None:
-        pytest.skip("this Python's ensurepip carries no pip wheel")
+    wheel = None
+    if pip_from != "installed":
+        wheel = I.bundled_pip_wheel() or _zipped_pip(tmp_path)
     plan = I.make_plan(sys.executable, str(tmp_path), index_url="http://127.0.0.1:9/simple",
                        extra_args="--retries 1 --timeout 3", pip_path=wheel, environ={})
     t0 = time.monotonic()

@@ -1,5 +1,5 @@
-"""dposer.io: outputs written atomically and never over an input; npz files and SMPL-X model files read without
-pickle (issue 15, items 1 and 2). The "malicious" files below would create a marker file if their pickle ran."""
+"""dposer.formats.npz: outputs written atomically and never over an input; npz files and SMPL-X model files read without
+pickle. The "malicious" files below would create a marker file if their pickle ran."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dposer import cli, data, io
+from dposer import cli
+from dposer.formats import data, npz as io
 
 
 class Boom:
@@ -73,7 +74,7 @@ def test_kill_during_write_leaves_input_and_output_intact(tmp_path):
     take_bytes, old_bytes = take.read_bytes(), old.read_bytes()
     script = textwrap.dedent("""
         import sys, time
-        from dposer.io import atomic_write
+        from dposer.formats.npz import atomic_write
         with atomic_write(sys.argv[1], inputs=[sys.argv[2]]) as f:
             f.write(b"PK partial npz" * 100000)
             f.flush()
@@ -95,7 +96,12 @@ def test_kill_during_write_leaves_input_and_output_intact(tmp_path):
 def test_save_npz_appends_the_suffix_like_numpy(tmp_path):
     assert io.save_npz(tmp_path / "a", {"x": np.zeros(2)}) == tmp_path / "a.npz"
     assert (tmp_path / "a.npz").is_file() and not (tmp_path / "a").exists()
-    assert oct((tmp_path / "a.npz").stat().st_mode & 0o777) != oct(0o600)  # usual permissions, not mkstemp's
+    mask = os.umask(0o022)  # usual permissions (0o666 less the umask), not mkstemp's 0o600
+    try:
+        io.save_npz(tmp_path / "b", {"x": np.zeros(2)})
+    finally:
+        os.umask(mask)
+    assert oct((tmp_path / "b.npz").stat().st_mode & 0o777) == oct(0o644)
     with pytest.raises(io.OutputError, match="refusing"):
         io.save_npz(tmp_path / "a", {"x": np.ones(2)}, inputs=[tmp_path / "a.npz"])
 
@@ -139,7 +145,7 @@ def test_malicious_smplx_npz_is_refused_before_smplx_sees_it(tmp_path):
     np.load(probe, allow_pickle=True)["x"]
     assert (tmp_path / "ran_probe").exists()
 
-    from dposer.skeleton import SmplxSkeleton
+    from dposer.core.kinematics import SmplxSkeleton
 
     with pytest.raises(data.DataError, match="v_template"):
         SmplxSkeleton(str(tmp_path / "model"))
@@ -162,7 +168,7 @@ def test_pickled_dicts_smplx_never_uses_are_skipped(tmp_path):
     path = write(tmp_path / "model")
     marker = tmp_path / "ran"
     np.savez(path, **dict(np.load(path)), joint2num=np.array([Boom(marker)], dtype=object))
-    from dposer.skeleton import SmplxSkeleton
+    from dposer.core.kinematics import SmplxSkeleton
 
     SmplxSkeleton(str(tmp_path / "model"))
     assert not marker.exists()
@@ -182,7 +188,7 @@ def test_smplx_pkl_through_the_restricted_unpickler(tmp_path):
     with pytest.raises(data.DataError, match="builtins|open"):
         io.read_smplx_model(bad)
     assert not marker.exists()
-    from dposer.skeleton import SmplxSkeleton
+    from dposer.core.kinematics import SmplxSkeleton
 
     SmplxSkeleton(str(good))  # a clean .pkl works end to end
 
@@ -190,7 +196,7 @@ def test_smplx_pkl_through_the_restricted_unpickler(tmp_path):
 def test_baseline_cache_is_read_weights_only(tmp_path):
     import torch
 
-    from dposer import baselines
+    from dposer.eval import baselines
 
     marker = tmp_path / "ran"
     bad = tmp_path / "cache.pt"
@@ -205,6 +211,6 @@ def test_baseline_cache_is_read_weights_only(tmp_path):
 
 def test_every_torch_load_is_weights_only():
     src = Path(__file__).resolve().parents[1] / "backend" / "dposer"
-    calls = [(p.name, line.strip()) for p in src.glob("*.py") for line in p.read_text().splitlines()
+    calls = [(p.name, line.strip()) for p in src.rglob("*.py") for line in p.read_text().splitlines()
              if "torch.load(" in line and not line.strip().startswith("#")]
     assert calls and all("weights_only=True" in line for _, line in calls), calls

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dposer import layout
+from dposer.spec import layout
 
 
 def test_joint_table():

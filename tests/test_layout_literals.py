@@ -1,4 +1,4 @@
-"""The 256-D pose layout is written once, in dposer/layout.py: other modules ask it for slices (PART_SLICES,
+"""The 256-D pose layout is written once, in dposer/spec/layout.py: other modules ask it for slices (PART_SLICES,
 KEY_SLICES, joint_vector_slice, ...) instead of writing ``63:108``. This test counts the hard-coded slices of the
 vector left elsewhere in backend/dposer and blender_dposer, prints where they are, and fails when there are more
 than the budget."""
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 _B = r"(?:0|63|108|153|156|256)"
 _SUBSCRIPT = re.compile(rf"[\[,]\s*(?P<a>{_B})?\s*:\s*(?P<b>{_B})?\s*(?=[\],])")
 _SLICE_CALL = re.compile(rf"\bslice\(\s*{_B}\s*,\s*{_B}\s*\)")
-BUDGET = 0  # issue 17 allows at most 3; none are left
+BUDGET = 0  # slices of the vector written outside layout.py: none
 
 
 def layout_literals(path: Path) -> list[tuple[int, str]]:
@@ -37,7 +37,7 @@ def scan() -> dict[str, list[tuple[int, str]]]:
     for root in ("backend/dposer", "blender_dposer"):
         for path in sorted((REPO / root).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
-            if rel == "backend/dposer/layout.py":
+            if rel == "backend/dposer/spec/layout.py":
                 continue
             if hits := layout_literals(path):
                 out[rel] = hits
@@ -56,4 +56,4 @@ def test_layout_slices_live_in_layout_py():
     for rel, hits in found.items():
         print(rel, ", ".join(f"{n}: {s}" for n, s in hits))
     total = sum(len(h) for h in found.values())
-    assert total <= BUDGET, f"{total} hard-coded layout slices outside dposer/layout.py (budget {BUDGET}): {found}"
+    assert total <= BUDGET, f"{total} hard-coded layout slices outside dposer/spec/layout.py (budget {BUDGET}): {found}"

@@ -123,7 +123,7 @@ def test_probes_pick_a_free_answer_without_a_prior(gestures):
 
 
 def test_bad_frame_ranges_give_clear_errors():
-    from dposer.io import DataError
+    from dposer.formats.npz import DataError
     from dposer.motion.filling import parse_frames
 
     assert parse_frames("10-20", 100) == (10, 20) and parse_frames("7", 100) == (7, 7)
@@ -145,7 +145,7 @@ def test_cli_fill_reports_a_bad_range(tmp_path, data_root, capsys):
 
 @needs_data
 def test_bvh_fill_changes_only_the_gap_frames(tmp_path, data_root, checkpoint):
-    from dposer import bvh
+    from dposer.formats import bvh
     from dposer.motion import filling as F
 
     src = data_root / "bvh" / "other_studios" / "cmu_131_03_hop.bvh"

@@ -42,7 +42,7 @@ def test_a_fresh_network_answers_the_interpolation(data_root):
     """Zero output = the SLERP base; observed cells are the take's."""
     from dposer.motion.corpus import stack
     from dposer.motion.model import MotionConfig, MotionNet, finish, prepare, sample
-    from dposer.rotations import axis_angle_to_quaternion, matrix_to_axis_angle
+    from dposer.core.torch_rotations import axis_angle_to_quaternion, matrix_to_axis_angle
 
     d = np.load(data_root / "dposer_x" / "gestures_clip_240f.npz")
     rot = torch.as_tensor(stack(d["root_orient"], d["pose_body"])[:96], dtype=torch.float32)

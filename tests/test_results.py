@@ -1,19 +1,20 @@
-"""dposer.results.TaskResult: typed fields, and the dict the tasks used to return (same keys, same order)."""
+"""dposer.core.results.TaskResult: typed fields, and its dict view (the pose keys, then the hypotheses, then the
+extras, in that order)."""
 import json
 
 import numpy as np
 import pytest
 
-from dposer import layout
-from dposer.results import TaskResult
-from dposer.server import jsonable
+from dposer.spec import layout
+from dposer.core.results import TaskResult
+from dposer.serve.server import jsonable
 
 
 def _pose(n=2):
     return layout.vectors_to_dict(np.arange(n * layout.DIM, dtype=np.float32).reshape(n, layout.DIM) / 1e3)
 
 
-def test_reads_like_the_old_dict_in_the_same_key_order():
+def test_reads_as_a_dict_in_key_order():
     hyp = layout.vectors_to_dict(np.zeros((3, 2, layout.DIM), np.float32), keys=layout.KEY_SLICES)
     res = TaskResult(_pose(), hypotheses=hyp, scores=np.zeros((3, 2)))
     assert list(res) == list(layout.POSE_KEYS) + [f"{k}_hypotheses" for k in layout.KEY_SLICES] + ["scores"]
@@ -45,7 +46,7 @@ def test_json_on_the_wire_equals_the_plain_dict():
 
 def test_the_tasks_return_it(checkpoint):
     import dposer
-    from dposer.tasks import COMPLETE
+    from dposer.tasks.pose_tasks import COMPLETE
 
     prior = dposer.load_prior(checkpoint)
     res = dposer.complete(prior, {"body_pose": np.zeros((1, 63), np.float32)}, "right_hand", hypotheses=2,

@@ -13,8 +13,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from blender_dposer import retarget  # noqa: E402
-from blender_dposer import rotations as rot  # noqa: E402
-from blender_dposer import smplx_skeleton as sk  # noqa: E402
+from dposer.spec import rotations as rot  # noqa: E402
+from dposer.spec import skeleton as sk  # noqa: E402
 from rig_helpers import C, angle_between, random_aa, random_rotations, rodrigues  # noqa: E402
 from rig_helpers import apose_rig, zero_pose_basis  # noqa: E402
 
@@ -47,7 +47,7 @@ def test_bone_matrix_from_head_tail_roll(rng):
 def test_official_rig_quaternion_equals_axis_angle(rng):
     import torch
 
-    from dposer import skeleton
+    from dposer.core import kinematics as skeleton
 
     rig = retarget.official_smplx_rig()
     assert rig.names[0] == "root" and rig.names[1:] == sk.JOINT_NAMES
@@ -118,7 +118,7 @@ def test_calibration_from_posed_zero_pose(rng):
 def test_apose_rig_round_trip_and_fk(rng, helper_rotated):
     import torch
 
-    from dposer import skeleton
+    from dposer.core import kinematics as skeleton
 
     rig, R_A, _ = apose_rig(rng)
     cal = retarget.calibration_from_basis(rig, zero_pose_basis(rig, R_A), bones=sk.JOINT_NAMES)
@@ -136,7 +136,7 @@ def test_apose_rig_round_trip_and_fk(rng, helper_rotated):
     # SMPL-X -> Blender local -> SMPL-X
     np.testing.assert_allclose(rt.smplx_from_basis(L), R, atol=1e-10)
     np.testing.assert_allclose(rt.smplx_aa_from_basis(L), aa, atol=1e-8)
-    # FK of the Blender-side rotations with the rest matrices = dposer.skeleton FK of the SMPL-X pose
+    # FK of the Blender-side rotations with the rest matrices = dposer.core.kinematics FK of the SMPL-X pose
     t = rng.normal(size=(F, 3)) * 0.2
     loc = np.zeros((F, len(rig), 3))
     loc[:, rig.index["pelvis"]] = retarget.transl_to_location(t, rig.rest_rot[rig.index["pelvis"]], C)

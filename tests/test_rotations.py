@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from dposer import rotations as R
+from dposer.core import torch_rotations as R
 
 
 def _aa(n=200, seed=0, max_angle=math.pi * 0.999):

@@ -1,4 +1,4 @@
-"""blender_dposer.rotations without Blender: quaternion / axis-angle / matrix round trips, Blender's Euler
+"""dposer.spec.rotations without Blender: quaternion / axis-angle / matrix round trips, Blender's Euler
 convention in every order, rotation modes and continuity across frames."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from blender_dposer import rotations as rot  # noqa: E402
+from dposer.spec import rotations as rot  # noqa: E402
 from rig_helpers import C, random_aa, rodrigues  # noqa: E402
 
 

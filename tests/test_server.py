@@ -1,4 +1,4 @@
-"""The JSON-lines server (``python -m dposer.server``) through a real subprocess, with a tiny random-weight prior."""
+"""The JSON-lines server (``python -m dposer.serve``) through a real subprocess, with a tiny random-weight prior."""
 from __future__ import annotations
 
 import json
@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from dposer import layout
-from dposer.model import NetConfig, ScoreNet
-from dposer.prior import Normalizer, save_prior
-from dposer.server import MAX_FRAMES, MAX_LINE_BYTES, MAX_POSES
+from dposer.spec import layout
+from dposer.core.model import NetConfig, ScoreNet
+from dposer.core.prior import Normalizer, save_prior
+from dposer.serve.server import MAX_FRAMES, MAX_LINE_BYTES, MAX_POSES
 
 TIMEOUT = 30.0
 FINAL = ("result", "error")
+
+
+# A task that cannot end on its own while a test cancels it: minutes of work on the tiny prior, within MAX_WORK
+LONG = {"n": 1000, "steps": 2000, "sampler": "em"}
 
 
 class Client:
@@ -27,7 +31,7 @@ class Client:
 
     def __init__(self, *args: str):
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dposer.server", "--threads", "1", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "dposer.serve", "--threads", "1", *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.lines: queue.Queue = queue.Queue()
         self.bad_lines: list[bytes] = []
@@ -184,11 +188,9 @@ def test_every_task_op(server):
 
 
 def test_cancel_running_and_queued(server):
-    rng = np.random.default_rng(2)
-    clip = {"body_pose": _rand(rng, 2000, 63)}
-    server.send("long", "clean", {"clip": clip})
+    server.send("long", "sample", LONG)
     first = server.take(lambda m: m.get("id") == "long", timeout=60)
-    assert first["type"] == "progress", first
+    assert first["type"] == "progress", first  # running
     # the server answers while a task runs, refuses a duplicate id, and queues the next task
     assert server.call("ping-during", "ping")["result"]["pong"] is True
     r = server.call("long", "sample", {"n": 1})
@@ -198,13 +200,12 @@ def test_cancel_running_and_queued(server):
     assert c["result"] == {"target": "queued", "cancelled": True, "state": "queued"}
     q, qprog = server.final("queued")
     assert q["type"] == "error" and q["error"]["code"] == "cancelled" and not qprog
-    t0 = time.monotonic()
     c = server.call("cl", "cancel", {"target": "long"})
     assert c["result"] == {"target": "long", "cancelled": True, "state": "running"}
-    r, _ = server.final("long")
+    r, progress = server.final("long")
     assert r["type"] == "error" and r["error"]["code"] == "cancelled", r
-    assert time.monotonic() - t0 < 10
-    c = server.call("cu", "cancel", {"target": "long"})  # no longer running
+    assert all(p["done"] < p["total"] for p in [first, *progress])  # stopped part-way, not run to the end
+    c = server.call("cu", "cancel", {"target": "long"})  # it has answered: nothing to cancel
     assert c["result"]["cancelled"] is False
     assert server.call("ping-after", "ping")["result"]["pong"] is True
     # the id is free again once its request has answered
@@ -375,10 +376,8 @@ def test_shutdown_exits_zero(checkpoint):
     try:
         c.ready()
         # shutdown cancels the running and the queued tasks (each answers 'cancelled'), replies, exits 0
-        # a long job: random poses are faults on every frame, so the prior's repair runs over all 2000 of them
-        noise = np.random.default_rng(0).normal(scale=0.5, size=(2000, 63)).round(3).tolist()
-        c.send("run", "clean", {"clip": {"body_pose": noise}})
-        assert c.take(lambda m: m.get("id") == "run", timeout=60)["type"] == "progress"
+        c.send("run", "sample", LONG)
+        assert c.take(lambda m: m.get("id") == "run", timeout=60)["type"] == "progress"  # running
         c.send("wait", "sample", {"n": 1})
         c.send("bye", "shutdown")
         for rid in ("wait", "run"):
@@ -396,16 +395,15 @@ def test_eof_cancels_work_and_exits(checkpoint):
     c = Client("--checkpoint", checkpoint)
     try:
         assert c.ready()["protocol"] == 1
-        c.send(1, "sample", {"n": 1000, "steps": 2000, "sampler": "em"})  # minutes of work on the tiny prior
+        c.send(1, "sample", LONG)
         c.send(2, "sample", {"n": 2, "steps": 3})
-        c.take(lambda m: m.get("id") == 1 and m["type"] == "progress", 60)
-        t0 = time.monotonic()
+        first = c.take(lambda m: m.get("id") == 1 and m["type"] == "progress", 60)  # running
         c.proc.stdin.close()
-        r1, r2 = c.final(1)[0], c.final(2)[0]
+        (r1, progress), r2 = c.final(1), c.final(2)[0]
         assert r1["type"] == "error" and r1["error"]["code"] == "cancelled", r1
+        assert all(p["done"] < p["total"] for p in [first, *progress])  # stopped part-way, not run to the end
         assert r2["type"] == "error" and r2["error"]["code"] == "cancelled", r2
         assert c.proc.wait(20) == 0
-        assert time.monotonic() - t0 < 10
         assert c.lines.get(timeout=5) is None  # stdout closed, nothing else written
     finally:
         c.close()
@@ -416,7 +414,7 @@ def test_internal_errors_keep_serving():
     as docs/protocol.md says) and the server goes on."""
     import io
 
-    from dposer.server import Server
+    from dposer.serve.server import Server
 
     class BrokenPrior:
         device, info = "cpu", {}
@@ -465,10 +463,10 @@ def test_cuda_unavailable_reports_and_exits(checkpoint):
         c.close()
 
 
-# ---- limits: echoed text, work per request, the queue, huge numbers (issue 15, item 3)
+# ---- limits: echoed text, work per request, the queue, huge numbers
 
 def test_error_replies_do_not_echo_huge_input(server):
-    from dposer.server import MAX_MESSAGE_CHARS
+    from dposer.serve.server import MAX_MESSAGE_CHARS
 
     big = "x" * 1_000_000
     cases = [
@@ -502,8 +500,8 @@ def test_huge_numbers_are_validation_errors(server):
 
 
 def test_work_per_request_is_bounded(server):
-    from dposer import server as srv
-    from dposer.server import MAX_WORK
+    from dposer.serve import server as srv
+    from dposer.serve.server import MAX_WORK
 
     rows = [[0.0] * 63] * MAX_POSES
     m = server.call("w1", "complete", {"pose": {"body_pose": rows}, "hypotheses": 32})  # 1000 x 32 x 100
@@ -515,14 +513,14 @@ def test_work_per_request_is_bounded(server):
 
 
 def test_version_reports_the_limits(server):
-    from dposer import server as srv
+    from dposer.serve import server as srv
 
     assert server.call("v", "version")["result"]["limits"] == srv.LIMITS
     assert srv.LIMITS["max_work"] == srv.MAX_WORK and srv.LIMITS["max_queue"] == srv.MAX_QUEUE
 
 
 def test_queue_is_bounded(checkpoint):
-    from dposer.server import MAX_QUEUE
+    from dposer.serve.server import MAX_QUEUE
 
     c = Client("--checkpoint", checkpoint)
     try:
@@ -542,7 +540,7 @@ def test_protocol_doc_matches_the_server():
     """docs/protocol.md lists every limit with the server's value, and promises no field the server never sends."""
     from pathlib import Path
 
-    from dposer import server as srv
+    from dposer.serve import server as srv
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
     limits = doc[doc.index("## 5. Limits"):doc.index("## 6.")]

@@ -16,8 +16,9 @@ smplx = pytest.importorskip("smplx")
 
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS  # noqa: E402
 
-from dposer import layout, skeleton  # noqa: E402
-from dposer.rotations import axis_angle_to_matrix  # noqa: E402
+from dposer.spec import layout  # noqa: E402
+from dposer.core import kinematics as skeleton  # noqa: E402
+from dposer.core.torch_rotations import axis_angle_to_matrix  # noqa: E402
 
 J = layout.NUM_JOINTS  # 55
 NUM_SHAPE = 300  # SMPL-X keeps 300 shape dirs, then 100 expression dirs, in one `shapedirs` array
@@ -215,7 +216,7 @@ def test_betas_are_passed_through(skel, model_file):
 def test_fit_on_a_user_smplx_model(tmp_path):
     """dposer.fit solves through the user's SMPL-X model (here the synthetic one) when given as the skeleton."""
     import dposer
-    from dposer.tasks import fit
+    from dposer.tasks.pose_tasks import fit
 
     write_synthetic_smplx(tmp_path)
     body = skeleton.SmplxSkeleton(str(tmp_path))

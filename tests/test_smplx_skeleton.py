@@ -1,4 +1,4 @@
-"""blender_dposer.smplx_skeleton without Blender: the SMPL-X tables equal the backend's, NumPy FK, hand
+"""dposer.spec.skeleton (NumPy, what the add-on uses): the modelled joints, NumPy FK against the torch FK, hand
 mirroring and the per-joint <-> pose-dict packing."""
 from __future__ import annotations
 
@@ -11,27 +11,23 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from blender_dposer import smplx_skeleton as sk  # noqa: E402
+from dposer.spec import skeleton as sk  # noqa: E402
 from rig_helpers import random_aa, rodrigues  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Tables shared with the backend.
+# The skeleton's tables against the pose layout, its NumPy FK against the torch FK.
 
-def test_smplx_tables_match_backend():
-    from dposer import layout, skeleton
+def test_modelled_joints_are_the_vector_joints():
+    from dposer.spec import layout
 
-    assert sk.JOINT_NAMES == layout.JOINT_NAMES
-    assert sk.PARENTS == layout.PARENTS
-    np.testing.assert_array_equal(sk.REST_OFFSETS, skeleton.REST_OFFSETS)
-    np.testing.assert_allclose(sk.rest_joints(), skeleton.rest_joints(), atol=1e-6)
     assert set(sk.MODELLED_JOINTS) == set(layout.VECTOR_JOINTS)
 
 
 def test_smplx_fk_matches_backend(rng):
     import torch
 
-    from dposer import skeleton
+    from dposer.core import kinematics as skeleton
 
     aa = random_aa(rng, 4, 55, max_angle=1.5)
     t = rng.normal(size=(4, 3))
@@ -44,7 +40,7 @@ def test_smplx_fk_matches_backend(rng):
 # Hand mirroring.
 
 def test_hand_mirroring_matches_backend(rng):
-    from dposer import layout
+    from dposer.spec import layout
 
     hand = rng.normal(size=(7, 45)).astype(np.float32)
     np.testing.assert_array_equal(sk.mirror_hand(hand), layout.mirror_hand(hand))

@@ -1,15 +1,13 @@
-"""Every solver task on real held-out data, with quality assertions (default checkpoint)."""
+"""Every solver task with quality assertions (default checkpoint); tests given `data_root` use held-out data."""
 import numpy as np
 import pytest
 import torch
 
 import dposer
-from dposer import bench, layout, metrics
-from dposer.solver import Cancelled
-from dposer.tasks import COMPLETE, clean, complete, fit, refine, vary
-from conftest import needs_data
-
-pytestmark = needs_data
+from dposer.eval import bench, metrics
+from dposer.spec import layout
+from dposer.core.solver import Cancelled
+from dposer.tasks.pose_tasks import COMPLETE, clean, complete, fit, refine, vary
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +139,7 @@ def test_cosine_lr_decay_settles_the_solver(prior):
     """With the prior switched off, Adam on a noisy quadratic data term (like the solver's noisy regulariser)
     jitters around the optimum at a constant step size; annealed to zero (lr_decay='cosine', the completion
     default) it ends much closer."""
-    from dposer.solver import SolverConfig, solve
+    from dposer.core.solver import SolverConfig, solve
 
     target = torch.linspace(-1, 1, 256)[None].repeat(3, 1)
 
@@ -157,8 +155,8 @@ def test_cosine_lr_decay_settles_the_solver(prior):
 
 def test_denoise_optimizer_steps_towards_the_denoised_estimate(prior):
     """optimizer='denoise' with no data term: x <- x + lr (D(x_t, t) - x) on the free dims, fixed dims exact."""
-    from dposer.sde import alpha_sigma
-    from dposer.solver import SolverConfig, solve
+    from dposer.core.sde import alpha_sigma
+    from dposer.core.solver import SolverConfig, solve
 
     x0 = torch.randn(4, 256, generator=torch.Generator().manual_seed(1))
     free = torch.zeros(256, dtype=torch.bool)
@@ -176,7 +174,7 @@ def test_denoise_optimizer_steps_towards_the_denoised_estimate(prior):
 def test_denoise_optimizer_follows_a_data_term(prior):
     """With a data term the 'denoise' step is gradient descent scaled by the prior term's curvature: it settles
     between the prior and the data, and a stronger data term ends closer to its target."""
-    from dposer.solver import SolverConfig, solve
+    from dposer.core.solver import SolverConfig, solve
 
     target = torch.randn(3, 256, generator=torch.Generator().manual_seed(2))
     cfg = SolverConfig(steps=60, optimizer="denoise", lr=0.02, t_max=0.2, t_min=0.05)
@@ -217,8 +215,8 @@ def test_completion_default_is_the_validated_denoise_solver():
 
 def test_plausibility_batches_noise_levels_and_scores_the_filled_dims(prior):
     """One batched evaluation gives the per-level residuals computed one by one; ``dims`` restricts the average."""
-    from dposer.sde import alpha_sigma
-    from dposer.solver import plausibility
+    from dposer.core.sde import alpha_sigma
+    from dposer.core.solver import plausibility
 
     x = torch.randn(3, 256, generator=torch.Generator().manual_seed(4))
     dims = torch.zeros(256, dtype=torch.bool)

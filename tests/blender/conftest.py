@@ -9,7 +9,7 @@ Without ``bpy`` every test module here skips (``pytest.importorskip`` at the top
 (``.venv``, no bpy) stays green. Nothing here imports bpy at module level.
 
 Backend: the embedded backend (dposer + torch in this process) and a real subprocess backend (``python -m
-dposer.server`` in ``DPOSER_TEST_PYTHON``, default this interpreter). Checkpoint: ``DPOSER_TEST_CHECKPOINT``, else
+dposer.serve`` in ``DPOSER_TEST_PYTHON``, default this interpreter). Checkpoint: ``DPOSER_TEST_CHECKPOINT``, else
 the bundled default when ``backend/dposer/weights/default.safetensors`` exists, else a tiny random-weight prior.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ def checkpoint(tmp_path_factory):
     if (REPO / "backend" / "dposer" / "weights" / "default.safetensors").is_file():
         return ""
     torch = pytest.importorskip("torch")
-    from dposer.model import NetConfig, ScoreNet
-    from dposer.prior import Normalizer, save_prior
+    from dposer.core.model import NetConfig, ScoreNet
+    from dposer.core.prior import Normalizer, save_prior
 
     torch.manual_seed(0)
     net = ScoreNet(NetConfig(body_width=32, hand_width=32, face_width=32, fusion_width=32, time_dim=16))
@@ -146,25 +146,47 @@ def unknown_rig():
     return obj
 
 
-def fake_modal_operator(op_class, **props):
-    """A stand-in for a running instance of ``op_class`` (a _JobOperator) with the given properties: its invoke /
-    modal path can be driven headless, where Blender's window manager has no event loop; reports are recorded."""
+class Event:
+    """A window-manager event as an operator's invoke()/modal() reads it (its type)."""
 
-    class FakeOp:
-        _job = _rid = _timer = _backend = None
-        _cancel_requested = False
+    def __init__(self, type_: str):
+        self.type = type_
 
-        def __init__(self):
-            self.reports = []
 
-        def report(self, kind, message):
-            self.reports.append((set(kind), message))
+def start_modal(op_class, call, **props):
+    """Start a _JobOperator the way its button does and return the running operator instance: its real invoke() on
+    a real instance registers the real timer and modal handler (``_start_modal``). Blender calls execute() for
+    INVOKE_DEFAULT in background mode, so for this one call ``op_class.execute`` hands over to invoke(). (Reports
+    from a modal() called by hand are not printed, nor can they be intercepted: Blender looks report up in RNA.)"""
+    from blender_dposer import operators as ops
 
-    for name in ("invoke", "modal", "_checked_job", "_params", "_job_from_props", "_finish", "_end"):
-        setattr(FakeOp, name, getattr(op_class, name))
-    for name, value in props.items():
-        setattr(FakeOp, name, value)
-    return FakeOp()
+    def execute(self, context):
+        return self.invoke(context, Event("NONE"))
+
+    real = op_class.execute
+    op_class.execute = execute
+    try:
+        assert call(**props) == {"RUNNING_MODAL"}
+    finally:
+        op_class.execute = real
+    op = ops._Running.op
+    assert op is not None and op._timer is not None
+    return op
+
+
+def tick_until_done(op, context, seen=None, ticks=30000):
+    """Send TIMER events to the running operator (timers never fire headless) until it stops passing them
+    through; ``seen`` collects the progress shown after each tick. ``ticks`` bounds a hang (10 minutes)."""
+    import time
+
+    for _ in range(ticks):
+        r = op.modal(context, Event("TIMER"))
+        if seen is not None:
+            seen.append(context.window_manager.dposer_progress)
+        if r != {"PASS_THROUGH"}:
+            return r
+        time.sleep(0.02)
+    raise AssertionError(f"{op.bl_idname} still running after {ticks} timer ticks")
 
 
 def draw_panel(panel_class, context):

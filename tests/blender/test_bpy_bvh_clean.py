@@ -12,6 +12,7 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 from blender_dposer import rig_profile as rp  # noqa: E402
@@ -104,7 +105,7 @@ def _mapped_parent(j: int, bone_map) -> int:
 
 def test_pose_read_through_calibration_matches_the_rig(prefs, bandai):
     """The rig's keyed pose, read through the bone map and calibration into SMPL-X axis-angle and run through FK on
-    the built-in skeleton (dposer.skeleton), points every segment (a mapped joint -> its nearest mapped SMPL-X
+    the built-in skeleton (dposer.core.kinematics), points every segment (a mapped joint -> its nearest mapped SMPL-X
     ancestor) the way the rig's own posed bone heads do.
 
     Formulation: the built-in skeleton has other proportions than the Bandai actor, so positions cannot match; the
@@ -114,7 +115,7 @@ def test_pose_read_through_calibration_matches_the_rig(prefs, bandai):
     neck/collars) is calibrated by a best fit, so its segments differ by the skeletons' proportions: a fixed angle,
     the same on every frame (to 0.05 deg)."""
     import torch
-    from dposer.skeleton import forward_kinematics
+    from dposer.core.kinematics import forward_kinematics
 
     calibrate(bandai)
     rig, det = rp.detect_rig(bandai)
@@ -158,9 +159,10 @@ def test_clean_120_frames(prefs, bandai, monkeypatch):
     writes = []  # one bulk write per F-curve (keyframe_points.foreach_set), no per-frame keyframe_insert
     real_write = kf._write_channel
     monkeypatch.setattr(kf, "_write_channel", lambda fc, f, v: writes.append(fc.data_path) or real_write(fc, f, v))
+    args = jobs.CleanJob(bpy.context, FIRST, LAST, 0.5, "body", "", False, 0).args  # the request, from the scene
     assert bpy.ops.dposer.clean(frame_start=FIRST, frame_end=LAST, strength=0.5, lock_selected=False) == {"FINISHED"}
     assert len(writes) == 20 * 3 and len(set(writes)) == 20  # 20 bones (all but Hips) x 3 Euler channels
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = session.current_backend()
     # one request for the whole clip: the keyed pose, read through the calibration
     assert set(args["clip"]) == {"global_orient", "body_pose"} and len(args["clip"]["body_pose"]) == 120
     assert np.allclose(rm.joints_from_pose_dict(args["clip"])[:, :22], aa_before[:, :22], atol=1e-5)
@@ -197,7 +199,7 @@ def test_clean_120_frames(prefs, bandai, monkeypatch):
 def _body_joints_mm(aa: np.ndarray) -> np.ndarray:
     """(F, 22, 3) body joints (mm) on the built-in skeleton, root orientation zeroed."""
     import torch
-    from dposer.skeleton import forward_kinematics
+    from dposer.core.kinematics import forward_kinematics
 
     aa = aa.copy()
     aa[:, 0] = 0
@@ -226,11 +228,11 @@ def _graph_editor_butterworth(obj, first: int, last: int) -> None:
 
 
 def test_clean_repairs_injected_faults_better_than_butterworth(prefs, bandai):
-    """Faults from dposer.faults (spike, pop, knee/elbow bent backwards; no jitter) keyed into a 60-frame stretch of
+    """Faults from dposer.tasks.faults (spike, pop, knee/elbow bent backwards; no jitter) keyed into a 60-frame stretch of
     the imported take: Clean brings the joints closer to the take than Blender's Butterworth filter on the same
     keys, leaves the unfaulted frames within 1 mm, tags the repaired keys, reports them, and undo restores the
     faulty keys. With no range given, Clean covers the action's frames, not the scene's 1-250."""
-    from dposer import faults
+    from dposer.tasks import faults
 
     calibrate(bandai)
     first, last = 61, 120
@@ -288,5 +290,5 @@ def test_clean_repairs_injected_faults_better_than_butterworth(prefs, bandai):
     # default range: the action's frames (the importer leaves the scene at 1-250)
     start, end = kf.action_frame_range(obj())
     assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) != (start, end)
+    assert jobs.clean_frame_range(bpy.context) == (start, end)  # what the operator cleans when given no range
     assert bpy.ops.dposer.clean(lock_selected=False) == {"FINISHED"}
-    assert len(ops.last_request["args"]["clip"]["body_pose"]) == end - start + 1

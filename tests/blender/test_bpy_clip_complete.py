@@ -11,7 +11,7 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
-from blender_dposer import operators as ops  # noqa: E402
+from blender_dposer import jobs  # noqa: E402
 from blender_dposer import preview  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
@@ -24,7 +24,7 @@ RIGHT_HAND = [rm.JOINT_NAMES[j] for j in range(40, 55)]
 @pytest.fixture(scope="module")
 def take(data_root):
     """(40, 55, 3): the finger take at 30 fps (every 4th frame of the 120 fps capture)."""
-    from dposer.data import load_finger_take
+    from dposer.formats.data import load_finger_take
 
     ps = load_finger_take(data_root)
     return rm.joints_from_pose_dict(ps.subset(np.arange(0, 4 * FRAMES, 4)).to_dict())
@@ -51,8 +51,9 @@ def test_complete_over_a_range_is_one_smooth_motion(keyed, take):
     frames = [float(f) for f in range(1, FRAMES + 1)]
     real = finger_motion([rm.axis_angle_to_quaternion(take[:, j]) for j in range(40, 55)])
     before = kf.snapshot(obj)
+    args = jobs.CompleteJob(bpy.context, "right_hand", 1, FRAMES, 1, 0).args  # what the operator sends
+    assert args["clip"] is True and args["fps"] == 30.0
     assert bpy.ops.dposer.complete(parts="right_hand", frame_start=1, frame_end=FRAMES) == {"FINISHED"}
-    assert ops.last_request["args"]["clip"] is True and ops.last_request["args"]["fps"] == 30.0
     done = finger_motion([keyed_quaternions(obj, b, frames) for b in RIGHT_HAND])
     assert done <= 2 * real, (done, real)  # no trembling: per-frame solving moved them ~10x the real motion
     after = kf.snapshot(obj)

@@ -13,10 +13,11 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import jobs  # noqa: E402
 
-from .conftest import key_pose, keyed_quaternions, unknown_rig  # noqa: E402
+from .conftest import Event, key_pose, keyed_quaternions, start_modal, tick_until_done, unknown_rig  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
-from blender_dposer import preferences as prf  # noqa: E402
+from blender_dposer import session as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 RIGHT_HAND = rm.JOINT_NAMES[40:55]
@@ -26,7 +27,7 @@ N_FRAMES = 3
 @pytest.fixture(scope="module")
 def poses(data_root):
     """(N_FRAMES, 55, 3) whole-body test poses (EgoBody test split), right hand zeroed."""
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     d = load_wholebody_set("test", root=data_root).subset(np.arange(N_FRAMES)).to_dict()
     aa = rm.joints_from_pose_dict(d)
@@ -42,11 +43,10 @@ def posed(bpy_addon, scene, poses):
     return obj
 
 
-def check_completion(obj, before, frames, poses):
-    """The written right-hand keys reproduce the backend's own result for the same request; everything else is
-    untouched."""
-    req = ops.last_request
-    args, backend = req["args"], req["backend"]
+def check_completion(obj, before, frames, poses, args):
+    """The written right-hand keys reproduce the backend's own result for the same request (``args``, the job's
+    request built from the scene before the run); everything else is untouched."""
+    backend = prf.current_backend()
     # the request is the keyed pose (read back from the rig), with the right hand to be filled in
     assert "right_hand" in args["missing"] and args["seed"] == 0
     sent = rm.joints_from_pose_dict(args["pose"])
@@ -76,11 +76,12 @@ def check_completion(obj, before, frames, poses):
 def test_complete_embedded(prefs, posed, poses):
     prefs.backend_mode = "EMBEDDED"
     before = kf.snapshot(posed)
+    args = jobs.CompleteJob(bpy.context, "right_hand", None, None, 1, 0).args
     t = time.monotonic()
     assert bpy.ops.dposer.complete(parts="right_hand") == {"FINISHED"}  # current frame (1)
     print(f"embedded complete, 1 frame: {time.monotonic() - t:.2f} s")
-    assert type(ops.last_request["backend"]).__name__ == "EmbeddedBackend"
-    check_completion(posed, before, [1.0], poses)
+    assert type(prf.current_backend()).__name__ == "EmbeddedBackend"
+    check_completion(posed, before, [1.0], poses, args)
     # the pose shows the completed hand now
     q = np.array(posed.pose.bones["right_index1"].rotation_quaternion)
     assert np.allclose(np.abs(q), np.abs(keyed_quaternions(posed, "right_index1", [1.0])[0]), atol=1e-6)
@@ -89,12 +90,13 @@ def test_complete_embedded(prefs, posed, poses):
 def test_complete_range_subprocess(prefs, posed, poses):
     prefs.backend_mode = "SUBPROCESS"
     before = kf.snapshot(posed)
+    args = jobs.CompleteJob(bpy.context, "right_hand", 1, N_FRAMES, 1, 0).args
     t = time.monotonic()
     assert bpy.ops.dposer.complete(parts="right_hand", frame_start=1, frame_end=N_FRAMES) == {"FINISHED"}
     print(f"subprocess complete, {N_FRAMES} frames (incl. start-up): {time.monotonic() - t:.2f} s")
-    backend = ops.last_request["backend"]
+    backend = prf.current_backend()
     assert type(backend).__name__ == "SubprocessBackend" and backend.alive
-    check_completion(posed, before, [float(f) for f in range(1, N_FRAMES + 1)], poses)
+    check_completion(posed, before, [float(f) for f in range(1, N_FRAMES + 1)], poses, args)
     assert bpy.ops.dposer.test_backend() == {"FINISHED"}
 
 
@@ -110,8 +112,9 @@ def test_complete_euler_bones_and_unkeyed_hand(prefs, bpy_addon, scene, poses):
     obj.pose.bones["right_thumb1"].rotation_mode = "ZXY"
     obj.pose.bones["right_index2"].rotation_mode = "AXIS_ANGLE"
     before = kf.snapshot(obj)
+    args = jobs.CompleteJob(bpy.context, "right_thumb,right_index", None, None, 2, 3).args
     assert bpy.ops.dposer.complete(parts="right_thumb,right_index", seed=3, hypotheses=2) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = prf.current_backend()
     assert args["hypotheses"] == 2 and args["seed"] == 3
     expected = rm.joints_from_pose_dict(backend.call("complete", args, timeout=120))
     ch = kf.Channels(obj)
@@ -194,7 +197,7 @@ def test_backend_killed_mid_operation(prefs, posed):
     assert [tuple(pb.rotation_quaternion) for pb in posed.pose.bones] == pose_before
     # the next run starts a fresh backend
     assert bpy.ops.dposer.complete(parts="right_hand") == {"FINISHED"}
-    assert ops.last_request["backend"] is not backend
+    assert prf.current_backend() is not backend
 
 
 def test_unknown_rig(prefs, bpy_addon, scene):
@@ -233,63 +236,26 @@ def test_shutdown_on_unregister(prefs, bpy_addon):
         assert addon_utils.enable("blender_dposer", default_set=True) is not None
 
 
-class _FakeModalOp:
-    """Stands in for the operator instance so the real invoke()/modal() code runs headless (Blender calls
-    execute() for INVOKE_DEFAULT in background mode and timers never fire, blender.md 6.3)."""
-
-    def __init__(self, **props):
-        self.parts, self.hypotheses, self.seed = props.get("parts", "right_hand"), 1, 0
-        self.preview = False
-        self.frame_start = self.frame_end = 0
-        self._set = set()
-        self.properties = type("P", (), {"is_property_set": lambda _s, name: name in self._set})()
-        self._job = self._rid = self._timer = self._backend = None
-        self._cancel_requested = False
-        self.reports = []
-
-    def report(self, kind, message):
-        self.reports.append((set(kind), message))
-
-
-for _name in ("invoke", "modal", "_checked_job", "_params", "_job_from_props", "_finish", "_end"):
-    setattr(_FakeModalOp, _name, getattr(ops.DPOSER_OT_complete, _name))
-
-
-class _Event:
-    def __init__(self, type_):
-        self.type = type_
-
-
-def test_modal_invoke_finish_and_escape(prefs, posed, poses, monkeypatch):
+def test_modal_invoke_finish_and_escape(prefs, posed, poses):
+    """The button's path on the real operator (real timer and modal handler; timer ticks and Esc sent by hand):
+    Esc cancels with nothing written; a run shows progress and writes execute()'s keys."""
     prefs.backend_mode = "EMBEDDED"
-    # a real event timer; the modal handler needs a real operator instance, so the test drives modal() itself
-    monkeypatch.setattr(ops, "_start_modal", lambda context, op: setattr(
-        op, "_timer", context.window_manager.event_timer_add(0.05, window=context.window)))
     ctx = bpy.context
     before = kf.snapshot(posed)
-    # Esc right after invoke: cancelled, nothing written, progress cleared
-    op = _FakeModalOp()
-    assert op.invoke(ctx, _Event("NONE")) == {"RUNNING_MODAL"}
+    props = {"parts": "right_hand", "hypotheses": 1, "seed": 0, "preview": False}
+    # Esc right after invoke: cancelled, nothing written, progress cleared, the timer removed
+    op = start_modal(ops.DPOSER_OT_complete, bpy.ops.dposer.complete, **props)
     assert ctx.window_manager.dposer_progress == 0.0
-    assert op.modal(ctx, _Event("ESC")) == {"CANCELLED"}
-    assert ({"WARNING"}, "DPoser: cancelled, nothing was changed") in op.reports
-    assert ctx.window_manager.dposer_progress == -1.0 and ops._Running.op is None
+    assert op.modal(ctx, Event("ESC")) == {"CANCELLED"}
+    assert ctx.window_manager.dposer_progress == -1.0 and ops._Running.op is None and op._timer is None
     after = kf.snapshot(posed)
     assert set(after) == set(before) and all(np.array_equal(after[k], v) for k, v in before.items())
     # a full run through timer ticks: progress, then the same keys as execute()
-    op = _FakeModalOp()
-    assert op.invoke(ctx, _Event("NONE")) == {"RUNNING_MODAL"}
-    assert op.modal(ctx, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # the artist keeps working
-    deadline = time.monotonic() + 120
+    op = start_modal(ops.DPOSER_OT_complete, bpy.ops.dposer.complete, **props)
+    assert op.modal(ctx, Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # the artist keeps working
     seen = []
-    while True:
-        assert time.monotonic() < deadline
-        r = op.modal(ctx, _Event("TIMER"))
-        seen.append(ctx.window_manager.dposer_progress)
-        if r != {"PASS_THROUGH"}:
-            break
-        time.sleep(0.02)
-    assert r == {"FINISHED"}, op.reports
+    r = tick_until_done(op, ctx, seen)
+    assert r == {"FINISHED"}
     assert any(0.0 < p <= 1.0 for p in seen) and ctx.window_manager.dposer_progress == -1.0
-    assert type(ops.last_request["backend"]).__name__ == "EmbeddedBackend"
-    check_completion(posed, before, [1.0], poses)  # the backend's own answer, observed bones untouched
+    assert type(op._backend).__name__ == "EmbeddedBackend"
+    check_completion(posed, before, [1.0], poses, op._job.args)  # the backend's own answer, observed bones untouched

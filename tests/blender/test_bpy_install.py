@@ -174,7 +174,8 @@ print("REPORTED:", op.reports[-1][1])
 print(f"TIMING cancelled reinstall {time.monotonic() - t0:.1f} s")
 assert sorted(os.listdir(user)) == ["install_backend.log", "pytorch-cp311"], os.listdir(user)
 
-# 7. still working: the subprocess backend again, then the embedded one (default paths, no preferences set)
+# 7. after the cancelled reinstall both backends work: the subprocess backend again, then the embedded one
+# (default paths, no preferences set)
 assert bpy.ops.dposer.test_backend() == {"FINISHED"}
 p.backend_mode = "EMBEDDED"
 t0 = time.monotonic()
@@ -223,7 +224,7 @@ def test_existing_python_setting(prefs, tmp_path, monkeypatch):
     wrong setting; the hint after a missing torch points at that Python, not at Install Backend."""
     import bpy
 
-    from blender_dposer import preferences as prf
+    from blender_dposer import session as prf
 
     monkeypatch.setenv("HOME", str(tmp_path))
     venv = tmp_path / "my venv"

@@ -12,7 +12,7 @@ import pytest
 bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/setup_blender_venvs.sh)")
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
-from blender_dposer import preferences as prf  # noqa: E402
+from blender_dposer import session as prf  # noqa: E402
 
 from .conftest import assert_scene_unchanged, key_pose, scene_snapshot, unknown_rig  # noqa: E402
 

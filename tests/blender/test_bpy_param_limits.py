@@ -1,5 +1,6 @@
-"""Out-of-range operator values from scripts are refused with a report and the scene unchanged, not clamped
-(issue 15, item 5); the panel and the operators take defaults and ranges from one declaration (params.py)."""
+"""Out-of-range operator values from scripts are refused with a report and the scene unchanged, not clamped;
+the ends of each range are accepted and take effect; the panel and the operators take defaults and ranges from one
+declaration (params.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,7 @@ pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch 
 from blender_dposer import keyframes as kf  # noqa: E402
 from blender_dposer import params as P  # noqa: E402
 
-from .conftest import key_pose  # noqa: E402
+from .conftest import key_pose, keyed_quaternions  # noqa: E402
 
 
 @pytest.fixture
@@ -46,9 +47,34 @@ def test_out_of_range_is_refused_and_scene_unchanged(posed, op, kwargs, message)
     assert set(after) == set(before) and all(np.array_equal(after[k], v) for k, v in before.items())
 
 
-def test_in_range_values_still_run(posed):
-    assert bpy.ops.dposer.clean(strength=1.0, frame_start=1, frame_end=3) == {"FINISHED"}
+def test_range_ends_are_accepted_and_take_effect(bpy_addon, scene, prefs):
+    """Clean at strength 1 repairs a spike; Variations at strength 0 copy the pose."""
+    from blender_dposer import rig_math as rm
+
+    assert bpy.ops.dposer.add_armature() == {"FINISHED"}
+    obj = bpy.context.active_object
+    t = np.linspace(0, 1, 32)[:, None, None]
+    truth = 0.2 * np.sin(2 * np.pi * t + np.random.default_rng(3).uniform(0, 6, (1, 55, 3)))
+    spiked = truth.copy()
+    knee = rm.JOINT_INDEX["left_knee"]
+    spiked[10, knee, 0] += 0.6  # frame 11
+    key_pose(obj, spiked)
+    frames = list(range(1, 33))
+
+    def angle(a, b):  # radians between the keyed quaternions and axis-angle poses
+        q = np.stack([rm.axis_angle_to_quaternion(x) for x in b])
+        return 2 * np.arccos(np.clip(np.abs((a * q).sum(-1)), 0, 1))
+
+    assert bpy.ops.dposer.clean(strength=1.0, frame_start=1, frame_end=32) == {"FINISHED"}
+    err = angle(keyed_quaternions(obj, "left_knee", frames), truth[:, knee])
+    assert err[10] < np.radians(1) and err.max() < np.radians(1), err  # 34 degrees off before
+    scene.frame_set(5)
+    objects = set(bpy.data.objects.keys())
     assert bpy.ops.dposer.vary(count=1, strength=0.0) == {"FINISHED"}
+    (made,) = set(bpy.data.objects.keys()) - objects
+    for j in ("left_knee", "spine2", "right_wrist", "jaw"):
+        a, b = keyed_quaternions(bpy.data.objects[made], j, [5]), keyed_quaternions(obj, j, [5])
+        assert np.abs(np.abs((a * b).sum(-1)) - 1).max() < 1e-6, j
 
 
 def test_panel_and_operators_share_defaults_and_ranges(bpy_addon):

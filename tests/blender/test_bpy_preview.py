@@ -10,7 +10,7 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
-from blender_dposer import operators as ops  # noqa: E402
+from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import preview  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
@@ -22,7 +22,7 @@ RIGHT_HAND = range(40, 55)
 
 @pytest.fixture(scope="module")
 def poses(data_root):
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     aa = rm.joints_from_pose_dict(load_wholebody_set("test", root=data_root).subset(np.arange(2)).to_dict())
     aa[:, 40:55] = 0.0
@@ -68,9 +68,10 @@ def hypotheses(result, frames):
 def test_preview_cycle_cancel_accept(posed):
     obj = posed
     before = scene_snapshot()
+    args = jobs.CompleteJob(bpy.context, "right_hand", 1, 2, K, 0, with_preview=True).args  # from the scene
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=K, preview=True, frame_start=1,
                                    frame_end=2) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = session.current_backend()
     frames = [1.0, 2.0]
     render = bpy.context.scene.render
     assert args["clip"] is True and args["fps"] == render.fps / render.fps_base  # a range is completed as one motion
@@ -127,15 +128,16 @@ def test_preview_on_unkeyed_rig_and_direct_paths(prefs, bpy_addon, scene, poses)
     assert len(bpy.data.actions) == 0
     assert_scene_unchanged(before)
     # preview with one hypothesis, or hypotheses without preview: written at once, no preview state
+    args = jobs.CompleteJob(bpy.context, "right_hand", None, None, 1, 0, with_preview=True).args
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=1, preview=True) == {"FINISHED"}
     assert not preview.has_preview(obj)
-    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("complete", ops.last_request["args"]))
+    expected = rm.joints_from_pose_dict(session.current_backend().call("complete", args))
     assert hand_error(obj, [1.0], expected) < 1e-5
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=2) == {"FINISHED"}
     assert not preview.has_preview(obj)
 
 
-def test_panel_shows_rig_state_and_new_operators(posed):
+def test_panel_shows_rig_state_clean_variations_and_preview_controls(posed):
     """The DPoser panel draws the rig's preset and calibration state, Calibrate/Show Zero Pose, Clean, Variations,
     and the preview controls while a preview is pending (a recording stand-in for the UI layout)."""
     from blender_dposer import panel
@@ -146,15 +148,15 @@ def test_panel_shows_rig_state_and_new_operators(posed):
                 [kw.get("text") for name, _, kw in calls if name == "label"])
 
     ops_drawn, labels = draw()
-    assert {"dposer.calibrate_rest", "dposer.show_zero_pose", "dposer.complete", "dposer.clean",
-            "dposer.vary"} <= set(ops_drawn)
+    assert {"dposer.calibrate_rest", "dposer.show_zero_pose", "dposer.take_to_smplx", "dposer.complete",
+            "dposer.clean", "dposer.vary"} <= set(ops_drawn)
     assert "dposer.preview_accept" not in ops_drawn
     assert "Rig: SMPL-X (official add-on) (detected, 55 bones)" in labels
     assert "Not calibrated: rest pose used as zero pose" in labels
     assert bpy.ops.dposer.complete(parts="right_hand", hypotheses=2, preview=True) == {"FINISHED"}
     ops_drawn, labels = draw()
     assert {"dposer.preview_next", "dposer.preview_previous", "dposer.preview_accept",
-            "dposer.preview_cancel"} <= set(ops_drawn)
+            "dposer.preview_cancel", "screen.animation_play"} <= set(ops_drawn)
     assert "Best estimate: mean of 2 hypotheses" in labels
     assert bpy.ops.dposer.preview_cancel() == {"FINISHED"}
 

@@ -10,10 +10,11 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import jobs  # noqa: E402
 
-from .conftest import draw_panel, fake_modal_operator, key_pose, keyed_quaternions  # noqa: E402
+from .conftest import draw_panel, key_pose, keyed_quaternions, start_modal, tick_until_done  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
-from blender_dposer import preferences as prf  # noqa: E402
+from blender_dposer import session as prf  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
 N_FRAMES = 2
@@ -65,8 +66,9 @@ def test_refine_current_frame(prefs, posed):
     prefs.backend_mode = "EMBEDDED"
     poses = synthetic_poses()
     before = kf.snapshot(posed)
+    args = jobs.RefineJob(bpy.context, 0.5, None, None, 4).args  # the request, from the scene before the run
     assert bpy.ops.dposer.refine(strength=0.5, seed=4) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = prf.current_backend()
     assert type(backend).__name__ == "EmbeddedBackend"
     assert args["strength"] == pytest.approx(0.5) and args["seed"] == 4 and args["lock"] == []
     sent = rm.joints_from_pose_dict(args["pose"])
@@ -87,8 +89,9 @@ def test_refine_current_frame(prefs, posed):
 def test_refine_range_same_seed_same_keys(prefs, posed):
     prefs.backend_mode = "EMBEDDED"
     before = kf.snapshot(posed)
+    args = jobs.RefineJob(bpy.context, 0.3, 1, N_FRAMES, 0).args
     assert bpy.ops.dposer.refine(frame_start=1, frame_end=N_FRAMES) == {"FINISHED"}  # defaults: 0.3, seed 0
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = prf.current_backend()
     assert args["strength"] == pytest.approx(0.3) and args["seed"] == 0
     assert rm.joints_from_pose_dict(args["pose"]).shape[0] == N_FRAMES
     expected = rm.joints_from_pose_dict(backend.call("refine", args, timeout=120))
@@ -142,8 +145,9 @@ def test_random_pose_seeded(prefs, posed):
     poses = synthetic_poses()
     bpy.context.scene.frame_set(2)
     before = kf.snapshot(posed)
+    args = jobs.RandomPoseJob(bpy.context, 5).args
     assert bpy.ops.dposer.random_pose(seed=5) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = prf.current_backend()
     assert args == {"n": 1, "seed": 5}
     expected = rm.joints_from_pose_dict(backend.call("sample", {"n": 1, "seed": 5}, timeout=120))
     check_written(posed, before, expected, [2.0])
@@ -158,30 +162,22 @@ def test_random_pose_seeded(prefs, posed):
     assert np.minimum(np.abs(first - second).max(-1), np.abs(first + second).max(-1)).max() > 1e-3
 
 
-def test_random_pose_modal(prefs, posed, monkeypatch):
-    """invoke()/modal() of the shared job operator drive random_pose too (timer ticks run by hand)."""
-    import time
-
+def test_random_pose_modal(prefs, posed):
+    """The button's path: invoke() on the real operator registers the timer and modal handler; timer ticks (run
+    by hand) finish it with the keys execute() writes; the timer is removed."""
     prefs.backend_mode = "EMBEDDED"
-    monkeypatch.setattr(ops, "_start_modal", lambda context, op: None)
-
-    op = fake_modal_operator(ops.DPOSER_OT_random_pose, seed=9)
-    tick = type("E", (), {})()
-    tick.type = "TIMER"
     before = kf.snapshot(posed)
-    assert op.invoke(bpy.context, tick) == {"RUNNING_MODAL"}
-    deadline = time.monotonic() + 120
-    while (r := op.modal(bpy.context, tick)) == {"PASS_THROUGH"}:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert r == {"FINISHED"}, op.reports
+    op = start_modal(ops.DPOSER_OT_random_pose, bpy.ops.dposer.random_pose, seed=9)
+    assert tick_until_done(op, bpy.context) == {"FINISHED"}
+    assert op._timer is None and ops._Running.op is None
     backend = prf.get_backend(bpy.context)
     expected = rm.joints_from_pose_dict(backend.call("sample", {"n": 1, "seed": 9}, timeout=120))
     check_written(posed, before, expected, [1.0])
 
 
 def test_panel_has_refine_and_random(bpy_addon, scene):
-    """The DPoser panel draws the new buttons (a recording stand-in for the UI layout; no UI headless)."""
+    """The DPoser panel draws the Refine and Random Pose buttons (a recording stand-in for the UI layout; no UI
+    headless)."""
     from blender_dposer import panel
 
     scene.dposer_settings.use_range = True

@@ -1,4 +1,4 @@
-"""Rig detection on real imported BVH armatures (issue 15, item 6): a CMU take with ASF-style names (LeftCollar /
+"""Rig detection on real imported BVH armatures: a CMU take with ASF-style names (LeftCollar /
 LeftShoulder = upper arm / LeftElbow) maps the arms and legs correctly; a partial map and an uncalibrated rig that
 needs calibration are reported with the job's result."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Undo of the new data-changing operators in real bpy: Calibrate Rest, Clean and a preview step each come back out
+"""Undo of the data-changing operators in real bpy: Calibrate Rest, Clean and a preview step each come back out
 exactly with one undo.
 
 What is verified, precisely: every one of these operators declares bl_options {'REGISTER', 'UNDO'} (Blender pushes

@@ -10,11 +10,12 @@ bpy = pytest.importorskip("bpy", reason="needs Blender's bpy module (scripts/set
 pytest.importorskip("dposer", reason="the embedded backend needs dposer + torch in this Python")
 
 from blender_dposer import keyframes as kf  # noqa: E402
+from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 
-from .conftest import (assert_scene_unchanged, fake_modal_operator, key_pose, keyed_quaternions,  # noqa: E402
-                       scene_snapshot)
+from .conftest import (assert_scene_unchanged, key_pose, keyed_quaternions, scene_snapshot,  # noqa: E402
+                       start_modal, tick_until_done)
 
 N = 4
 WRITTEN = [j for j in range(1, 55) if j not in (23, 24)]  # body, jaw, hands
@@ -23,7 +24,7 @@ WRITTEN = [j for j in range(1, 55) if j not in (23, 24)]  # body, jaw, hands
 @pytest.fixture(scope="module")
 def real_poses(data_root):
     """(32, 55, 3) whole-body test poses (EgoBody test split)."""
-    from dposer.data import load_wholebody_set
+    from dposer.formats.data import load_wholebody_set
 
     return rm.joints_from_pose_dict(load_wholebody_set("test", root=data_root).subset(np.arange(32)).to_dict())
 
@@ -38,11 +39,11 @@ def posed(prefs, bpy_addon, scene, real_poses):
 
 
 def plausibility(checkpoint, aa):
-    """The prior's own plausibility residual (dposer.solver.plausibility, lower = more plausible) per pose."""
+    """The prior's own plausibility residual (dposer.core.solver.plausibility, lower = more plausible) per pose."""
     import torch
-    from dposer.data import from_smplx_dict
-    from dposer.prior import load_prior
-    from dposer.solver import plausibility as residual
+    from dposer.formats.data import from_smplx_dict
+    from dposer.core.prior import load_prior
+    from dposer.core.solver import plausibility as residual
 
     prior = load_prior(checkpoint or None)
     x = prior.normalize(torch.from_numpy(from_smplx_dict(rm.pose_dict_from_joints(aa)).vectors))
@@ -64,14 +65,18 @@ def angle(a, b):
 
 
 def test_vary_rigs(posed, real_poses, checkpoint):
-    """A crowd: N copies in a grid, each keyed on the current frame with the backend's variation of that frame's
-    pose; pairwise different, each as plausible as real poses (the prior's own residual, bounded by 1.5 x the worst
+    """A crowd: N copies in a grid, each keyed on one frame (asked for by frame_start = frame_end; an animated rig is
+    otherwise varied over its whole range, tests/blender/test_bpy_vary_motion.py) with the backend's variation of
+    that frame's pose; pairwise different, each as plausible as real poses (the prior's own residual, bounded by 1.5 x the worst
     of 32 real test poses, a bound noisy poses do not meet); the original and frame 1 untouched."""
     scene = bpy.context.scene
     scene.frame_set(2)
     before = scene_snapshot()
-    assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False) == {"FINISHED"}
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    args = jobs.VaryJob(bpy.context, N, 0.3, "", False, 1, frame_start=2, frame_end=2).args  # before the run
+    assert "clip" not in args and len(args["pose"]["body_pose"]) == 1
+    assert bpy.ops.dposer.vary(count=N, strength=0.3, seed=1, lock_selected=False, frame_start=2,
+                               frame_end=2) == {"FINISHED"}
+    backend = session.current_backend()
     assert args["n"] == N and args["strength"] == pytest.approx(0.3) and args["seed"] == 1
     assert args["lock"] == []  # nothing locked; the DPoser armature drives every modelled joint
     expected = rm.joints_from_pose_dict(backend.call("vary", args, timeout=300))
@@ -133,10 +138,13 @@ def test_vary_actions_and_locks(posed, real_poses):
             pb.bone.select = sel
     try:
         before = scene_snapshot()
-        assert bpy.ops.dposer.vary(count=3, mode="ACTIONS", seed=2, lock="left_elbow, right_hand") == {"FINISHED"}
+        args = jobs.VaryJob(bpy.context, 3, 0.3, "left_elbow, right_hand", True, 2, "ACTIONS", frame_start=1,
+                            frame_end=1).args
+        assert bpy.ops.dposer.vary(count=3, mode="ACTIONS", seed=2, lock="left_elbow, right_hand", frame_start=1,
+                                   frame_end=1) == {"FINISHED"}
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")
-    args, backend = ops.last_request["args"], ops.last_request["backend"]
+    backend = session.current_backend()
     locked = set(rm.JOINT_NAMES[40:55]) | {"left_elbow", "right_knee"}
     assert locked <= set(args["lock"])
     expected = rm.joints_from_pose_dict(backend.call("vary", args, timeout=300))
@@ -181,28 +189,18 @@ def test_vary_failure_while_creating_leaves_nothing(posed, monkeypatch):
 
 
 def test_vary_modal(posed):
-    """invoke()/modal() of the shared job operator drive Variations too (timer ticks run by hand, as in
-    test_random_pose_modal): the same armatures as execute()."""
-    import time
-
-    tick = type("E", (), {"type": "TIMER"})()
-    real_start = ops._start_modal
-    ops._start_modal = lambda context, op: None
-    try:
-        op = fake_modal_operator(ops.DPOSER_OT_vary, count=2, strength=0.3, seed=4, mode="RIGS", spacing=0.0,
-                                lock="", lock_selected=False)
-        assert op.invoke(bpy.context, tick) == {"RUNNING_MODAL"}
-        deadline = time.monotonic() + 120
-        while (r := op.modal(bpy.context, tick)) == {"PASS_THROUGH"}:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        ops._start_modal = real_start
-    assert r == {"FINISHED"}, op.reports
-    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("vary", ops.last_request["args"]))
+    """The button's path (real operator, timer and modal handler; timer ticks run by hand, as in
+    test_random_pose_modal): the same armatures as execute(); the keyed rig (frames 1-2) is varied as a motion."""
+    op = start_modal(ops.DPOSER_OT_vary, bpy.ops.dposer.vary, count=2, strength=0.3, seed=4, mode="RIGS",
+                     spacing=0.0, lock="", lock_selected=False)
+    assert tick_until_done(op, bpy.context) == {"FINISHED"}
+    assert op._job.args["clip"] is True
+    result = op._backend.call("vary", op._job.args)
     for i in range(2):
-        pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], 1.0)
-        assert angle(pose[WRITTEN], expected[i, WRITTEN]).max() < 1e-5
+        expected = rm.joints_from_pose_dict({k: v[i] for k, v in result.items() if k in rm.KEY_JOINTS})
+        for f in (1, 2):
+            pose = keyed_pose(bpy.data.objects[f"DPoser.var{i + 1:03d}"], float(f))
+            assert angle(pose[WRITTEN], expected[f - 1, WRITTEN]).max() < 1e-5
 
 
 def test_vary_unkeyed_rig(prefs, bpy_addon, scene, real_poses):
@@ -217,8 +215,9 @@ def test_vary_unkeyed_rig(prefs, bpy_addon, scene, real_poses):
     assert obj.animation_data is None
     assert sorted(a.name for a in bpy.data.actions) == ["DPoserAction.var001", "DPoserAction.var002"]
     assert all(a.use_fake_user for a in bpy.data.actions)
+    args = jobs.VaryJob(bpy.context, 2, 0.3, "", False, 0, "RIGS").args
     assert bpy.ops.dposer.vary(count=2, mode="RIGS", lock_selected=False) == {"FINISHED"}
-    expected = rm.joints_from_pose_dict(ops.last_request["backend"].call("vary", ops.last_request["args"]))
+    expected = rm.joints_from_pose_dict(session.current_backend().call("vary", args))
     actions = set()
     for i in range(2):
         rig = bpy.data.objects[f"DPoser.var{i + 1:03d}"]

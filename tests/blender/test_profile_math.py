@@ -14,7 +14,7 @@ if str(REPO) not in sys.path:
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
-from blender_dposer import bone_maps as bm  # noqa: E402
+from dposer.spec import bone_maps as bm  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 from rig_helpers import apose_rig  # noqa: E402
 

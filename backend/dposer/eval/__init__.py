@@ -1,1 +1,1 @@
-"""Benchmark sections split out of :mod:`dposer.bench` by concern (run through ``dposer bench NAME``)."""
+"""Benchmark sections split out of :mod:`dposer.eval.bench` by concern (run through ``dposer bench NAME``)."""

@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import batch, corpus
+from ..serve import batch
+from ..train import corpus
 
 TAKES = 100  # takes by default; `dposer bench batch --n N` runs N (quick: 2)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, layout, metrics
-from ..prior import Prior
-from ..rotations import geodesic_degrees
-from ..solver import SolverConfig
-from ..tasks import COMPLETE, complete
+from ..formats import data
+from ..spec import layout
+from . import metrics
+from ..core.prior import Prior
+from ..core.torch_rotations import geodesic_degrees
+from ..core.solver import SolverConfig
+from ..tasks.pose_tasks import COMPLETE, complete
 from dataclasses import dataclass
 
 
@@ -217,7 +219,7 @@ class Context:
     @property
     def rows(self):
         if self._rows is None:
-            from .. import baselines
+            from . import baselines
 
             self._rows = baselines.training_rows(self.prior.normalizer, root=self.root)
         return self._rows
@@ -225,7 +227,8 @@ class Context:
     @property
     def priors(self) -> dict:
         if self._priors is None:
-            from .. import baselines as B
+            from . import baselines as B
+            from .vae_prior import vae_prior
 
             sz = self.sizes
             norm = self.prior.normalizer
@@ -239,7 +242,7 @@ class Context:
             self.fit_log["gmm_parts"] = (f"K per part chosen on val from {list(sz.gmm_ks)}: " + ", ".join(
                 f"{p} {c['k']}" for p, c in gmm.info["chosen"].items()) + f" ({time.time() - t0:.0f} s or cached)")
             t0 = time.time()
-            vae = B.vae_prior(norm, root=self.root, steps=sz.vae_steps, rows=self.rows, use_cache=cache)
+            vae = vae_prior(norm, root=self.root, steps=sz.vae_steps, rows=self.rows, use_cache=cache)
             rec = _vae_recon_mm(vae, norm, self.root)
             self.fit_log["vae"] = (f"{sz.vae_steps} Adam steps per part, batch 256, latent 32, KL weight annealed 0 -> 0.05; "
                                    f"final recon (sum of squares, normalised) / KL body {vae.info['body']['recon']:.1f} / "
@@ -336,7 +339,7 @@ def _savefig(fig, ctx: Context, name: str) -> str:
         plt.close(fig)
         return ""
     ctx.images.mkdir(parents=True, exist_ok=True)
-    from ..io import atomic_write
+    from ..formats.npz import atomic_write
 
     with atomic_write(ctx.images / name) as f:
         fig.savefig(f, format="png", dpi=90, bbox_inches="tight")

@@ -1,4 +1,4 @@
-"""``dposer bench clean``: mocap cleaning under the fault model (:mod:`dposer.faults`) on held-out Bandai dataset-1
+"""``dposer bench clean``: mocap cleaning under the fault model (:mod:`dposer.tasks.faults`) on held-out Bandai dataset-1
 takes and the tuning takes, against a median + Gaussian filter and a zero-phase Butterworth low-pass."""
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, layout, metrics, skeleton
-from ..prior import Prior
-from ..rotations import geodesic_degrees
-from ..tasks import clean
+from ..formats import data
+from ..spec import layout
+from . import metrics
+from ..core import kinematics as skeleton
+from ..core.prior import Prior
+from ..core.torch_rotations import geodesic_degrees
+from ..tasks.pose_tasks import clean
 from dataclasses import dataclass
 
-from .cases import (Context)
+from .cases import Context
 
 _BODY = layout.PART_SLICES["body"]
 
 
-# Cleaning: the fault model (dposer.faults) on real takes; ours against per-channel filters
+# Cleaning: the fault model (dposer.tasks.faults) on real takes; ours against per-channel filters
 
 @dataclass
 class Take:
@@ -51,14 +54,14 @@ def tuning_takes(root=None) -> list[Take]:
 
 def bandai_takes(root=None, limit: int | None = None, every: int = 1, dataset: int = 1) -> list[Take]:
     """Bandai Namco dataset-1 clips (held out: never used to train or tune; ``dataset=2``: the training set's clips,
-    for tuning) as SMPL-X body poses on the built-in skeleton, converted by :func:`dposer.convert.convert_bvh` (the
+    for tuning) as SMPL-X body poses on the built-in skeleton, converted by :func:`dposer.formats.convert.convert_bvh` (the
     one BVH path; ``dposer corpus`` caches the same conversion but without the root translation that foot skating
     needs). Clips in sorted name order, every ``every``-th of them, at most ``limit``; the archive is read in one
     pass (nothing is extracted)."""
     import tarfile
 
-    from ..convert import convert_bvh
-    from ..corpus import archive
+    from ..formats.convert import convert_bvh
+    from ..train.corpus import archive
 
     texts = {}
     with tarfile.open(archive(dataset, root), "r|xz") as tar:  # one pass (seeking back in an .xz re-decompresses)
@@ -135,7 +138,7 @@ def _rot_deg(v: np.ndarray, truth: np.ndarray) -> float:
 
 def clean_methods(prior: Prior, sigma: float, cutoff: float, steps: int | None = None) -> dict:
     """name -> fn(vectors (F, 256), take) -> cleaned vectors."""
-    from ..tasks import CLEAN
+    from ..tasks.pose_tasks import CLEAN
 
     cfg = CLEAN.with_(steps=steps) if steps else CLEAN
 
@@ -159,7 +162,7 @@ def clean_methods(prior: Prior, sigma: float, cutoff: float, steps: int | None =
 
 
 def _smooth_only(v: np.ndarray) -> np.ndarray:
-    from .. import cleaning
+    from ..tasks import cleaning
 
     aa = v[:, _BODY].reshape(len(v), 21, 3).astype(np.float64)
     det = cleaning.Detection([], np.zeros(aa.shape[:2], bool))
@@ -170,7 +173,7 @@ def _smooth_only(v: np.ndarray) -> np.ndarray:
 
 def _tune_filters(takes: list[Take], model) -> tuple[float, float, str]:
     """The filters' one knob each, chosen on the tuning takes (mean joint error over the faulty takes)."""
-    from .. import faults
+    from ..tasks import faults
 
     cases = []
     for i, t in enumerate(takes):
@@ -196,7 +199,7 @@ def _tune_filters(takes: list[Take], model) -> tuple[float, float, str]:
 
 def run_clean_bench(prior: Prior, takes: list[Take], methods: dict, model=None, seed0: int = 0) -> dict:
     """Per method: list of per-take metric dicts (faulty input) plus 'clean_mean'/'clean_max' (unfaulted input)."""
-    from .. import faults
+    from ..tasks import faults
 
     rows = {"input (faulty)": []}
     for i, t in enumerate(takes):
@@ -229,7 +232,7 @@ def _table(rows: dict, ref: dict | None = None) -> list[str]:
 
 
 def bench_clean(ctx: Context, strength: float = 0.5) -> str:
-    from .. import faults
+    from ..tasks import faults
 
     sz = ctx.sizes
     model = faults.FaultModel() if not ctx.quick else faults.FaultModel(gap_frames=(8, 10))
@@ -239,7 +242,7 @@ def bench_clean(ctx: Context, strength: float = 0.5) -> str:
                 for t in tune]
     sigma, cutoff, note = _tune_filters(tune, model)
     methods = clean_methods(ctx.prior, sigma, cutoff, sz.steps)
-    out = [f"Fault model (`dposer.faults`, defaults): {model.jitter_deg:g} deg jitter per axis on every joint, and "
+    out = [f"Fault model (`dposer.tasks.faults`, defaults): {model.jitter_deg:g} deg jitter per axis on every joint, and "
            f"per 100 frames {model.spikes_per_100:g} one-frame spikes ({model.spike_deg[0]:g}-{model.spike_deg[1]:g} "
            f"deg), {model.pops_per_100:g} pops ({model.pop_frames[0]}-{model.pop_frames[1]} frames, "
            f"{model.pop_deg[0]:g}-{model.pop_deg[1]:g} deg), {model.gaps_per_100:g} held-limb gaps "
@@ -272,4 +275,11 @@ def bench_clean(ctx: Context, strength: float = 0.5) -> str:
             sk = np.nanmean([m["skate"] for m in ours]) / np.nanmean([m["skate"] for m in rows["input (faulty)"]])
             out += [f"Ours / the better filter ({best.split(' (')[0]}): {r_all:.2f} over all frames, {r_ff:.2f} on "
                     f"fault frames; foot skating ours / input {sk:.2f}.", ""]
+    from . import channel_bench
+
+    per, secs = (1, 8.0) if ctx.quick else (4, 20.0)
+    for kind in ("heldout", "tuning"):
+        out += [f"**BVH takes in their own channels ({kind})**: `dposer batch clean` on BVH input", "",
+                channel_bench.bench(ctx.root, kind, per, secs), ""]
+    out += [channel_bench.speed_line(ctx.root), ""]
     return "\n".join(out).rstrip()

@@ -1,7 +1,7 @@
 """``dposer bench clip``: hand completion over a take, against the answers a user has without us.
 
 Takes: the AMASS finger take (601 frames at 120 fps, real finger motion; measured here, never fitted or tuned on,
-except the one coherence knob documented in :mod:`dposer.temporal`) solved as a clip, and the EgoBody test split
+except the one coherence knob documented in :mod:`dposer.tasks.temporal`) solved as a clip, and the EgoBody test split
 (per frame). Tasks: both hands given the body; each hand given the body and the other hand.
 Trivial answers: the constant mean hand of the hand training set, the mirrored other hand (where it is observed),
 nearest neighbour and a ridge-regularised Gaussian conditional, both fitted on the EgoBody training split with its
@@ -16,10 +16,11 @@ import time
 import numpy as np
 import torch
 
-from .. import data, layout
-from ..rotations import geodesic_degrees
-from ..solver import SolverConfig
-from ..tasks import COMPLETE, complete
+from ..formats import data
+from ..spec import layout
+from ..core.torch_rotations import geodesic_degrees
+from ..core.solver import SolverConfig
+from ..tasks.pose_tasks import COMPLETE, complete
 
 TASKS = (("both hands | body", "left_hand,right_hand", ()),
          ("right hand | body + left hand", "right_hand", ("left_hand",)),

@@ -6,8 +6,10 @@ import time
 import numpy as np
 import torch
 
-from .. import data, layout, metrics
-from .cases import (Context, GEN_LABELS, HAND_PRIOR, _plt, _savefig)
+from ..formats import data
+from ..spec import layout
+from . import metrics
+from .cases import Context, GEN_LABELS, HAND_PRIOR, _plt, _savefig
 
 
 def _joint_angles(rows: np.ndarray) -> np.ndarray:
@@ -38,7 +40,7 @@ def _min_pair_distance(joints: torch.Tensor, part: str) -> torch.Tensor:
 
 def generation_rows(vectors: dict[str, np.ndarray], ctx: Context) -> dict[str, list[dict]]:
     """Per part: generation metrics of each prior's raw samples (N, 256) against the test split."""
-    from ..evaluation import _as_vectors, _part_rows, _row
+    from .evaluation import _as_vectors, _part_rows, _row
 
     root = data.data_root(ctx.root)
     out = {}
@@ -76,7 +78,7 @@ def generation_rows(vectors: dict[str, np.ndarray], ctx: Context) -> dict[str, l
 
 
 def bench_generation(ctx: Context) -> str:
-    from ..sampling import sample, to_vectors
+    from ..core.sampling import sample, to_vectors
 
     n = ctx.sizes.gen_n
     vectors = {}

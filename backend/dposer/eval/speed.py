@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, layout
-from ..prior import Prior
-from ..tasks import CLEAN, COMPLETE, clean, complete
-from .cases import (Context)
+from ..formats import data
+from ..spec import layout
+from ..core.prior import Prior
+from ..tasks.pose_tasks import CLEAN, COMPLETE, clean, complete
+from .cases import Context
 
 
 def network_flops(prior: Prior, outputs: tuple | None = None) -> int:
@@ -50,7 +51,9 @@ def _sync(device):
 
 _CLEAN_SCRIPT = """
 import sys, numpy as np
-from dposer import data, layout, load_prior
+from dposer import load_prior
+from dposer.formats import data
+from dposer.spec import layout
 from dposer.tasks import CLEAN, clean
 prior = load_prior(None, "cpu")
 frames, steps, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
@@ -93,7 +96,7 @@ def _speed_rows(prior: Prior, ctx: Context) -> list[str]:
     for batch in ((1, 64, 1024, 8192) if dev.type == "cuda" else (1, 64, 1024)) if not ctx.quick else (1, 16):
         steps = 20 if not ctx.quick else 3
         x = torch.randn(batch, layout.DIM, device=dev)
-        from ..solver import solve
+        from ..core.solver import solve
 
         solve(prior, x, cfg=COMPLETE.with_(steps=2))
         _sync(dev)
@@ -167,7 +170,7 @@ def _clip_speed_rows(prior: Prior, ctx: Context, tag: str, dev) -> list[str]:
 
 
 def bench_speed(ctx: Context) -> str:
-    from ..prior import load_prior
+    from ..core.prior import load_prior
 
     prior = ctx.prior
     flops = network_flops(prior)

@@ -25,8 +25,11 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from .. import data, skeleton
-from ..convert_back import world_rotations
+from ..core import kinematics
+from ..formats import data
+from ..spec import layout
+from ..spec.skeleton import REST_OFFSETS
+from ..formats.convert_back import world_rotations
 from . import corpus, interp
 from .filling import fill, geodesic_deg
 from .masks import part_joints
@@ -41,7 +44,7 @@ MAX_POSITIONS = 3  # gap positions per take and condition, spread over the take
 
 def held_out_takes(root=None, every: int = 6) -> list[tuple[str, str, np.ndarray, float]]:
     """[(group, name, (F, 22, 3) float64, fps)] of the bench's takes."""
-    from ..convert import convert_bvh
+    from ..formats.convert import convert_bvh
 
     out = []
     with np.load(corpus.bandai.default_path(1)) as d:
@@ -86,7 +89,7 @@ class Metrics:
     def _pos(rot):
         full = torch.zeros(len(rot), 55, 3, dtype=torch.float64)
         full[:, :22] = torch.as_tensor(rot)
-        return skeleton.forward_kinematics(full, skeleton.REST_OFFSETS.astype(np.float64)).numpy()[:, :22]
+        return kinematics.forward_kinematics(full, REST_OFFSETS.astype(np.float64)).numpy()[:, :22]
 
     @staticmethod
     def _quat(rot):
@@ -115,12 +118,12 @@ def l2p_statistics() -> tuple[np.ndarray, np.ndarray]:
 
 def dposer_fill(pose_prior, rot: np.ndarray, mask: np.ndarray, fps: float) -> np.ndarray:
     """Per-frame DPoser completion of the gap's body joints (the root by SLERP)."""
-    from .. import tasks
+    from ..tasks import pose_tasks as tasks
 
     out = interp.fill(rot, mask, fps, "slerp")
     frames = np.flatnonzero(mask.any(1))
     joints = np.flatnonzero(mask.any(0))
-    names = [skeleton.layout.JOINT_NAMES[j] for j in joints if j > 0]
+    names = [layout.JOINT_NAMES[j] for j in joints if j > 0]
     if not names:
         return out
     pose = {"global_orient": out[frames, 0].astype(np.float32),
@@ -209,7 +212,7 @@ def table(acc: dict) -> str:
 
 
 def run(checkpoint=None, write=None, data=None, every: int = 6, log=print) -> str:
-    from ..prior import load_prior
+    from ..core.prior import load_prior
     from .checkpoint import DEFAULT
     from .prior import load_motion_prior
 
@@ -230,7 +233,7 @@ def run(checkpoint=None, write=None, data=None, every: int = 6, log=print) -> st
         import shlex
         import sys
 
-        from ..bench import write_section
+        from ..eval.bench import write_section
 
         write_section(write, "fill", body, "dposer " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     return body

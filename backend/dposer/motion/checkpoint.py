@@ -15,7 +15,7 @@ def save_motion(path, net, resid_scale: float, info: dict | None = None, dtype=t
                 extra_tensors: dict | None = None, extra_meta: dict | None = None) -> None:
     from safetensors.torch import save
 
-    from ..io import atomic_write
+    from ..formats.npz import atomic_write
 
     tensors = {f"net.{k}": v.detach().to(dtype).contiguous().cpu() for k, v in net.state_dict().items()}
     tensors.update(extra_tensors or {})
@@ -31,7 +31,7 @@ def read_motion(path) -> tuple[dict, dict]:
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    from ..checkpoint import CheckpointError
+    from ..core.checkpoint import CheckpointError
 
     path = Path(path)
     if not path.is_file():

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from .. import corpus as bandai, data
+from ..formats import data
+from ..train import corpus as bandai
 
 RATE = 30.0  # the motion prior's internal frame rate (frames per second)
 NJ = 22  # root + 21 body joints
@@ -82,7 +83,7 @@ def _bandai_takes(dataset: int, log):
 
 def _bvh_takes(root: Path, log):
     """(name, (F, 22, 3) at RATE, split) of the other-studio BVH takes that convert."""
-    from ..convert import convert_bvh
+    from ..formats.convert import convert_bvh
 
     folder = root / "bvh" / "other_studios"
     singles = [("cmu_131_03_hop.bvh", "test")]
@@ -117,7 +118,7 @@ def _converted(name, source, split, log, convert_bvh, skip_first: int = 0):
 
 def build(root=None, out=None, log=print) -> Path:
     """Collect every source into one cache (atomic write); returns its path."""
-    from ..io import save_npz
+    from ..formats.npz import save_npz
 
     t0 = time.time()
     root = data.data_root(root)

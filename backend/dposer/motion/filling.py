@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from ..io import DataError, Npz, check_output, save_npz, write_text
-from ..rotations import quaternion_to_axis_angle
+from ..formats.npz import DataError, Npz, check_output, save_npz, write_text
+from ..core.torch_rotations import quaternion_to_axis_angle
 from . import interp
 from .corpus import stack
 from .masks import part_joints
@@ -180,7 +180,7 @@ def read_take(path) -> Take:
     """A six-key SMPL-X npz, an AMASS npz (``poses``), a ``pose_body``/``root_orient`` npz or a BVH take."""
     path = Path(path)
     if path.suffix.lower() == ".bvh":
-        from ..convert import convert_bvh
+        from ..formats.convert import convert_bvh
 
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
@@ -259,7 +259,7 @@ def fill_file(inp, output, frames: str, parts: str = "body", fps: float | None =
     if joints[0]:
         trans_missing[a:b + 1] = True
     if is_bvh:
-        from .. import bvh, convert_back
+        from ..formats import bvh, convert_back
 
         conv = take.conversion
         before = {"global_orient": conv["global_orient"], "body_pose": conv["body_pose"]}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import layout
+from ..spec import layout
 
 NJ = 22
 BODY_NAMES = layout.JOINT_NAMES[:NJ]

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..rotations import matrix_to_rot6d, quaternion_to_matrix, rot6d_to_matrix
+from ..core.torch_rotations import matrix_to_rot6d, quaternion_to_matrix, rot6d_to_matrix
 
 NJ = 22
 

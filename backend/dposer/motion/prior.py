@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from ..rotations import axis_angle_to_quaternion, matrix_to_quaternion, quaternion_to_axis_angle
+from ..core.torch_rotations import axis_angle_to_quaternion, matrix_to_quaternion, quaternion_to_axis_angle
 from .checkpoint import DEFAULT, read_motion
 from .corpus import RATE
 from .masks import MAX_GAP

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .. import layout
-from ..rotations import axis_angle_to_quaternion
+from ..spec import layout
+from ..core.torch_rotations import axis_angle_to_quaternion
 from . import corpus, masks
 from .checkpoint import read_motion, save_motion
 from .model import MotionConfig, MotionNet, alpha_bar, count_parameters, finish, prepare, sample

@@ -1,0 +1,194 @@
+"""The channel cleaner (dposer.channel_clean, dposer.bvh_channels) on a small synthetic BVH take: spikes, pops,
+held limbs and twist spikes on bones with no SMPL-X counterpart are repaired; an unfaulted take and every
+untouched value come back as written; a fault is found at any frame rate."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dposer.formats import bvh, bvh_channels
+from dposer.tasks import channel_clean
+
+# name, parent, offset (cm); Neck1 and Chest2 have no SMPL-X joint
+SKELETON = [("Hips", -1, (0, 90, 0)), ("Spine", 0, (0, 10, 0)), ("Chest2", 1, (0, 15, 0)), ("Neck", 2, (0, 20, 0)),
+            ("Neck1", 3, (0, 5, 0)), ("Head", 4, (0, 8, 0)), ("LeftArm", 2, (15, 15, 0)),
+            ("LeftForeArm", 6, (28, 0, 0)), ("LeftHand", 7, (25, 0, 0)), ("RightUpLeg", 0, (-9, -5, 0)),
+            ("RightLeg", 9, (0, -42, 0)), ("RightFoot", 10, (0, -40, 0))]
+NECK1, ARM, FOREARM, HAND = 4, 6, 7, 8
+
+
+def _take(fps: float, seconds: float = 4.0) -> tuple[str, bvh.Bvh]:
+    """Smooth motion (0.4-1.3 Hz, up to 35 deg) on every bone, ZXY channels, root with positions; text and Bvh."""
+    t = np.arange(int(round(seconds * fps))) / fps
+    rng = np.random.default_rng(0)
+    cols = [np.stack([5 * np.sin(0.5 * t), 90 + 2 * np.sin(0.7 * t), 3 * t], 1)]
+    for _ in SKELETON:
+        freq, amp, phase = rng.uniform(0.4, 1.3, 3), rng.uniform(10, 35, 3), rng.uniform(0, 6, 3)
+        cols.append(amp * np.sin(2 * np.pi * freq * t[:, None] + phase))
+    motion = np.round(np.concatenate(cols, 1), 4)
+    joints = []
+    for k, (name, parent, off) in enumerate(SKELETON):
+        ch = (("Xposition", "Yposition", "Zposition") if parent < 0 else ()) + ("Zrotation", "Xrotation", "Yrotation")
+        joints.append(bvh.Joint(name, parent, tuple(map(float, off)), ch,
+                                (0.0, 8.0, 0.0) if name in ("Head", "LeftHand", "RightFoot") else None))
+    take = bvh.Bvh(tuple(joints), 1.0 / fps, motion)
+    text = bvh.dumps(take)
+    return text, bvh.parse(text)
+
+
+def _bone_cols(take: bvh.Bvh, bone: int) -> np.ndarray:
+    return bvh_channels.rotation_columns(take)[bvh_channels.rotation_bones(take).index(bone)]
+
+
+def _faulty(take: bvh.Bvh, bone: int, first: int, last: int, rotvec) -> bvh.Bvh:
+    """The take with ``bone`` rotated by ``rotvec`` (bone-local) on frames first..last."""
+    q = bvh_channels.rotations(take)
+    i = bvh_channels.rotation_bones(take).index(bone)
+    n = last - first + 1
+    q[first:last + 1, i] = (Rotation.from_quat(q[first:last + 1, i]) * Rotation.from_rotvec(np.tile(rotvec, (n, 1)))).as_quat()
+    cells = np.zeros(q.shape[:2], bool)
+    cells[first:last + 1, i] = True
+    return bvh_channels.with_rotations(take, q, cells)
+
+
+def _angle_deg(a: bvh.Bvh, b: bvh.Bvh, bone: int, frames) -> np.ndarray:
+    i = bvh_channels.rotation_bones(a).index(bone)
+    qa, qb = bvh_channels.rotations(a)[frames, i], bvh_channels.rotations(b)[frames, i]
+    return np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(qa * qb, -1)), 0, 1)))
+
+
+def _clean(take: bvh.Bvh) -> bvh.Bvh:
+    return bvh_channels.clean_take(take)[0]
+
+
+def test_a_spike_moves_back_to_within_a_tenth_of_its_size():
+    _, take = _take(30.0)
+    bad = _faulty(take, FOREARM, 50, 50, np.radians([0.0, 0.0, 30.0]))
+    assert _angle_deg(bad, take, FOREARM, [50])[0] == pytest.approx(30.0, abs=0.01)
+    assert _angle_deg(_clean(bad), take, FOREARM, [50])[0] < 3.0
+
+
+def test_a_twist_spike_on_a_bone_with_no_smplx_joint_is_repaired():
+    _, take = _take(30.0)
+    axis = np.array(SKELETON[NECK1 + 1][2], float)
+    bad = _faulty(take, NECK1, 70, 70, np.radians(25.0) * axis / np.linalg.norm(axis))  # about the bone's own axis
+    assert _angle_deg(_clean(bad), take, NECK1, [70])[0] < 2.5
+
+
+def test_a_pop_is_repaired():
+    _, take = _take(60.0)
+    bad = _faulty(take, ARM, 100, 111, np.radians([20.0, 0.0, 0.0]))  # 0.2 s
+    frames = np.arange(100, 112)
+    assert _angle_deg(bad, take, ARM, frames).mean() == pytest.approx(20.0, abs=0.01)
+    assert _angle_deg(_clean(bad), take, ARM, frames).max() < 3.0
+
+
+def test_a_held_limb_is_repaired():
+    _, take = _take(30.0)
+    q = bvh_channels.rotations(take)
+    limb = [bvh_channels.rotation_bones(take).index(b) for b in (ARM, FOREARM, HAND)]
+    q[40:64, limb] = q[39, limb]  # 0.8 s frozen at the last good frame
+    cells = np.zeros(q.shape[:2], bool)
+    cells[40:64, limb] = True
+    bad = bvh_channels.with_rotations(take, q, cells)
+    frames = np.arange(40, 64)
+    before = _angle_deg(bad, take, FOREARM, frames).mean()
+    after = _angle_deg(_clean(bad), take, FOREARM, frames).mean()
+    assert before > 10 and after < 0.3 * before  # a 0.8 s gap on 1 Hz motion: most of the error removed
+
+
+def test_an_unfaulted_take_comes_back_bit_for_bit():
+    text, _ = _take(30.0)
+    out, rep, _ = bvh_channels.clean_bvh(text)
+    assert rep.events == [] and not rep.smoothed
+    assert out == text
+
+
+def test_untouched_channels_keep_their_text():
+    text, take = _take(30.0)
+    bad = _faulty(take, NECK1, 60, 60, np.radians([0.0, 30.0, 0.0]))
+    bad_text = bvh_channels.motion_text(text, bad.motion, bad.motion != take.motion)
+    out, rep, names = bvh_channels.clean_bvh(bad_text)
+    assert [(k, names[b], a, e) for k, b, a, e in rep.events] == [("spike", "Neck1", 60, 60)]
+    rows_in = [ln.split() for ln in bad_text.splitlines()[-take.num_frames:]]
+    rows_out = [ln.split() for ln in out.splitlines()[-take.num_frames:]]
+    cols = set(_bone_cols(take, NECK1))
+    diff = {(f, c) for f, (a, b) in enumerate(zip(rows_in, rows_out)) for c, (x, y) in enumerate(zip(a, b)) if x != y}
+    assert diff and diff <= {(60, c) for c in cols}  # only the repaired bone's channels on the spiked frame
+    assert out.split("MOTION")[0] == bad_text.split("MOTION")[0]  # the hierarchy as written
+
+
+def test_the_same_fault_in_seconds_is_found_at_30_and_120_fps():
+    found = {}
+    for fps in (30.0, 120.0):
+        _, take = _take(fps)
+        a, b = int(round(2.0 * fps)), int(round(2.2 * fps)) - 1  # 0.2 s pop from t = 2 s
+        _, _, rep = bvh_channels.clean_take(_faulty(take, FOREARM, a, b, np.radians([0.0, 25.0, 0.0])))
+        found[fps] = [(k, e[2] / fps, (e[3] + 1) / fps) for k, e in ((e[0], e) for e in rep.events)]
+    for fps, ev in found.items():
+        assert len(ev) == 1 and ev[0][0] == "pop", (fps, ev)
+        assert ev[0][1] == pytest.approx(2.0, abs=1e-9) and ev[0][2] == pytest.approx(2.2, abs=1e-9)
+
+
+def test_jitter_is_estimated_and_smoothed_only_when_present():
+    _, take = _take(60.0)
+    q = channel_clean.continuous(bvh_channels.rotations(take))
+    rng = np.random.default_rng(1)
+    noisy = (Rotation.from_quat(q.reshape(-1, 4)) *
+             Rotation.from_rotvec(rng.normal(scale=np.radians(1.5), size=(q.size // 4, 3)))).as_quat().reshape(q.shape)
+    assert channel_clean.jitter_deg(channel_clean.continuous(noisy)).mean() == pytest.approx(1.5, rel=0.25)
+    out, rep = channel_clean.clean(noisy, 60.0)
+    assert rep.smoothed and not channel_clean.clean(q, 60.0)[1].smoothed
+    err = lambda x: np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(x * q, -1)), 0, 1))).mean()  # noqa: E731
+    assert err(out) < 0.6 * err(noisy)
+
+
+def test_a_fill_function_can_replace_the_spline():
+    _, take = _take(30.0)
+    bad = _faulty(take, FOREARM, 50, 50, np.radians([0.0, 0.0, 30.0]))
+    seen = []
+
+    def hold_previous(q, mask, fps):
+        seen.append(int(mask.sum()))
+        out = q.copy()
+        for f, b in zip(*np.nonzero(mask)):
+            out[f, b] = out[f - 1, b]
+        return out
+
+    q, rep = channel_clean.clean(bvh_channels.rotations(bad), bad.fps, fill=hold_previous)
+    assert seen and seen[0] == 1 and rep.bad.sum() == 1
+    i = bvh_channels.rotation_bones(take).index(FOREARM)
+    assert np.allclose(np.abs(np.sum(q[50, i] * q[49, i])), 1.0)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="quaternions"):
+        channel_clean.clean(np.zeros((10, 3)), 30.0)
+    with pytest.raises(ValueError, match="fps"):
+        channel_clean.clean(np.tile([0.0, 0, 0, 1], (10, 2, 1)), 0.0)
+    _, take = _take(30.0)
+    assert replace(take, motion=take.motion[:3]).num_frames == 3
+    out, rep = channel_clean.clean(bvh_channels.rotations(take)[:3], 30.0)  # too short to judge: unchanged
+    assert rep.events == [] and np.array_equal(out, bvh_channels.rotations(take)[:3])
+
+
+def test_numpy_filters_match_scipy():
+    from scipy.interpolate import CubicSpline
+    from scipy.ndimage import maximum_filter1d, median_filter
+    from scipy.signal import butter, filtfilt
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3, 4)).cumsum(0)
+    for wn in (0.05, 0.2, 0.6):
+        b, a = channel_clean.butter2(wn)
+        assert np.allclose(np.r_[b, a], np.r_[butter(2, wn)], atol=1e-14)
+        assert np.allclose(channel_clean.filtfilt(b, a, x, 15), filtfilt(b, a, x, axis=0, padlen=15), atol=1e-9)
+    t = np.sort(rng.choice(300, 60, replace=False)).astype(float)
+    y, at = rng.normal(size=(60, 4)), np.linspace(t[0], t[-1], 500)
+    assert np.allclose(channel_clean.natural_spline(t, y, at), CubicSpline(t, y, bc_type="natural")(at), atol=1e-9)
+    m = rng.normal(size=(50, 7))
+    assert np.array_equal(channel_clean._sliding(m, 2, np.max), maximum_filter1d(m, 5, axis=0, mode="nearest"))
+    assert np.array_equal(channel_clean._sliding(m, 3, np.median), median_filter(m, size=(7, 1), mode="nearest"))
