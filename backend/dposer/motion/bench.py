@@ -54,7 +54,7 @@ def held_out_takes(root=None, every: int = 6) -> list[tuple[str, str, np.ndarray
         out.append(("Bandai dataset 1", str(names[i]), corpus.stack(orient[rows], body[rows]).astype(np.float64), 30.0))
     ps = data.load_pose_file(data.data_root(root) / "amass" / "amass_sample_smplh_500f.npz")
     out.append(("other studios", "AMASS amass_sample_smplh_500f",
-                corpus.stack(ps.extras["global_orient"], ps.vectors[:, :63]).astype(np.float64),
+                corpus.stack(ps.extras["global_orient"], ps.vectors[:, layout.KEY_SLICES["body_pose"]]).astype(np.float64),
                 float(ps.extras.get("framerate", 120.0))))
     r = convert_bvh(data.data_root(root) / "bvh" / "other_studios" / "cmu_131_03_hop.bvh")
     out.append(("other studios", "CMU 131_03 hop", corpus.stack(r["global_orient"], r["body_pose"]).astype(np.float64),

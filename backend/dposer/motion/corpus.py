@@ -26,6 +26,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from ..formats import data
+from ..spec import layout
 from ..train import corpus as bandai
 
 RATE = 30.0  # the motion prior's internal frame rate (frames per second)
@@ -130,10 +131,10 @@ def build(root=None, out=None, log=print) -> Path:
     amass = root / "amass"
     for fname, split in (("amass_sample_smplh_601f_fingers.npz", "train"), ("amass_sample_smplh_500f.npz", "test")):
         ps = data.load_pose_file(amass / fname)
-        rot = stack(ps.extras["global_orient"], ps.vectors[:, :63])
+        rot = stack(ps.extras["global_orient"], ps.vectors[:, layout.KEY_SLICES["body_pose"]])
         takes.append((f"amass/{Path(fname).stem}", split, resample(rot, ps.extras.get("framerate", 120.0))))
     g = data.load_gestures_clip(root)
-    takes.append(("amass/gestures_clip_240f", "train", stack(g.extras["global_orient"], g.vectors[:, :63])))
+    takes.append(("amass/gestures_clip_240f", "train", stack(g.extras["global_orient"], g.vectors[:, layout.KEY_SLICES["body_pose"]])))
     for name, rot, split in _bvh_takes(root, log):
         takes.append((name, split, rot))
     out = Path(out) if out else cache_path()
