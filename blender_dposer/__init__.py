@@ -79,18 +79,30 @@ def _register_class(cls) -> None:
 
 
 def register() -> None:
-    """Register the add-on's classes (idempotent: a second call does nothing)."""
+    """Register each bpy module's ``CLASSES``, then run its ``register()`` for anything else it adds (properties,
+    exit hooks). Idempotent: a second call does nothing."""
     _require_bpy()
     if _registered:
         return
     for name in _BPY_MODULES:
         mod = importlib.import_module(f".{name}", __name__)
-        mod.register()
+        for cls in mod.CLASSES:
+            _register_class(cls)
+        if hasattr(mod, "register"):
+            mod.register()
         _registered.append(mod)
 
 
 def unregister() -> None:
-    """Unregister in reverse order; a no-op when nothing is registered."""
+    """In reverse order: each module's ``unregister()`` (its own clean-up), then its ``CLASSES``; a no-op when
+    nothing is registered."""
+    import bpy
+
     _require_bpy()
     while _registered:
-        _registered.pop().unregister()
+        mod = _registered.pop()
+        if hasattr(mod, "unregister"):
+            mod.unregister()
+        for cls in reversed(mod.CLASSES):
+            if cls.is_registered:
+                bpy.utils.unregister_class(cls)

@@ -191,17 +191,8 @@ class DPOSER_OT_install_backend(bpy.types.Operator):
 CLASSES = (DPOSER_OT_install_backend,)
 
 
-def register() -> None:
-    from . import _register_class
-
-    for cls in CLASSES:
-        _register_class(cls)
-
 
 def unregister() -> None:
     if _Active.installer is not None:
         _Active.installer.cancel("stopped: the add-on was disabled")
         _Active.installer = None
-    for cls in reversed(CLASSES):
-        if cls.is_registered:
-            bpy.utils.unregister_class(cls)

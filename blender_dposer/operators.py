@@ -474,15 +474,6 @@ CLASSES = (DPOSER_OT_add_armature, DPOSER_OT_calibrate_rest, DPOSER_OT_show_zero
            DPOSER_OT_refine, DPOSER_OT_random_pose, DPOSER_OT_clean, DPOSER_OT_vary, DPOSER_OT_test_backend)
 
 
-def register() -> None:
-    from . import _register_class
-
-    for cls in CLASSES:
-        _register_class(cls)
-
 
 def unregister() -> None:
     _Running.op = None
-    for cls in reversed(CLASSES):
-        if cls.is_registered:
-            bpy.utils.unregister_class(cls)

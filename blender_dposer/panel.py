@@ -166,10 +166,6 @@ CLASSES = (DPoserSettings, DPOSER_PT_main)
 
 
 def register() -> None:
-    from . import _register_class
-
-    for cls in CLASSES:
-        _register_class(cls)
     bpy.types.Scene.dposer_settings = PointerProperty(type=DPoserSettings)
     bpy.types.WindowManager.dposer_progress = FloatProperty(default=-1.0, options={"SKIP_SAVE"})
     bpy.types.WindowManager.dposer_status = StringProperty(default="", options={"SKIP_SAVE"})
@@ -180,6 +176,3 @@ def unregister() -> None:
                         (bpy.types.Scene, "dposer_settings")):
         if hasattr(owner, attr):
             delattr(owner, attr)
-    for cls in reversed(CLASSES):
-        if cls.is_registered:
-            bpy.utils.unregister_class(cls)

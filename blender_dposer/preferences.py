@@ -82,16 +82,9 @@ CLASSES = (DPoserPreferences,)
 
 
 def register() -> None:
-    from . import _register_class
-
-    for cls in CLASSES:
-        _register_class(cls)
     atexit.register(shutdown_backend)
 
 
 def unregister() -> None:
     shutdown_backend()
     atexit.unregister(shutdown_backend)
-    for cls in reversed(CLASSES):
-        if cls.is_registered:
-            bpy.utils.unregister_class(cls)

@@ -212,16 +212,3 @@ class DPOSER_OT_preview_cancel(_PreviewOperator, bpy.types.Operator):
 
 
 CLASSES = (DPOSER_OT_preview_next, DPOSER_OT_preview_previous, DPOSER_OT_preview_accept, DPOSER_OT_preview_cancel)
-
-
-def register() -> None:
-    from . import _register_class
-
-    for cls in CLASSES:
-        _register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        if cls.is_registered:
-            bpy.utils.unregister_class(cls)

@@ -179,16 +179,3 @@ class DPOSER_OT_take_to_smplx(_ArmaturePoll, bpy.types.Operator):
 
 
 CLASSES = (DPOSER_OT_take_to_smplx,)
-
-
-def register() -> None:
-    from . import _register_class
-
-    for cls in CLASSES:
-        _register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        if cls.is_registered:
-            bpy.utils.unregister_class(cls)
