@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..core.model import count_parameters  # noqa: F401 (part of this module's API)
 from ..core.torch_rotations import matrix_to_rot6d, quaternion_to_matrix, rot6d_to_matrix
 
 NJ = 22
@@ -70,10 +71,6 @@ class MotionNet(nn.Module):
         h = h + self.pos[:w] + self.time_embedding(t)[:, None]
         h = self.norm(self.enc(h))
         return self.out(h).reshape(b, w, NJ, 6) * mask[..., None]  # observed cells: zero residual
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 # ---------------------------------------------------------------------------------------------------------
