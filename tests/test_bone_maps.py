@@ -83,6 +83,7 @@ def test_detection_case_and_prefixes():
     assert bm.normalize_name("mixamorig12:LeftHandIndex1") == "lefthandindex1"
     assert bm.normalize_name("DEF-thigh.L") == "thigh.l"
     assert bm.normalize_name("ValveBiped_Bip01_Pelvis") == "pelvis"  # both prefixes stripped, in turn
+    assert bm.normalize_name("ValveBiped.Bip01_Pelvis") == "pelvis"  # the Source engine's own spelling
     assert bm.normalize_name("Bip01 L Thigh") == "l_thigh"
     assert bm.normalize_name("CC_Base_L_Upperarm") == "l_upperarm"
 

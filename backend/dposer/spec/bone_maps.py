@@ -279,13 +279,14 @@ PRESETS: dict[str, Preset] = {p.id: p for p in (SMPLX_OFFICIAL, SMPLX_MESHCAPADE
 # Name normalisation and detection.
 
 _NAMESPACE = re.compile(r"^.*[:|]")  # FBX namespaces: "mixamorig:", "mixamorig1:", "Armature|", "Character1:"
-_PREFIXES = ("valvebiped_", "bip01_", "bip_01_", "def_", "cc_base_", "m_avg_", "f_avg_")
+_PREFIXES = ("valvebiped_", "valvebiped.", "bip01_", "bip_01_", "def_", "cc_base_", "m_avg_", "f_avg_")
 
 
 def normalize_name(name: str) -> str:
     """Case-insensitive key of a bone name: namespace and known prefixes stripped, '-'/space -> '_'.
 
-    ``'mixamorig1:LeftHand'`` -> ``'lefthand'``, ``'DEF-thigh.L'`` -> ``'thigh.l'``, ``'f_avg_L_Hip'`` -> ``'l_hip'``.
+    ``'mixamorig1:LeftHand'`` -> ``'lefthand'``, ``'DEF-thigh.L'`` -> ``'thigh.l'``, ``'f_avg_L_Hip'`` -> ``'l_hip'``,
+    ``'ValveBiped.Bip01_Pelvis'`` (Source engine) -> ``'pelvis'``.
     """
     n = _NAMESPACE.sub("", name.strip())
     n = re.sub(r"[\s\-]+", "_", n).lower()
