@@ -16,6 +16,7 @@ from blender_dposer import jobs, session  # noqa: E402
 from blender_dposer import operators as ops  # noqa: E402
 from blender_dposer import rig_math as rm  # noqa: E402
 from blender_dposer import rig_profile as rp  # noqa: E402
+from dposer.eval.blender_clean import graph_butterworth  # noqa: E402
 
 CLIP = "dataset-1_walk_normal_001.bvh"  # 195 frames at 30 fps
 FIRST, LAST = 31, 150  # 120 frames, with keys before and after the range
@@ -206,27 +207,6 @@ def _body_joints_mm(aa: np.ndarray) -> np.ndarray:
     return 1000 * forward_kinematics(torch.from_numpy(aa)).numpy()[:, :22]
 
 
-def _graph_editor_butterworth(obj, first: int, last: int) -> None:
-    """``graph.butterworth_smooth`` on the rotation keys of ``first``-``last``, through a Graph Editor area (headless:
-    an area of the startup screen switched to the Graph Editor, entered with ``temp_override``)."""
-    for fc in kf.Channels(obj).all():
-        fc.select = "rotation" in fc.data_path
-        fc.hide = False
-        for k in fc.keyframe_points:
-            on = fc.select and first <= k.co[0] <= last
-            k.select_control_point = k.select_left_handle = k.select_right_handle = on
-    area = max(bpy.context.screen.areas, key=lambda a: a.width * a.height)
-    old = area.type
-    area.type = "GRAPH_EDITOR"
-    try:
-        area.spaces.active.dopesheet.show_only_selected = False
-        region = next(r for r in area.regions if r.type == "WINDOW")
-        with bpy.context.temp_override(area=area, region=region, active_object=obj, selected_objects=[obj]):
-            assert bpy.ops.graph.butterworth_smooth() == {"FINISHED"}
-    finally:
-        area.type = old
-
-
 def test_clean_repairs_injected_faults_better_than_butterworth(prefs, bandai):
     """Faults from dposer.tasks.faults (spike, pop, knee/elbow bent backwards; no jitter) keyed into a 60-frame stretch of
     the imported take: Clean brings the joints closer to the take than Blender's Butterworth filter on the same
@@ -278,7 +258,7 @@ def test_clean_repairs_injected_faults_better_than_butterworth(prefs, bandai):
     assert set(after_undo) == set(faulty_keys)
     assert all(np.allclose(after_undo[k], v, atol=1e-6) for k, v in faulty_keys.items())
 
-    _graph_editor_butterworth(obj(), first, last)
+    graph_butterworth(obj(), None, first, last)  # Blender's default cutoff, on the faulted stretch only
     e_butter = err(read())
     print(f"joint error mm: faulty {e_in:.1f}, Clean {e_clean:.1f}, graph.butterworth_smooth {e_butter:.1f}; "
           f"untouched frames moved max {untouched.max():.3f} mm")

@@ -122,9 +122,11 @@ def filter_fcurves(obj, fn) -> None:
         fc.update()
 
 
-def graph_butterworth(obj, cutoff_hz: float = BLENDER_BUTTER_HZ) -> None:
-    """``graph.butterworth_smooth`` on every rotation key, through a Graph Editor area (headless: the largest area
-    of the startup screen switched to the Graph Editor, entered with ``temp_override``)."""
+def graph_butterworth(obj, cutoff_hz: float | None = BLENDER_BUTTER_HZ, first: float = -np.inf,
+                      last: float = np.inf) -> None:
+    """``graph.butterworth_smooth`` on the rotation keys of frames ``first``-``last`` (default: all), through a Graph
+    Editor area (headless: the largest area of the startup screen switched to the Graph Editor, entered with
+    ``temp_override``). ``cutoff_hz=None``: Blender's default cutoff."""
     bpy = _bpy()
     from blender_dposer import keyframes as kf
 
@@ -132,7 +134,8 @@ def graph_butterworth(obj, cutoff_hz: float = BLENDER_BUTTER_HZ) -> None:
         fc.select = "rotation" in fc.data_path
         fc.hide = False
         for k in fc.keyframe_points:
-            k.select_control_point = k.select_left_handle = k.select_right_handle = fc.select
+            on = fc.select and first <= k.co[0] <= last
+            k.select_control_point = k.select_left_handle = k.select_right_handle = on
     area = max(bpy.context.screen.areas, key=lambda a: a.width * a.height)
     old = area.type
     area.type = "GRAPH_EDITOR"
@@ -140,7 +143,8 @@ def graph_butterworth(obj, cutoff_hz: float = BLENDER_BUTTER_HZ) -> None:
         area.spaces.active.dopesheet.show_only_selected = False
         region = next(r for r in area.regions if r.type == "WINDOW")
         with bpy.context.temp_override(area=area, region=region, active_object=obj, selected_objects=[obj]):
-            assert bpy.ops.graph.butterworth_smooth(cutoff_frequency=cutoff_hz) == {"FINISHED"}
+            kw = {} if cutoff_hz is None else {"cutoff_frequency": cutoff_hz}
+            assert bpy.ops.graph.butterworth_smooth(**kw) == {"FINISHED"}
     finally:
         area.type = old
 
