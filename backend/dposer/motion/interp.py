@@ -15,32 +15,36 @@ def _runs(missing: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1))
 
 
-def fill_joint(rotvec: np.ndarray, missing: np.ndarray, fps: float, kind: str) -> np.ndarray:
-    """(F, 3) axis-angle of one joint with its missing frames filled by ``kind`` ('slerp' or 'spline'); frames
-    before the first / after the last observed one hold it. Observed frames are returned unchanged."""
-    out = rotvec.copy()
+def _gaps(missing: np.ndarray, fps: float):
+    """For each run of missing frames: (first, last, hold, edge, near). ``hold`` is the observed frame to hold when
+    the run touches an end of the take (else None); ``edge`` the two observed frames around it; ``near`` the
+    observed frames within SPLINE_CONTEXT_S of it."""
     obs = np.flatnonzero(~missing)
-    if len(obs) == 0 or not missing.any():
-        return out
+    if len(obs) == 0:
+        return
     ctx = int(np.ceil(SPLINE_CONTEXT_S * fps))
     for a, b in _runs(missing):
         before, after = obs[obs < a], obs[obs > b]
         if len(before) == 0 or len(after) == 0:
-            out[a:b + 1] = rotvec[after[0] if len(before) == 0 else before[-1]]
-            continue
-        if kind == "slerp":
-            keys = np.array([before[-1], after[0]])
-            out[a:b + 1] = Slerp(keys, Rotation.from_rotvec(rotvec[keys]))(np.arange(a, b + 1)).as_rotvec()
-        elif kind == "spline":
-            keys = np.r_[before[before >= a - ctx], after[after <= b + ctx]]
-            if len(keys) < 3:
-                keys = np.r_[before[-1], after[0]]
-                out[a:b + 1] = Slerp(keys, Rotation.from_rotvec(rotvec[keys]))(np.arange(a, b + 1)).as_rotvec()
-            else:
-                out[a:b + 1] = RotationSpline(keys / fps, Rotation.from_rotvec(rotvec[keys]))(
-                    np.arange(a, b + 1) / fps).as_rotvec()
+            yield a, b, (after[0] if len(before) == 0 else before[-1]), None, None
         else:
-            raise ValueError(f"kind must be 'slerp' or 'spline', got {kind!r}")
+            yield a, b, None, np.r_[before[-1], after[0]], np.r_[before[before >= a - ctx], after[after <= b + ctx]]
+
+
+def fill_joint(rotvec: np.ndarray, missing: np.ndarray, fps: float, kind: str) -> np.ndarray:
+    """(F, 3) axis-angle of one joint with its missing frames filled by ``kind`` ('slerp' or 'spline'); frames
+    before the first / after the last observed one hold it. Observed frames are returned unchanged."""
+    if kind not in ("slerp", "spline"):
+        raise ValueError(f"kind must be 'slerp' or 'spline', got {kind!r}")
+    out = rotvec.copy()
+    for a, b, hold, edge, near in _gaps(missing, fps):
+        at = np.arange(a, b + 1)
+        if hold is not None:
+            out[a:b + 1] = rotvec[hold]
+        elif kind == "spline" and len(near) >= 3:
+            out[a:b + 1] = RotationSpline(near / fps, Rotation.from_rotvec(rotvec[near]))(at / fps).as_rotvec()
+        else:
+            out[a:b + 1] = Slerp(edge, Rotation.from_rotvec(rotvec[edge]))(at).as_rotvec()
     return out
 
 
@@ -57,16 +61,12 @@ def fill_linear(x: np.ndarray, missing: np.ndarray, fps: float) -> np.ndarray:
     """(F, D) values (e.g. root translation) with the ``missing`` (F,) frames filled by a cubic spline through the
     observed frames around each run (held past the ends)."""
     out = np.array(x, np.float64, copy=True)
-    obs = np.flatnonzero(~missing)
-    if len(obs) == 0:
-        return out
-    ctx = int(np.ceil(SPLINE_CONTEXT_S * fps))
-    for a, b in _runs(missing):
-        before, after = obs[obs < a], obs[obs > b]
-        if len(before) == 0 or len(after) == 0:
-            out[a:b + 1] = x[after[0] if len(before) == 0 else before[-1]]
-            continue
-        keys = np.r_[before[before >= a - ctx], after[after <= b + ctx]]
-        out[a:b + 1] = CubicSpline(keys, x[keys], axis=0)(np.arange(a, b + 1)) if len(keys) >= 3 else \
-            np.stack([np.interp(np.arange(a, b + 1), keys, x[keys, d]) for d in range(x.shape[1])], 1)
+    for a, b, hold, edge, near in _gaps(missing, fps):
+        at = np.arange(a, b + 1)
+        if hold is not None:
+            out[a:b + 1] = x[hold]
+        elif len(near) >= 3:
+            out[a:b + 1] = CubicSpline(near, x[near], axis=0)(at)
+        else:
+            out[a:b + 1] = np.stack([np.interp(at, edge, x[edge, d]) for d in range(x.shape[1])], 1)
     return out
