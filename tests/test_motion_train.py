@@ -85,3 +85,32 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data_root):
         if k.startswith(("net.", "train.raw.")):
             assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "straight" / "log.jsonl").read_text().count("\n") == 2
+
+
+def test_training_windows_balance_sources_and_vary_speed(tmp_path):
+    """other_share of the windows come from takes outside Bandai (here a tenth of the frames); a window played at
+    speed 1 is the take's frames, at other speeds unit quaternions between them."""
+    from dposer.motion import corpus
+    from dposer.motion.train import Windows
+
+    t = np.arange(1000, dtype=np.float32)[:, None, None] * np.ones((1, 22, 3), np.float32)
+    bandai, other = 0.001 * t[:900], -0.001 * t[:100]  # the sign of a window tells its source
+    path = tmp_path / "corpus.npz"
+    np.savez(path, rotvec=np.concatenate([bandai, other]), frames=np.array([900, 100]),
+             names=np.array(["bandai2/a", "cgspeed/b"]), split=np.array(["train", "train"]),
+             rate=np.float64(corpus.RATE))
+    gen = torch.Generator().manual_seed(0)
+    plain = Windows("train", 16, path, mirror=False)
+    balanced = Windows("train", 16, path, mirror=False, other_share=0.5)
+    share = [float((w.batch(2000, gen)[:, 1, 1, 1] < 0).float().mean()) for w in (plain, balanced)]
+    assert share[0] < 0.15 and 0.45 < share[1] < 0.55, share
+    fast = Windows("train", 16, path, mirror=False, speed=(1.25, 1.25))
+    q = fast.batch(64, gen)
+    assert torch.allclose(q.norm(dim=-1), torch.ones(()), atol=1e-6)
+
+    def mean_step(q):  # mean change of the rotation angle from frame to frame
+        angle = 2 * torch.atan2(q[..., 1:].norm(dim=-1), q[..., 0].abs())
+        return float((angle[:, 1:] - angle[:, :-1]).abs().mean())
+
+    ratio = mean_step(q) / mean_step(plain.batch(64, gen))
+    assert abs(ratio - 1.25) < 0.02, ratio

@@ -30,14 +30,14 @@ from ..formats import data
 from ..spec import layout
 from ..spec.skeleton import REST_OFFSETS
 from ..formats.convert_back import world_rotations
-from . import corpus, interp
+from . import corpus, interp, matching
 from .filling import fill, geodesic_deg
 from .masks import part_joints
 
 GAPS_S = (0.25, 0.5, 1.0, 2.0)
 PARTS = ("body", "left_leg", "right_arm")
 CONTEXT_S = 0.5
-METHODS = ("slerp", "spline", "free_pick", "dposer", "prior_raw", "fill")
+METHODS = ("slerp", "spline", "match_raw", "free_pick", "dposer", "prior_raw", "fill")
 DPOSER_EVERY = 8  # DPoser (slow: a solve per gap) on every 8th Bandai take
 MAX_POSITIONS = 3  # gap positions per take and condition, spread over the take
 
@@ -151,16 +151,21 @@ def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
                     mask = np.zeros(rot.shape[:2], bool)
                     mask[a:a + g] = part_joints(part).numpy()
                     est = {k: interp.fill(rot, mask, fps, k) for k in ("slerp", "spline")}
-                    est["free_pick"] = fill(rot, mask, fps, None)[0]
+                    m_raw = matching.fill_gap(rot, mask, a, a + g - 1, stride=max(1, int(round(fps / 30))))
+                    if m_raw is not None:
+                        est["match_raw"] = rot.copy()
+                        est["match_raw"][a:a + g] = m_raw
+                    est["free_pick"], rec = fill(rot, mask, fps, None)
+                    est["fill"] = est["free_pick"]
                     if prior is not None:
                         est["prior_raw"], _ = fill(rot, mask, fps, prior, check=False)
                         est["fill"], rec = fill(rot, mask, fps, prior)
                     if pose_prior is not None and ti % DPOSER_EVERY == 0 and group != "other studios":
                         est["dposer"] = dposer_fill(pose_prior, rot, mask, fps)
-                    cell = acc.setdefault((group, part, gap_s), {"n": 0, "prior_used": 0})
+                    cell = acc.setdefault((group, part, gap_s), {"n": 0, "prior_used": 0, "match_used": 0})
                     cell["n"] += 1
-                    if prior is not None:
-                        cell["prior_used"] += rec[0]["method"] == "prior"
+                    cell["prior_used"] += rec[0]["method"] == "prior"
+                    cell["match_used"] += rec[0]["method"].startswith("match")
                     for k, e in est.items():
                         for mk, v in m(e, mask).items():
                             cell.setdefault(k, {}).setdefault(mk, []).append(v)
@@ -194,18 +199,20 @@ def table(acc: dict) -> str:
     def mean(cell, k, mk):
         return float(np.mean(cell[k][mk])) if k in cell else float("nan")
 
-    lines = ["| takes | part | gap | n | SLERP deg | spline deg | probe pick, no prior | DPoser deg | prior raw deg | "
-             "**fill deg** | fill / better free | prior used | fill mm (free) | fill L2Q (free) | fill L2P (free) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| takes | part | gap | n | SLERP deg | spline deg | take match raw deg | probe pick, no prior | "
+             "DPoser deg | prior raw deg | **fill deg** | fill / better free | prior used | take match used | "
+             "fill mm (free) | fill L2Q (free) | fill L2P (free) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (group, part, gap_s), cell in sorted(acc.items(), key=lambda kv: (kv[0][0], PARTS.index(kv[0][1]), kv[0][2])):
         free = min(("slerp", "spline"), key=lambda k: mean(cell, k, "deg"))
-        f = "fill" if "fill" in cell else free
+        f = "fill"
         d = {k: mean(cell, k, "deg") for k in METHODS}
         ratio = d[f] / d[free]
         lines.append(
             f"| {group} | {part} | {gap_s:g} s | {cell['n']} | {d['slerp']:.2f} | {d['spline']:.2f} | "
-            f"{d['free_pick']:.2f} | {d['dposer']:.2f} | {d['prior_raw']:.2f} | **{d[f]:.2f}** | {ratio:.2f} | "
-            f"{cell['prior_used']}/{cell['n']} | {mean(cell, f, 'mm'):.1f} ({mean(cell, free, 'mm'):.1f}) | "
+            f"{d['match_raw']:.2f} | {d['free_pick']:.2f} | {d['dposer']:.2f} | {d['prior_raw']:.2f} | "
+            f"**{d[f]:.2f}** | {ratio:.2f} | {cell['prior_used']}/{cell['n']} | {cell['match_used']}/{cell['n']} | "
+            f"{mean(cell, f, 'mm'):.1f} ({mean(cell, free, 'mm'):.1f}) | "
             f"{mean(cell, f, 'l2q'):.3f} ({mean(cell, free, 'l2q'):.3f}) | "
             f"{mean(cell, f, 'l2p'):.3f} ({mean(cell, free, 'l2p'):.3f}) |")
     return "\n".join(lines)
@@ -220,7 +227,8 @@ def run(checkpoint=None, write=None, data=None, every: int = 6, log=print) -> st
     takes = held_out_takes(data, every)
     t0 = time.time()
     acc = evaluate(prior, takes, load_prior(None), log=log)
-    body = (f"Motion prior: `{checkpoint or DEFAULT}`" + ("" if prior else " (none: fill = spline)") + "\n\n"
+    none = " (none: fill = the probes' pick of SLERP, the spline and the take match)"
+    body = (f"Motion prior: `{checkpoint or DEFAULT}`" + ("" if prior else none) + "\n\n"
             f"Takes: {sum(t[0] != 'other studios' for t in takes)} Bandai dataset-1 takes (every {every}th), "
             f"other studios: {', '.join(t[1] for t in takes if t[0] == 'other studios')}. "
             "n = gaps (positions x takes); *free* = the better of SLERP and the spline for that row, in degrees; "

@@ -17,7 +17,8 @@ def cmd_motion_train(a):
     from .train import MotionTrainConfig, train
 
     cfg = MotionTrainConfig(net=MotionConfig(frames=a.frames, width=a.width, layers=a.layers, ff=2 * a.width),
-                            steps=a.steps, batch=a.batch, lr=a.lr)
+                            steps=a.steps, batch=a.batch, lr=a.lr, other_share=a.other_share,
+                            speed=(a.speed_min, a.speed_max))
     train(a.out, cfg, resume=a.resume, corpus_path=a.corpus, seed=a.seed,
           command="dposer " + " ".join(shlex.quote(x) for x in sys.argv[1:]), log=lambda s: print(s, flush=True))
 
@@ -56,6 +57,10 @@ def add_commands(sub, bench_parser) -> None:
     mt.add_argument("--width", type=int, default=256)
     mt.add_argument("--layers", type=int, default=4)
     mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--other-share", type=float, default=0.4,
+                    help="share of training windows from takes outside Bandai Namco (other studios, AMASS)")
+    mt.add_argument("--speed-min", type=float, default=0.8, help="slowest playback speed of a training window")
+    mt.add_argument("--speed-max", type=float, default=1.25, help="fastest playback speed of a training window")
     mt.set_defaults(func=cmd_motion_train)
 
     f = sub.add_parser("fill", help="fill a gap of frames of a take (body parts) from the motion around it")

@@ -20,7 +20,7 @@ from scipy.spatial.transform import Rotation
 
 from ..formats.npz import DataError, Npz, check_output, save_npz, write_text
 from ..core.torch_rotations import quaternion_to_axis_angle
-from . import interp
+from . import interp, matching
 from .corpus import stack
 from .masks import part_joints
 
@@ -55,7 +55,7 @@ def probe_offsets(mask: np.ndarray, first: int, last: int) -> list[int]:
 
 
 def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int = 10,
-         check: bool = True) -> tuple[np.ndarray, list]:
+         check: bool = True, match: bool = True) -> tuple[np.ndarray, list]:
     """(filled (F, 22, 3) axis-angle, a record per gap) for a take ``rot`` (F, 22, 3) (root + 21 body joints)
     whose cells ``mask`` (F, 22) are to be filled. Without a prior the probes pick SLERP or the spline.
     ``check=False`` takes the prior's answer wherever it fits, without probing (for measuring it)."""
@@ -66,6 +66,8 @@ def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int =
     if (mask.all(0) & mask.any(0)).any():
         raise DataError("a joint to fill is missing on every frame: there is no motion around the gap to fill from")
     free = {kind: interp.fill(rot, mask, fps, kind) for kind in FREE}
+    mats = matching._matrices(rot)
+    stride = max(1, int(round(fps / 30.0)))
     out = rot.copy()
     out[mask] = free[FALLBACK][mask]
     records = []
@@ -84,6 +86,11 @@ def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int =
                    for k, v in free.items()}
         if fits:
             answers["prior"] = _fill_windows(prior, rot, fps, jobs, steps)
+        if check and match:
+            matched = [matching.fill_gap(rot, pm, a, b, mats, stride) for pm, a, b in jobs]
+            if all(m is not None for m in matched):
+                answers["match"] = matched
+                answers["match_spline"] = [matching.midway(m, v) for m, v in zip(matched, answers["spline"])]
         if not check:
             if fits:
                 rec["method"] = "prior"

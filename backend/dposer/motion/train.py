@@ -42,6 +42,8 @@ class MotionTrainConfig:
     val_every: int = 500
     ckpt_seconds: float = 180.0
     val_windows: int = 48
+    other_share: float = 0.0  # share of training windows from takes outside Bandai Namco (see Windows)
+    speed: tuple = (1.0, 1.0)  # training windows play at a random speed in this range (see Windows)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,26 +58,58 @@ def _mirror(rot: np.ndarray) -> np.ndarray:
 
 
 class Windows:
-    """Takes of one split as quaternions, with their mirror images; random windows of W frames."""
+    """Takes of one split as quaternions, with their mirror images; random windows of W frames.
 
-    def __init__(self, split: str, frames: int, path=None, mirror: bool = True):
-        takes = [r for _, r in corpus.load(split, path) if len(r) >= frames]
-        if not takes:
-            raise ValueError(f"no {split} take has {frames} frames")
+    ``other_share`` of the windows come from takes outside Bandai Namco (other studios, AMASS): Bandai holds most
+    of the frames, and a prior that only knows its studio's style fills other studios' takes no better than SLERP
+    (docs/model_card.md). ``speed`` (lo, hi) plays each window at a random speed in that range (log-uniform;
+    quaternion lerp between the frames around each sample time), so the prior sees the same motion faster and
+    slower: takes come at 24-240 fps and people move at many tempi."""
+
+    def __init__(self, split: str, frames: int, path=None, mirror: bool = True, other_share: float = 0.0,
+                 speed: tuple[float, float] = (1.0, 1.0)):
+        hi = max(speed)
+        need = int(np.ceil((frames - 1) * hi)) + 1  # source frames a window needs at the fastest speed
+        named = [(n, r) for n, r in corpus.load(split, path) if len(r) >= need]
+        if not named:
+            raise ValueError(f"no {split} take has {need} frames")
+        takes = [r for _, r in named]
+        other = np.array([not n.startswith("bandai") for n, _ in named])
         if mirror:
             takes = takes + [_mirror(r) for r in takes]
+            other = np.r_[other, other]
         rot = torch.from_numpy(np.concatenate(takes))
         self.quat = axis_angle_to_quaternion(rot)
         lens = np.array([len(r) for r in takes])
         starts = np.r_[0, np.cumsum(lens)[:-1]]
-        self.first = np.concatenate([s + np.arange(n - frames + 1) for s, n in zip(starts, lens)])  # window starts
-        self.frames = frames
+        firsts = [s + np.arange(n - need + 1) for s, n in zip(starts, lens)]
+        self.first = np.concatenate(firsts)  # window starts
+        from_other = np.concatenate([np.full(len(f), o) for f, o in zip(firsts, other)])
+        share = other_share if from_other.any() and not from_other.all() else 0.0
+        # sampling weight per window start: the other sources together get `share` of the windows
+        w = np.where(from_other, share / max(1, from_other.sum()), (1 - share) / max(1, (~from_other).sum()))
+        self.p = None if share == 0.0 else w / w.sum()
+        self.frames, self.speed = frames, (float(min(speed)), float(hi))
 
     def batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        pick = torch.randint(len(self.first), (n,), generator=gen).numpy()
-        idx = self.first[pick][:, None] + np.arange(self.frames)[None]
-        return self.quat[torch.from_numpy(idx)]
-
+        if self.p is None:
+            pick = torch.randint(len(self.first), (n,), generator=gen).numpy()
+        else:
+            u = torch.rand(n, generator=gen, dtype=torch.float64).numpy()
+            pick = np.minimum(np.searchsorted(np.cumsum(self.p), u), len(self.first) - 1)
+        lo, hi = self.speed
+        if hi == lo == 1.0:
+            idx = self.first[pick][:, None] + np.arange(self.frames)[None]
+            return self.quat[torch.from_numpy(idx)]
+        s = np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * torch.rand(n, generator=gen, dtype=torch.float64).numpy())
+        t = np.arange(self.frames)[None] * s[:, None]  # source time (frames) of each sample
+        k = np.floor(t).astype(np.int64)
+        a = torch.from_numpy(t - k).float()[..., None]
+        q0 = self.quat[torch.from_numpy(self.first[pick][:, None] + k)]
+        q1 = self.quat[torch.from_numpy(self.first[pick][:, None] + k + 1)]
+        q1 = torch.where((q0 * q1).sum(-1, keepdim=True) < 0, -q1, q1)
+        q = q0 * (1 - a[..., None]) + q1 * a[..., None]
+        return q / q.norm(dim=-1, keepdim=True)
 
 def lr_at(step: int, cfg: MotionTrainConfig) -> float:
     if step < cfg.warmup:
@@ -150,7 +184,7 @@ def train(out_dir, cfg: MotionTrainConfig | None = None, resume: bool = False, c
     last = out_dir / "last.safetensors"
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed * 1000 + rank)
-    train_w = Windows("train", cfg.net.frames, corpus_path)
+    train_w = Windows("train", cfg.net.frames, corpus_path, other_share=cfg.other_share, speed=tuple(cfg.speed))
     val = validation_set(Windows("val", cfg.net.frames, corpus_path, mirror=False), cfg.val_windows, cfg.net.frames)
     net = MotionNet(cfg.net)
     ema = MotionNet(cfg.net)
