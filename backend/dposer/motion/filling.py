@@ -1,11 +1,13 @@
-"""Filling gaps of a take (``dposer fill``): the motion prior where it proves itself, else the better free answer.
+"""Filling gaps of a take (``dposer fill``): the motion prior or the take's own motion where they prove themselves,
+else the better free answer.
 
-For each run of missing frames the prior fills a window around it; it also fills *probe* gaps of the same shape
-placed in the observed motion beside the real one (up to four, before and after), where the truth is known, and
-so do SLERP and the cubic rotation spline. The gap gets the answer with the lowest error on the probes (ties, and
-gaps without room for two probes: SLERP, see FALLBACK). So a take unlike anything the prior learned gets a free
-answer. Cells outside the gap are never
-written: the output's other values are the input's, bit for bit.
+For each run of missing frames the candidates are SLERP, the cubic rotation spline, the *take match* (the stretch of
+the take whose surroundings look most like the gap's, bent onto its edges: :mod:`dposer.motion.matching`), the
+take match averaged with the spline, and the motion prior when one is loaded. Each also fills *probe* gaps of the
+same shape placed in the observed motion beside the real one (up to four, before and after), where the truth is
+known. The gap gets the answer with the lowest error on the probes (ties, and gaps without room for two probes:
+SLERP, see FALLBACK). So a take unlike anything the prior learned, and unlike itself elsewhere, gets a free
+answer. Cells outside the gap are never written: the output's other values are the input's, bit for bit.
 """
 from __future__ import annotations
 
@@ -57,8 +59,9 @@ def probe_offsets(mask: np.ndarray, first: int, last: int) -> list[int]:
 def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int = 10,
          check: bool = True, match: bool = True) -> tuple[np.ndarray, list]:
     """(filled (F, 22, 3) axis-angle, a record per gap) for a take ``rot`` (F, 22, 3) (root + 21 body joints)
-    whose cells ``mask`` (F, 22) are to be filled. Without a prior the probes pick SLERP or the spline.
-    ``check=False`` takes the prior's answer wherever it fits, without probing (for measuring it)."""
+    whose cells ``mask`` (F, 22) are to be filled. Without a prior the probes pick SLERP, the spline or the take
+    match (``match=False``: not the take match). ``check=False`` takes the prior's answer wherever it fits, without
+    probing (for measuring it)."""
     rot = np.asarray(rot, np.float64)
     mask = np.asarray(mask, bool)
     if rot.ndim != 3 or rot.shape[1:] != (22, 3) or mask.shape != rot.shape[:2]:
