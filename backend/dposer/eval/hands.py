@@ -5,9 +5,10 @@ hand of the hand training set, the mirrored other hand when it is known, and mix
 the weight that is best on the take itself: an oracle no user has). Per hypothesis: its speed (mean frame-to-frame
 rotation change of the finger joints) over the real hand's, and its error over the constant mean hand's.
 
-Takes: the AMASS finger take (601 frames at 120 fps; its frames 0-299 fitted the finger dynamics, so the hypotheses'
-speed is also reported on frames 300-600 alone, and the best estimate saw none of it), the EgoBody test split per
-frame (no time: best estimate only), and the gestures clip (no hands: the hypotheses' speed in degrees per second).
+Takes: the AMASS finger take (601 frames at 120 fps; its frames 0-299 fitted the finger dynamics and the wrist speed
+of their pace, so the hypotheses' speed is also reported on frames 300-600 alone, with and without the arm driving
+their liveliness, and the best estimate saw none of it), the EgoBody test split per frame (no time: best estimate
+only), and the gestures clip (no hands: the hypotheses' speed in degrees per second).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from ..formats import data
 from ..spec import layout
 from ..tasks import hands
-from ..train.hands_fit import FIT_FRAMES, hand_error_deg, hand_speed_deg, take_dynamics
+from ..train.hands_fit import FIT_FRAMES, finger_speed, hand_error_deg, hand_speed_deg, take_dynamics
 
 R, L = layout.PART_SLICES["right_hand"], layout.PART_SLICES["left_hand"]
 # (case name, hidden side, other hand known)
@@ -26,6 +27,7 @@ CASES = (("right | body + left", "right_hand", True), ("left | body + right", "l
 MIXES = (0.25, 0.5, 0.75)
 ORACLE_GRID = np.linspace(0.0, 1.0, 21)
 K = 5
+SEEDS = 20  # seeds over which the hypotheses' speed is also summarised
 
 
 def _free(v: np.ndarray, missing: str, other_known: bool) -> np.ndarray:
@@ -111,19 +113,71 @@ def table(rows: list[dict], temporal: bool, heldout: bool) -> str:
 
 def gestures_speed(root=None, k: int = K) -> str:
     """The hypotheses' speed on the gestures clip (body only: no real fingers to compare with), in degrees per
-    second; the clip stores no frame rate, and the hypotheses' motion is set in seconds, so any rate gives it."""
-    g = data.load_gestures_clip(root)
+    second, per hand; the clip stores no frame rate and is read at 30 fps (the hypotheses' pace follows the wrists'
+    speed in degrees per second, so the rate read scales both)."""
+    g = data.load_gestures_clip(root).vectors.astype(np.float64)
     fps = 30.0
-    m = hands.motion(k, len(g), fps, seed=0) + hands.HandModel.load().constant
-    sp = [hand_speed_deg(h) * fps for h in m]
-    return (f"Gestures clip ({len(g)} frames, body only): the {k} hypotheses of a hand given the body move "
-            f"{', '.join(f'{s:.0f}' for s in sp)} deg/s (no real fingers to compare with).")
+    free = _free(g, "left_hand,right_hand", False)
+    dims, _, hyps = hands.clip_hands(g, free, k, fps, seed=0)
+    parts = []
+    for side in hands.SIDES:
+        x = g.copy()
+        sp = []
+        for h in hyps:
+            x[:, dims] = h
+            sp.append(hand_speed_deg(x[:, layout.PART_SLICES[side]]) * fps)
+        lively = hands.liveliness(g, free, side, fps)
+        parts.append(f"{side.replace('_', ' ')} {', '.join(f'{s:.0f}' for s in sp)} deg/s (liveliness "
+                     f"{lively.mean():.2f})")
+    return (f"Gestures clip ({len(g)} frames, body only, read at {fps:g} fps): the {k} hypotheses of each hand "
+            f"given the body move: {'; '.join(parts)} (no real fingers to compare with).")
+
+
+def without_arm(v: np.ndarray, fps: float, measure: slice, k: int = K) -> str:
+    """The hypotheses' speed over the real hand's on the ``measure`` frames with their clock at the fitted pace on
+    every frame (the arm ignored), against the same with the arm's liveliness: what the arm adds."""
+    parts = []
+    for side in hands.SIDES:
+        free = _free(v, side, False)
+        real = hand_speed_deg(v[measure, layout.PART_SLICES[side]])
+        est = hands.best_estimate(len(v), None, fps)
+        flip = layout.mirror_hand if side == "left_hand" else (lambda h: h)
+        row, lively = [], hands.liveliness(v, free, side, fps)
+        for pace in (None, lively):
+            moves = flip(est[None] + hands.motion(k, len(v), fps, seed=0, lively=pace))
+            row.append(", ".join(f"{hand_speed_deg(h[measure]) / real:.2f}" for h in moves))
+        parts.append(f"{side.replace('_', ' ')} (liveliness {lively[measure].mean():.2f}): {row[0]} at the fitted "
+                     f"pace, {row[1]} with the arm")
+    return (f"Hypotheses' speed / real on frames {measure.start}-{len(v) - 1} of the finger take, hand | body: "
+            + "; ".join(parts) + ".")
+
+
+def over_seeds(v: np.ndarray, fps: float, measure: slice, seeds: int = SEEDS, k: int = K) -> str:
+    """The spread of the hypotheses' speed / real on the ``measure`` frames over ``seeds`` seeds of K hypotheses
+    (hand | body): how often one hypothesis leaves 0.5-2x, which one seed's row cannot tell."""
+    parts = []
+    for side in hands.SIDES:
+        free = _free(v, side, False)
+        sl = layout.PART_SLICES[side]
+        real = hand_speed_deg(v[measure, sl])
+        ratios = []
+        for seed in range(seeds):
+            dims, _, hyps = hands.clip_hands(v, free, k, fps, seed)
+            cols = np.isin(dims, np.arange(sl.start, sl.stop))
+            ratios += [hand_speed_deg(h[measure]) / real for h in hyps[:, :, cols]]
+        r = np.asarray(ratios)
+        parts.append(f"{side.replace('_', ' ')} {r.min():.2f}-{r.max():.2f} (median {np.median(r):.2f}), "
+                     f"{int(((r < 0.5) | (r > 2)).sum())} outside 0.5-2x")
+    return (f"Over seeds 0-{seeds - 1} ({seeds * k} hypotheses per hand, hand | body), speed / real on frames "
+            f"{measure.start}-{len(v) - 1}: " + "; ".join(parts) + ".")
 
 
 def dynamics_check(v: np.ndarray, fps: float) -> str:
-    """The model's finger dynamics against the same estimate on each hand of the take, in and out of the frames
-    they were fitted on."""
+    """The model's finger dynamics against the same estimate on each hand of the take (on the take's clock), in and
+    out of the frames they were fitted on, with the liveliness the hand's wrist gives there."""
     m = hands.HandModel.load()
+    free = _free(v, "left_hand,right_hand", False)
+    lively = {side: hands.liveliness(v, free, f"{side}_hand", fps) for side in ("right", "left")}
     parts = []
     for name, sl in ((f"frames {FIT_FRAMES.start}-{FIT_FRAMES.stop - 1} (fitted)", FIT_FRAMES),
                      (f"frames {FIT_FRAMES.stop}-{len(v) - 1} (not fitted)", slice(FIT_FRAMES.stop, len(v)))):
@@ -131,9 +185,12 @@ def dynamics_check(v: np.ndarray, fps: float) -> str:
             continue
         for side, h in (("right", v[sl, R]), ("left", layout.mirror_hand(v[sl, L]))):
             a, t = take_dynamics([h], fps, m.basis, m.variances)
-            parts.append(f"{name}, {side} hand: amplitude {a:.3f}, timescale {t:.3f} s")
+            per_wrist = finger_speed(h, fps).mean() / (lively[side][sl].mean() * m.wrist_speed)
+            parts.append(f"{name}, {side} hand: amplitude {a:.3f}, timescale {t:.3f} s, liveliness "
+                         f"{lively[side][sl].mean():.2f}, finger speed / wrist speed {per_wrist:.2f}")
     return (f"Finger dynamics: the model's amplitude {m.amplitude:.3f} of the shape variance, timescale "
-            f"{m.timescale_s:.3f} s; the take's own: " + "; ".join(parts) + ".")
+            f"{m.timescale_s:.3f} s on the motion's own clock (it runs at the liveliness: the wrist's speed over "
+            f"{m.wrist_speed:.1f} deg/s); the take's own, on the take's clock: " + "; ".join(parts) + ".")
 
 
 def bench_hands(ctx) -> str:
@@ -161,4 +218,6 @@ def bench_hands(ctx) -> str:
            table(case_rows(v, fps, mean_right, measure=measure), True, measure is not None),
            f"\n**EgoBody test split, per frame** ({len(ego_rows)} poses; no time, best estimate only)\n",
            table(ego_avg, False, False), "", gestures_speed(root), "", dynamics_check(v, fps)]
+    if measure is not None:
+        out += ["", without_arm(v, fps, measure), "", over_seeds(v, fps, measure)]
     return "\n".join(out)

@@ -9,7 +9,11 @@ a take from this model instead of the prior, whose frames agree only by being fr
   its own predicts little). It is a smooth trajectory, so it never flickers.
 - **Hypotheses**: the best estimate plus a smooth Gaussian-process motion in the hand training set's PCA space
   (amplitude and timescale from real finger motion), so each hypothesis is one coherent, lively finger motion
-  over the take; their mean over the K hypotheses is the best estimate exactly.
+  over the take; their mean over the K hypotheses is the best estimate exactly. The motion's clock runs at the
+  hand's *liveliness*: the same side's wrist speed (observed, low-passed) over the wrist speed of the take the
+  dynamics were fitted on, so a hand on a gesturing arm runs through its shapes fast and one on a resting arm
+  holds its shape; the spread of shapes (what is unknown about the hand) is the same either way. Without an
+  observed arm the clock runs at the fitted pace.
 
 Every fitted number is in ``hands_model.json``, written by :mod:`dposer.train.hands_fit` (which says what saw which
 data). Hands here are 45-D axis-angle in right-hand convention unless a side is named.
@@ -24,13 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..spec import layout
+from ..spec import layout, rotations
 
 MODEL_FILE = Path(__file__).with_name("hands_model.json")
 # The other hand's slow trend: a Gaussian low-pass of this many seconds (the time over which a hand keeps its
 # shape while it gestures; a take shorter than a few seconds reduces to the other hand's mean shape). Set, not tuned.
 SLOW_S = 2.0
 SIDES = ("left_hand", "right_hand")
+# The wrist's speed is low-passed over this many seconds (about one phase of a gesture), and the liveliness it
+# gives is at most LIVELY_MAX times the fitted pace (bounds a spinning or jittering wrist). Set, not tuned.
+ARM_S = 0.5
+LIVELY_MAX = 4.0
+# Grid points per sigma of the Gaussian the motion's white noise is convolved with (on its own clock, in seconds).
+GRID_PER_SIGMA = 4
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class HandModel:
     fast_factor: float  # the share of that weight given to the other hand's quick motion
     amplitude: float  # within-take variance as a fraction of ``variances``
     timescale_s: float  # squared-exponential timescale of the hypotheses' motion
+    wrist_speed: float  # deg/s: the low-passed wrist speed at which the motion runs at its fitted pace
 
     @staticmethod
     @functools.lru_cache(maxsize=1)
@@ -49,7 +60,7 @@ class HandModel:
         d = json.loads(Path(path or MODEL_FILE).read_text())
         a = {k: np.asarray(d[k], np.float64) for k in ("basis", "variances", "constant", "other_weight")}
         return HandModel(**a, fast_factor=float(d["fast_factor"]), amplitude=float(d["amplitude"]),
-                         timescale_s=float(d["timescale_s"]))
+                         timescale_s=float(d["timescale_s"]), wrist_speed=float(d["wrist_speed"]))
 
 
 def lowpass_np(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -87,17 +98,54 @@ def best_estimate(frames: int, other: np.ndarray | None, fps: float | None = Non
     return c + w * (slow - c) + m.fast_factor * w * (other - slow)
 
 
-def motion(k: int, frames: int, fps: float | None = None, seed: int = 0, model: HandModel | None = None) -> np.ndarray:
-    """(K, F, 45) smooth finger motions around zero: a squared-exponential Gaussian process per PCA direction
-    (white noise convolved with a Gaussian), centred over the K hypotheses when K > 1 so their mean is zero."""
+def joint_speed(rotation: np.ndarray, fps: float | None = None) -> np.ndarray:
+    """(F,) angular speed (deg/s) of one joint's local rotation (F, 3) axis-angle, per frame (the mean of the steps
+    on either side), low-passed over ``ARM_S`` seconds."""
+    fps = _fps(fps)
+    q = rotations.axis_angle_to_quaternion(np.asarray(rotation, np.float64))
+    if len(q) < 2:
+        return np.zeros(len(q))
+    step = np.degrees(2 * np.arccos(np.clip(np.abs((q[1:] * q[:-1]).sum(-1)), 0.0, 1.0))) * fps
+    per_frame = np.concatenate([step[:1], 0.5 * (step[1:] + step[:-1]), step[-1:]])
+    return lowpass_np(per_frame[:, None], ARM_S * fps)[:, 0]
+
+
+def liveliness(vectors: np.ndarray, free: np.ndarray, side: str, fps: float | None = None,
+               model: HandModel | None = None) -> np.ndarray | None:
+    """(F,) how fast the hand in ``side`` moves over the fitted pace, from its wrist's observed speed; None when
+    the wrist is free or not a number on some frame, never moves from a rig's rest (all zeros) or the take has one
+    frame."""
     m = model or HandModel.load()
-    sigma = m.timescale_s * _fps(fps) / math.sqrt(2.0)  # a Gaussian of sigma gives a kernel of timescale sigma*sqrt2
-    r = max(1, int(math.ceil(3 * sigma)))
-    g = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    g /= math.sqrt((g ** 2).sum())  # unit variance
+    sl = layout.joint_vector_slice(side.replace("_hand", "_wrist"))
+    wrist = np.asarray(vectors)[:, sl].astype(np.float64)
+    if len(wrist) < 2 or np.asarray(free)[:, sl].any() or not wrist.any() or not np.isfinite(wrist).all():
+        return None
+    return np.minimum(joint_speed(wrist, fps) / m.wrist_speed, LIVELY_MAX)
+
+
+def motion(k: int, frames: int, fps: float | None = None, seed: int = 0, model: HandModel | None = None,
+           lively: np.ndarray | None = None) -> np.ndarray:
+    """(K, F, 45) smooth finger motions around zero: a squared-exponential Gaussian process per PCA direction
+    (white noise on a grid convolved with a Gaussian, read at each frame's time on the motion's own clock), centred
+    over the K hypotheses when K > 1 so their mean is zero. ``lively`` (F,): the clock's rate per frame (1, the
+    default, is the fitted pace; 0 holds the shape); the spread is the same at any rate."""
+    m = model or HandModel.load()
+    fps = _fps(fps)
+    rate = np.ones(frames) if lively is None else np.asarray(lively, np.float64)
+    if rate.shape != (frames,) or not np.isfinite(rate).all() or (rate < 0).any():
+        raise ValueError(f"lively must be ({frames},) finite values >= 0, got {rate.shape}")
+    if frames == 0:
+        return np.zeros((k, 0, 45))
+    clock = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]))])[:frames] / fps  # seconds
+    sigma = m.timescale_s / math.sqrt(2.0)  # a Gaussian of sigma gives a kernel of timescale sigma*sqrt2
+    h = sigma / GRID_PER_SIGMA
+    r = int(math.ceil(3 * GRID_PER_SIGMA))
+    near = np.floor(clock / h).astype(np.int64)[:, None] + np.arange(-r, r + 2)  # (F, W) grid points around
+    g = np.exp(-0.5 * ((clock[:, None] - near * h) / sigma) ** 2)
+    g /= np.sqrt((g ** 2).sum(1, keepdims=True))  # unit variance
     rng = np.random.default_rng(seed)
-    white = rng.standard_normal((k, len(m.variances), frames + 2 * r))
-    z = np.stack([[np.convolve(row, g, mode="valid") for row in hyp] for hyp in white])  # (K, C, F)
+    white = rng.standard_normal((k, len(m.variances), int(near.max()) + r + 1))
+    z = np.stack([np.einsum("cfw,fw->cf", w[:, near + r], g) for w in white])  # (K, C, F)
     if k > 1:
         z = (z - z.mean(0, keepdims=True)) * math.sqrt(k / (k - 1))
     z *= np.sqrt(m.amplitude * m.variances)[None, :, None]
@@ -132,7 +180,8 @@ def clip_hands(vectors: np.ndarray, free: np.ndarray, k: int, fps: float | None 
         # hand as it is (this left hand is estimated as its mirror image, a right hand)
         other_rc = None if known is None else (layout.mirror_hand(known) if other == "left_hand" else known)
         est = best_estimate(len(vectors), other_rc, fps)
-        moves = est[None] + motion(k, len(vectors), fps, seed=seed * 2 + i)
+        lively = liveliness(vectors, free, side, fps)
+        moves = est[None] + motion(k, len(vectors), fps, seed=seed * 2 + i, lively=lively)
         sl = layout.PART_SLICES[side]
         dims.append(np.arange(sl.start, sl.stop))
         best.append(flip(est))

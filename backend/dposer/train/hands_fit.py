@@ -16,8 +16,12 @@ What is fitted on what (``python -m dposer.train.hands_fit`` reproduces the file
 - **Finger dynamics** (the first half of the AMASS finger take, frames 0-299, both hands; its second half is where
   the hypotheses' speed is measured, and nothing else is fitted on the take): the within-take amplitude as a fraction
   of the shape space's variance, the timescale of a squared-exponential Gaussian process by moment matching (the
-  ratio of the take's finger velocity to its spread), and the weight of the other hand's fast motion (its deviation
-  from its own slow trend) in the estimate, by least squares, clipped to [0, the static weight].
+  ratio of the take's finger velocity to its spread, the velocity measured on the motion's own clock), the weight of
+  the other hand's fast motion (its deviation from its own slow trend) in the estimate, by least squares, clipped
+  to [0, the static weight], and the wrist speed at which the motion's clock runs at its fitted pace: the two
+  wrists' mean low-passed speed over those frames (the hypotheses' liveliness, the clock's rate, is the observed
+  wrist speed over it). The wrist is the arm joint whose low-passed speed follows the fingers' over those frames
+  (the fit log gives each arm joint's correlation; finger speed over wrist speed is about proportional there).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import torch
 from ..core.torch_rotations import geodesic_degrees
 from ..formats import data
 from ..spec import layout
-from ..tasks.hands import MODEL_FILE, SLOW_S, lowpass_np
+from ..tasks.hands import ARM_S, MODEL_FILE, SLOW_S, joint_speed, lowpass_np
 
 COMPONENTS = 12  # PCA directions the hypotheses move in (EgoBody's hands have rank 12 too)
 SHRINK = (0.0, 0.25, 0.5, 0.75, 1.0)  # per-finger weights pulled toward the shared weight by this factor
@@ -107,16 +111,20 @@ def fit_best_estimate(root=None) -> tuple[dict, list[str]]:
     return {"constant": constant.tolist(), "other_weight": best[2].tolist()}, log
 
 
-def take_dynamics(hands: list[np.ndarray], fps: float, basis: np.ndarray, variances: np.ndarray
-                  ) -> tuple[float, float]:
+def take_dynamics(hands: list[np.ndarray], fps: float, basis: np.ndarray, variances: np.ndarray,
+                  lively: list[np.ndarray] | None = None) -> tuple[float, float]:
     """(amplitude, timescale in seconds) of real finger motion, pooled over ``hands`` ((F, 45) each, right-hand
     convention): the spread around each hand's own mean in the PCA space as a fraction of the shape variance (per
-    hand), and the squared-exponential timescale with that spread and the same mean squared velocity."""
+    hand), and the squared-exponential timescale with that spread and the same mean squared velocity. ``lively``
+    ((F,) per hand): the rate of the motion's own clock per frame, on which the velocity is then measured."""
     var, dvar = 0.0, 0.0
-    for h in hands:
+    for i, h in enumerate(hands):
         z = (h - h.mean(0)) @ basis.T  # (F, C)
+        vel = np.diff(z, axis=0) * fps
+        if lively is not None:
+            vel /= 0.5 * (lively[i][1:] + lively[i][:-1])[:, None]  # the clock's rate between the two frames
         var += (z ** 2).mean(0).sum()
-        dvar += ((np.diff(z, axis=0) * fps) ** 2).mean(0).sum()
+        dvar += (vel ** 2).mean(0).sum()
     return float(var / (len(hands) * variances.sum())), float(np.sqrt(var / dvar))
 
 
@@ -125,7 +133,10 @@ def fit_dynamics(root, basis: np.ndarray, variances: np.ndarray, paired: dict) -
     fps = float(take.extras.get("framerate", 120.0))
     v = take.vectors[FIT_FRAMES].astype(np.float64)
     hands = [v[:, R], layout.mirror_hand(v[:, L])]
-    amplitude, timescale = take_dynamics(hands, fps, basis, variances)
+    wrists = [joint_speed(v[:, layout.joint_vector_slice(f"{s}_wrist")], fps) for s in ("right", "left")]
+    wrist = float(np.mean([w.mean() for w in wrists]))
+    # the timescale on the motion's own clock, which runs at each frame's wrist speed over the mean one
+    amplitude, timescale = take_dynamics(hands, fps, basis, variances, [w / wrist for w in wrists])
     w = np.asarray(paired["other_weight"])
     num = den = 0.0
     for y, x in ((hands[0], hands[1]), (hands[1], hands[0])):
@@ -135,10 +146,42 @@ def fit_dynamics(root, basis: np.ndarray, variances: np.ndarray, paired: dict) -
         den += ((w * fast_x) ** 2).sum()
     fast = float(np.clip(num / den, 0.0, 1.0))
     log = [f"dynamics on AMASS finger take frames {FIT_FRAMES.start}-{FIT_FRAMES.stop - 1} at {fps:g} fps: "
-           f"amplitude {amplitude:.4f} of the shape variance, timescale {timescale:.3f} s, "
-           f"fast-motion factor {fast:.3f}"]
-    return {"amplitude": amplitude, "timescale_s": timescale, "fast_factor": fast}, log
+           f"amplitude {amplitude:.4f} of the shape variance, timescale {timescale:.3f} s on the motion's clock "
+           f"({take_dynamics(hands, fps, basis, variances)[1]:.3f} s on the take's), fast-motion factor "
+           f"{fast:.3f}, mean wrist speed {wrist:.2f} deg/s",
+           "  correlation of each arm joint's speed with its hand's finger speed there (both low-passed, both "
+           "hands): " + ", ".join(f"{j} {c:.2f}" for j, c in arm_correlations(v, fps).items())
+           + f"; log finger speed on log wrist speed: slope {_log_slope(v, fps):.2f}"]
+    return {"amplitude": amplitude, "timescale_s": timescale, "fast_factor": fast, "wrist_speed": wrist}, log
 
+
+def finger_speed(hand: np.ndarray, fps: float) -> np.ndarray:
+    """(F,) mean angular speed (deg/s) of the finger joints of (F, 45) hands, per frame, low-passed like an arm
+    joint's (:func:`dposer.tasks.hands.joint_speed`)."""
+    step = hand_error_deg(hand[1:], hand[:-1]) * fps
+    per_frame = np.concatenate([step[:1], 0.5 * (step[1:] + step[:-1]), step[-1:]])
+    return lowpass_np(per_frame[:, None], ARM_S * fps)[:, 0]
+
+
+def arm_correlations(v: np.ndarray, fps: float) -> dict[str, float]:
+    """Pearson correlation over the frames of a take ``v`` (F, 256) and both sides between each arm joint's
+    low-passed speed and the same side's finger speed."""
+    out, sides = {}, ("left", "right")
+    fingers = np.concatenate([finger_speed(v[:, layout.PART_SLICES[f"{s}_hand"]], fps) for s in sides])
+    for joint in ("collar", "shoulder", "elbow", "wrist"):
+        arm = np.concatenate([joint_speed(v[:, layout.joint_vector_slice(f"{s}_{joint}")], fps) for s in sides])
+        out[joint] = float(np.corrcoef(arm, fingers)[0, 1])
+    return out
+
+
+
+def _log_slope(v: np.ndarray, fps: float) -> float:
+    """Least-squares slope of the log finger speed on the log wrist speed over the frames of ``v`` and both sides
+    (1: the fingers' speed proportional to the wrist's)."""
+    sides = ("left", "right")
+    wrist = np.concatenate([joint_speed(v[:, layout.joint_vector_slice(f"{s}_wrist")], fps) for s in sides])
+    fingers = np.concatenate([finger_speed(v[:, layout.PART_SLICES[f"{s}_hand"]], fps) for s in sides])
+    return float(np.polyfit(np.log(wrist), np.log(fingers), 1)[0])
 
 def fit(root=None) -> tuple[dict, list[str]]:
     hands = data.load_part_set("hand", "train", root).vectors[:, R].astype(np.float64)
