@@ -17,7 +17,7 @@ SKELETON = [("Hips", -1, (0, 90, 0)), ("Spine", 0, (0, 10, 0)), ("Chest2", 1, (0
             ("Neck1", 3, (0, 5, 0)), ("Head", 4, (0, 8, 0)), ("LeftArm", 2, (15, 15, 0)),
             ("LeftForeArm", 6, (28, 0, 0)), ("LeftHand", 7, (25, 0, 0)), ("RightUpLeg", 0, (-9, -5, 0)),
             ("RightLeg", 9, (0, -42, 0)), ("RightFoot", 10, (0, -40, 0))]
-NECK1, ARM, FOREARM, HAND = 4, 6, 7, 8
+NECK1, HEAD, ARM, FOREARM, HAND, UPLEG, KNEE, FOOT = 4, 5, 6, 7, 8, 9, 10, 11
 
 
 def _take(fps: float, seconds: float = 4.0) -> tuple[str, bvh.Bvh]:
@@ -119,6 +119,50 @@ def test_untouched_channels_keep_their_text():
     diff = {(f, c) for f, (a, b) in enumerate(zip(rows_in, rows_out)) for c, (x, y) in enumerate(zip(a, b)) if x != y}
     assert diff and diff <= {(60, c) for c in cols}  # only the repaired bone's channels on the spiked frame
     assert out.split("MOTION")[0] == bad_text.split("MOTION")[0]  # the hierarchy as written
+
+
+def _planted_foot_strike(take: bvh.Bvh, first: int, peak_deg: float, settle_deg: float) -> bvh.Bvh:
+    """The take with a calm foot (its motion scaled to a fifth) that strikes at ``first``: one frame turned by
+    ``peak_deg``, then turned by ``settle_deg`` from there on (it goes and stays)."""
+    motion = take.motion.copy()
+    motion[:, _bone_cols(take, FOOT)] *= 0.2
+    calm = replace(take, motion=motion)
+    q = bvh_channels.rotations(calm)
+    i = bvh_channels.rotation_bones(calm).index(FOOT)
+    turn = np.zeros(len(q))
+    turn[first], turn[first + 1:] = peak_deg, settle_deg
+    q[:, i] = (Rotation.from_quat(q[:, i]) * Rotation.from_rotvec(np.radians(turn)[:, None] * [1.0, 0, 0])).as_quat()
+    return bvh_channels.with_rotations(calm, q, np.ones(q.shape[:2], bool))
+
+
+def test_a_foot_strike_that_goes_and_stays_is_kept_while_a_spike_on_the_foot_is_repaired():
+    _, take = _take(30.0)
+    strike = _planted_foot_strike(take, 40, 12.0, 5.0)  # at 30 fps: 12 deg for a frame, settling at 5 deg
+    out, changed, rep = bvh_channels.clean_take(strike)
+    assert rep.events == [] and not changed.any()
+    assert np.array_equal(out.motion, strike.motion)
+    spiked = _faulty(strike, FOOT, 80, 80, np.radians([25.0, 0.0, 0.0]))
+    out, _, rep = bvh_channels.clean_take(spiked)
+    assert [e[0] for e in rep.events] == ["spike"]
+    assert _angle_deg(out, strike, FOOT, [80])[0] < 2.5
+    assert np.array_equal(out.motion[:80], strike.motion[:80])  # the strike at frame 40 as it was
+
+
+def test_fast_limbs_at_30_fps_without_jitter_are_not_smoothed():
+    """A run at 30 fps: the head, the arm and the leg swing at 2 Hz (their third differences look like 0.4 deg of
+    jitter), the spine and neck do not; jitter is on every bone, so nothing is smoothed."""
+    text, take = _take(30.0)
+    t = np.arange(take.num_frames) / 30.0
+    motion = take.motion.copy()
+    for bone in (HEAD, ARM, FOREARM, HAND, UPLEG, KNEE, FOOT):
+        motion[:, _bone_cols(take, bone)] = 40 * np.sin(2 * np.pi * 2.0 * t + bone)[:, None] * [1, 0.3, 0.2]
+    fast = replace(take, motion=np.round(motion, 4))
+    noise = channel_clean.jitter_deg(channel_clean.continuous(bvh_channels.rotations(fast)))
+    assert (noise > channel_clean.Settings().jitter_min_deg).sum() > len(noise) / 2
+    fast_text = bvh_channels.motion_text(text, fast.motion, np.ones(fast.motion.shape, bool))
+    out, rep, _ = bvh_channels.clean_bvh(fast_text)
+    assert not rep.smoothed and rep.events == []
+    assert out == fast_text
 
 
 def test_the_same_fault_in_seconds_is_found_at_30_and_120_fps():

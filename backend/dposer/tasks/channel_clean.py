@@ -1,6 +1,6 @@
 """Clean a take in its own channels: find and repair faults on every bone's local rotation, smooth jitter only when
-the take has it. NumPy only (no SciPy, no torch, no other dposer module): the add-on runs an identical copy in
-Blender (``blender_dposer/channel_clean.py``; tests/test_channel_clean.py fails when the two differ).
+the take has it. NumPy only (no SciPy, no torch, no other dposer module): the add-on imports this module in Blender
+(``blender_dposer/channel_keys.py``, from the ``dposer`` package its zip bundles).
 
 A take is ``q`` (F, B, 4): each bone's local rotation per frame as unit quaternions (x, y, z, w), any skeleton.
 Every time constant is in seconds, so a fault is found the same way at 24 and at 240 fps.
@@ -11,7 +11,9 @@ Every time constant is in seconds, so a fault is found the same way at 24 and at
   ``jump_floor_deg`` and above ``speed_share`` times the bone's median step around it (fast motion at a low frame
   rate is not a fault).
 - **Spikes and pops** are a jump and its return (the opposite jump) less than ``max_pop_s`` later: the frames
-  between are bad.
+  between are bad. A one-frame spike must also stand ``jump_floor_deg`` off the midpoint of its two neighbours (its
+  jump residual is about 5/3 of that, so the residual floor alone would take a 7 deg flick at a foot strike, real
+  motion at 30 fps, for a fault).
 - **Held bones**: a stretch of at least ``min_hold_s`` where the bone does not move (steps under
   ``hold_eps_deg``) that ends or starts with a jump (a limb frozen while the body moves, then released); on a bone
   with jitter (over ``still_jitter_deg``) a still stretch is a hold by itself.
@@ -19,9 +21,11 @@ Every time constant is in seconds, so a fault is found the same way at 24 and at
   spline on the sign-continuous quaternion components, renormalised; held stretches predicted from the bones that
   keep moving, by a regression fitted on the take itself). A motion prior's fill with the same signature can
   replace it.
-- **Jitter**: the noise level is estimated from the take (robust scale of the third differences); when the take's
-  level is at least ``jitter_min_deg``, each bone is low-passed (zero-phase Butterworth) with the cutoff that
-  minimises Mallows' Cp for that noise level, and the bad cells are then filled from the smoothed good frames.
+- **Jitter**: the noise level is estimated per bone (robust scale of the third differences) and for the take as
+  the lower quartile over the moving bones (``jitter_quantile``: noise is on every bone, while fast motion at a low
+  frame rate raises only the fast limbs' estimates); when the take's level is at least ``jitter_min_deg``, each
+  bone is low-passed (zero-phase Butterworth) with the cutoff that minimises Mallows' Cp for that noise level, and
+  the bad cells are then filled from the smoothed good frames.
   Otherwise only repaired cells change: an unfaulted take comes back bit for bit.
 """
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Settings:
     hold_eps_deg: float = 0.01  # a step under this is "not moving"
     still_jitter_deg: float = 0.2  # on a bone with more jitter than this, a still stretch is a hold without a jump
     jitter_min_deg: float = 0.3  # smooth only takes whose estimated jitter is at least this (degrees per axis)
+    jitter_quantile: float = 0.25  # the take's jitter: this quantile of the moving bones' estimates
     cp_noise_factor: float = 1.5  # the noise variance in Mallows' Cp is scaled by this (> 1: smoother)
     cutoffs_hz: tuple = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
     passes: int = 2  # detect-and-repair passes (a second pass finds faults hidden next to bigger ones)
@@ -179,7 +184,8 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
     r = _jump_residual(q)
     mag = np.linalg.norm(r, axis=-1)  # (F-1, B)
     scale = _robust_scale(mag[2:-2] ** 2, 3)  # per component; the residual of white noise is about 2.8 sigma
-    thr = np.maximum(np.radians(s.jump_floor_deg) / 2, s.jump_sigmas * scale)
+    floor = np.radians(s.jump_floor_deg) / 2  # in quaternion units (half the angle)
+    thr = np.maximum(floor, s.jump_sigmas * scale)
     if s.speed_share > 0:  # fast motion at a low frame rate makes large residuals of its own
         half = max(2, int(round(s.speed_window_s * fps)))
         speed = _sliding(np.linalg.norm(np.diff(q, axis=0), axis=-1), half, np.median)
@@ -201,6 +207,8 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
                 if t2 - t > max_gap:
                     break
                 a, c = r[t, b], r[t2, b]
+                if t2 == t + 1 and np.linalg.norm(q[t + 1, b] - (q[t, b] + q[t + 2, b]) / 2) < floor:
+                    continue  # a one-frame flick smaller than the floor: fast motion, not a spike
                 if not used[k] and np.linalg.norm(a + c) < 0.5 * max(np.linalg.norm(a), np.linalg.norm(c)):
                     bad[t + 1:t2 + 1, b] = True
                     used[i] = used[k] = True
@@ -374,7 +382,7 @@ def clean(q: np.ndarray, fps: float, s: Settings = Settings(), fill=None, active
         cur = linear_fill(qc, bad, fps)  # provisional: no overshoot for the next pass or the smoother to see
     noise = jitter_deg(cur)
     moving = np.ptp(qc, axis=0).max(-1) > 0 if active is None else active
-    level = float(np.median(noise[moving])) if moving.any() else 0.0
+    level = float(np.quantile(noise[moving], s.jitter_quantile)) if moving.any() else 0.0
     rep = Report(bad, sorted(events, key=lambda e: (e[2], e[1])), level)
     if level >= s.jitter_min_deg:  # smooth, then fill the bad cells from the smoothed good frames
         sm, cut = smooth(cur, fps, np.maximum(noise, 1e-6), s)
