@@ -19,10 +19,11 @@ What it does (blender.md section 3.4):
    a copy of the ``dposer`` package.
 3. Adds the backend under ``backend/dposer/`` in the zip (so the installed extension holds
    ``<extension>/backend/dposer``, found by the add-on with default preferences): the rooms of the ``dposer``
-   package that run in Blender (``BACKEND_RUNTIME``: spec, core, tasks, formats, serve; pure Python, MIT) and the
-   default checkpoint ``weights/default.safetensors`` (non-commercial research licence, docs/model_card.md).
-   Nothing else: no training, evaluation or benchmark code, no command line, no torch (the Install Backend button
-   installs it), no pose data, no other checkpoints. ``--without-backend`` bundles only ``dposer.spec``, the
+   package that run in Blender (``BACKEND_RUNTIME``: spec, core, tasks, formats, serve and the motion prior's
+   inference; pure Python, MIT) and the default checkpoint ``weights/default.safetensors`` (non-commercial
+   research licence, docs/model_card.md), plus ``weights/motion.safetensors`` when one is there. Nothing else: no
+   training, evaluation or benchmark code (``BACKEND_LEFT_OUT``), no command line, no torch (the Install Backend
+   button installs it), no pose data, no other checkpoints. ``--without-backend`` bundles only ``dposer.spec``, the
    torch-free layer the add-on itself imports.
 4. Writes a reproducible zip (sorted entries, fixed timestamps) and prints its size and SHA-256.
 
@@ -58,12 +59,16 @@ MANIFEST = SOURCE / "blender_manifest.toml"
 BACKEND = ROOT / "backend" / "dposer"
 BACKEND_ARC = "backend/dposer"  # where the add-on looks for it (preferences.BUNDLED_BACKEND)
 BACKEND_SUFFIXES = (".py", ".json")
-# what of dposer runs in Blender (the add-on's dposer.spec and the backend server with its tasks); training
-# (train/), evaluation and benchmarks (eval/), the command line and the training configs stay out of the zip
-BACKEND_RUNTIME = ("__init__.py", "official_normalizers.json", "spec", "core", "tasks", "formats", "serve")
+# what of dposer runs in Blender (the add-on's dposer.spec and the backend server with its tasks, and the motion
+# prior's inference that the server's fill op runs); training (train/), evaluation and benchmarks (eval/), the
+# command line and the training configs stay out of the zip, and so do the motion room's corpus, training, benchmark
+# and commands (BACKEND_LEFT_OUT; tests/test_import_graph.py holds that the rest imports none of them)
+BACKEND_RUNTIME = ("__init__.py", "official_normalizers.json", "spec", "core", "tasks", "formats", "serve", "motion")
+BACKEND_LEFT_OUT = ("motion/bench.py", "motion/cli.py", "motion/corpus.py", "motion/train.py")
 BACKEND_SPEC = ("__init__.py", "spec", "tasks/__init__.py", "tasks/channel_clean.py")  # --without-backend: the
 # torch-free modules the add-on imports (the spec and the channel cleaner Clean runs on unmapped bones)
 BACKEND_CHECKPOINT = "weights/default.safetensors"
+MOTION_CHECKPOINT = "weights/motion.safetensors"  # bundled when present (none is trained yet): fill then uses it
 
 REQUIRED = ("schema_version", "id", "name", "tagline", "version", "type", "maintainer", "license",
             "blender_version_min")
@@ -174,9 +179,12 @@ def collect_backend(backend: Path = BACKEND, parts: tuple[str, ...] = BACKEND_RU
         for dirpath, dirnames, filenames in os.walk(backend / part):
             rel_dir = Path(dirpath).relative_to(backend)
             dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith("."))
-            files += [rel_dir / n for n in sorted(filenames) if n.endswith(BACKEND_SUFFIXES) and not n.startswith(".")]
+            files += [rel_dir / n for n in sorted(filenames) if n.endswith(BACKEND_SUFFIXES) and not n.startswith(".")
+                      and (rel_dir / n).as_posix() not in BACKEND_LEFT_OUT]
     if checkpoint:
         files.append(Path(BACKEND_CHECKPOINT))
+        if (backend / MOTION_CHECKPOINT).is_file():
+            files.append(Path(MOTION_CHECKPOINT))
         for need in ("serve/server.py", BACKEND_CHECKPOINT):
             if not (backend / need).is_file():
                 raise SystemExit(f"the backend to bundle lacks {backend / need}")

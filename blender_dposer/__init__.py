@@ -31,6 +31,8 @@ bpy modules, imported only inside :func:`register`:
 - :mod:`.operators`    ``dposer.add_armature``, ``dposer.calibrate_rest``, ``dposer.show_zero_pose``,
   ``dposer.complete``, ``dposer.refine``, ``dposer.random_pose``, ``dposer.clean``, ``dposer.vary`` (the jobs:
   execute = synchronous, invoke = modal with progress and Esc), ``dposer.test_backend``
+- :mod:`.fill_ops`     ``dposer.fill_gap``: fill a gap of frames of a take from the motion around it (the
+  backend's ``fill`` op; frame and joint choices in the bpy-free :mod:`.fill_frames`)
 - :mod:`.preview`      Complete's hypothesis preview: next / previous / accept / cancel (exact restore)
 - :mod:`.panel`        the "DPoser" tab of the 3D viewport sidebar
 
@@ -46,7 +48,8 @@ from . import bundled
 bundled.put_on_path()  # the add-on's pure modules import dposer.spec
 
 # bpy-dependent submodules, registered in this order.
-_BPY_MODULES: tuple[str, ...] = ("preferences", "install_ops", "operators", "take_ops", "preview", "panel")
+_BPY_MODULES: tuple[str, ...] = ("preferences", "install_ops", "operators", "fill_ops", "take_ops", "preview",
+                                 "panel")
 _registered: list = []
 
 

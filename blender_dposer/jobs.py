@@ -53,6 +53,7 @@ class PoseJob:
     op = ""
     verb = "posed"
     max_frames = MAX_FRAMES
+    keep_other_handles = False  # keys on frames not written keep their handles exactly (kf.write_rotation_keys)
 
     def _setup(self, context, frame_start: int | None, frame_end: int | None):
         obj = active_armature(context)
@@ -123,7 +124,7 @@ class PoseJob:
 
     def apply(self, context, keys: list[kf.BoneKeys]) -> int:
         obj = self._armature()
-        n = kf.write_rotation_keys(obj, keys)
+        n = kf.write_rotation_keys(obj, keys, self.keep_other_handles)
         kf.set_current_rotation(obj, keys, context.scene.frame_current)
         obj.update_tag()
         return n

@@ -234,10 +234,11 @@ def rotation_keys(bone: str, mode: str, frames, matrices, previous=None) -> Bone
     return BoneKeys(bone, mode, np.asarray(frames, dtype=np.float64), vals)
 
 
-def _write_channel(fc, frames: np.ndarray, values: np.ndarray) -> int:
+def _write_channel(fc, frames: np.ndarray, values: np.ndarray, keep_other_handles: bool = False) -> int:
     kp = fc.keyframe_points
     n_old = len(kp)
     co = fcurve_keys(fc).astype(np.float64) if n_old else np.empty((0, 2))
+    kept = _handles(fc) if keep_other_handles and n_old else None
     frames = np.asarray(frames, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     changed = np.zeros(n_old, dtype=bool)
@@ -269,15 +270,43 @@ def _write_channel(fc, frames: np.ndarray, values: np.ndarray) -> int:
     if n_new or changed.any():
         kp.foreach_set("co", co.astype(np.float32).ravel())
         fc.update()
+        if kept is not None:  # update() recomputes auto handles everywhere: the other keys get theirs back
+            _restore_handles(fc, kept, frames)
     return n_new + int(changed.sum())
+
+
+def _handles(fc) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(frames (n,), {side: (n, 2)}) of an F-curve's keys."""
+    kp = fc.keyframe_points
+    out = {}
+    for side in ("handle_left", "handle_right"):
+        h = np.empty(2 * len(kp), dtype=np.float32)
+        kp.foreach_get(side, h)
+        out[side] = h.reshape(-1, 2)
+    return fcurve_keys(fc)[:, 0].copy(), out
+
+
+def _restore_handles(fc, kept, written: np.ndarray) -> None:
+    """Put back the handles ``kept`` (:func:`_handles`) of the keys on frames not in ``written``."""
+    old_frames, old = kept
+    keep = np.ones(len(old_frames), bool)
+    if len(written):
+        keep = np.abs(old_frames[:, None] - np.asarray(written)[None]).min(1) >= FRAME_EPS
+    now_frames, now = _handles(fc)
+    idx = np.searchsorted(now_frames, old_frames[keep] - FRAME_EPS)
+    for side in now:
+        now[side][idx] = old[side][keep]
+        fc.keyframe_points.foreach_set(side, now[side].ravel())
 
 
 write_channel = _write_channel  # one F-curve's keys (frames, values): existing keys on those frames replaced
 
 
-def write_rotation_keys(obj, keys: Iterable[BoneKeys]) -> int:
+def write_rotation_keys(obj, keys: Iterable[BoneKeys], keep_other_handles: bool = False) -> int:
     """Write every :class:`BoneKeys` into ``obj``'s action (created when missing) in bulk; returns the number of
-    keys written. Build all of ``keys`` first (so a failure before this call leaves the scene unchanged)."""
+    keys written. Build all of ``keys`` first (so a failure before this call leaves the scene unchanged).
+    ``keep_other_handles``: the keys on other frames keep their handles exactly (else Blender recomputes their auto
+    handles)."""
     keys = list(keys)
     if not keys:
         return 0
@@ -288,7 +317,7 @@ def write_rotation_keys(obj, keys: Iterable[BoneKeys]) -> int:
         vals = np.asarray(bk.values, dtype=np.float64)
         for i in range(vals.shape[1]):
             fc = channels.ensure(dp, i, group=bk.bone)
-            total += _write_channel(fc, np.asarray(bk.frames, dtype=np.float64), vals[:, i])
+            total += _write_channel(fc, np.asarray(bk.frames, dtype=np.float64), vals[:, i], keep_other_handles)
     return total
 
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The "DPoser" tab of the 3D viewport's sidebar (N panel): add armature; the active rig's preset and calibration;
-complete (with the hypothesis preview), refine, random pose, clean, variations; backend status; the Install Backend
-button while PyTorch is missing. Needs bpy."""
+complete (with the hypothesis preview), refine, random pose, clean, fill gap, variations; backend status; the Install
+Backend button while PyTorch is missing. Needs bpy."""
 from __future__ import annotations
 
 import bpy
@@ -127,6 +127,14 @@ class DPOSER_PT_main(bpy.types.Panel):
         op.lock = settings.lock
         op.lock_selected = settings.lock_selected
         op.seed = settings.seed
+
+        box.label(text="Fill Gap (preview range)", icon="KEYTYPE_BREAKDOWN_VEC")
+        if scene.use_preview_range:
+            box.label(text=f"Frames {scene.frame_preview_start}-{scene.frame_preview_end}: the selected bones in Pose "
+                           "Mode, else the whole body")
+        else:
+            box.label(text="Set the preview range over the gap (Ctrl Alt P)", icon="INFO")
+        box.operator("dposer.fill_gap", icon="IPO_BEZIER")
 
         animated = obj is not None and obj.type == "ARMATURE" and kf.action_frame_range(obj) is not None
         box.label(text="Variations (the action's motion)" if animated else "Variations (current frame)",

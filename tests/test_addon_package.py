@@ -51,7 +51,11 @@ def test_build_addon_zip(tmp_path):
     assert all(n.startswith("backend/dposer/") for n in backend)
     rooms = {n.split("/")[2] for n in backend}
     assert rooms == {"__init__.py", "official_normalizers.json", "spec", "core", "tasks", "formats", "serve",
-                     "weights"}, rooms
+                     "motion", "weights"}, rooms
+    # the motion prior's inference (the server's fill op) travels; its corpus, training, benchmark and commands not
+    assert {"backend/dposer/motion/filling.py", "backend/dposer/motion/interp.py", "backend/dposer/motion/prior.py",
+            "backend/dposer/motion/take.py"} <= backend
+    assert not {f"backend/dposer/motion/{m}.py" for m in ("bench", "cli", "corpus", "train")} & backend
     spec_modules = {f"backend/dposer/spec/{p.name}" for p in (REPO / "backend" / "dposer" / "spec").glob("*.py")}
     assert spec_modules <= backend and "backend/dposer/weights/default.safetensors" in backend
     assert not any(n.endswith((".npz", ".pkl", ".pt", ".ckpt")) or "torch/" in n for n in names)

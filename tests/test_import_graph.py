@@ -91,3 +91,21 @@ def test_spec_imports_only_spec():
     above = {m: sorted(e for e in edges if not e.startswith("dposer.spec"))
              for m, edges in graph.items() if m.startswith("dposer.spec")}
     assert not any(above.values()), above
+
+
+def test_the_extension_zips_backend_imports_only_what_the_zip_carries():
+    """Every module of dposer that build_addon.py puts in the extension zip imports (anywhere in its body) only
+    modules the zip also carries: no training, evaluation, benchmark or command-line code is reached in Blender."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_addon", REPO / "build_addon.py")
+    build_addon = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_addon)
+    backend = REPO / "backend" / "dposer"
+    carried = {module_name(backend / rel, backend) for rel in build_addon.collect_backend(checkpoint=False)
+               if rel.suffix == ".py"}
+    assert {"dposer.serve.server", "dposer.motion.filling", "dposer.motion.prior"} <= carried
+    assert not any(m.startswith(("dposer.train", "dposer.eval", "dposer.cli")) for m in carried)
+    graph = import_graph()
+    outside = {m: sorted(e for e in graph[m] if e.startswith("dposer") and e not in carried) for m in carried}
+    assert not any(outside.values()), {m: e for m, e in outside.items() if e}

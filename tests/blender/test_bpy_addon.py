@@ -241,7 +241,7 @@ def test_keyframes_are_written_in_bulk_one_write_per_fcurve(bpy_addon, scene, mo
     mats = rm.axis_angle_to_matrix(aa)
     keys = [kf.rotation_keys(name, "QUATERNION", frames, mats[:, j]) for j, name in enumerate(rm.JOINT_NAMES)]
     writes, write = [], kf._write_channel
-    monkeypatch.setattr(kf, "_write_channel", lambda fc, f, v: writes.append(len(f)) or write(fc, f, v))
+    monkeypatch.setattr(kf, "_write_channel", lambda fc, f, v, *more: writes.append(len(f)) or write(fc, f, v, *more))
     assert kf.write_rotation_keys(obj, keys) == 55 * 4 * 300
     assert writes == [300] * (55 * 4)
     assert np.allclose(kf.read_basis_rotations(obj, frames, list(rm.JOINT_NAMES)), mats, atol=2e-6)

@@ -159,7 +159,8 @@ def test_clean_120_frames(prefs, bandai, monkeypatch):
 
     writes = []  # one bulk write per F-curve (keyframe_points.foreach_set), no per-frame keyframe_insert
     real_write = kf._write_channel
-    monkeypatch.setattr(kf, "_write_channel", lambda fc, f, v: writes.append(fc.data_path) or real_write(fc, f, v))
+    monkeypatch.setattr(kf, "_write_channel",
+                        lambda fc, f, v, *more: writes.append(fc.data_path) or real_write(fc, f, v, *more))
     args = jobs.CleanJob(bpy.context, FIRST, LAST, 0.5, "body", "", False, 0).args  # the request, from the scene
     assert bpy.ops.dposer.clean(frame_start=FIRST, frame_end=LAST, strength=0.5, lock_selected=False) == {"FINISHED"}
     assert len(writes) == 20 * 3 and len(set(writes)) == 20  # 20 bones (all but Hips) x 3 Euler channels

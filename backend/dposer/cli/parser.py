@@ -305,5 +305,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_official_commands(sub)
     from ..motion.cli import add_commands as add_motion_commands
 
-    add_motion_commands(sub, b)
+    add_motion_commands(sub, b, add_declared)
     return p

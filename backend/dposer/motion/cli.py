@@ -36,9 +36,10 @@ def cmd_bench_fill(a):
     run(checkpoint=a.motion_checkpoint, write=a.write, data=a.data, every=a.every if a.every > 1 else 6)
 
 
-def add_commands(sub, bench_parser) -> None:
-    """Add the motion commands to the ``dposer`` subparsers ``sub``; ``bench_parser`` gains the ``fill`` name."""
-    from .corpus import RATE
+def add_commands(sub, bench_parser, add_declared) -> None:
+    """Add the motion commands to the ``dposer`` subparsers ``sub``; ``bench_parser`` gains the ``fill`` name;
+    ``add_declared`` (:func:`dposer.cli.parser.add_declared`) adds the options declared for the ``fill`` op."""
+    from .take import RATE
 
     mc = sub.add_parser("motion-corpus", help="collect the motion prior's training / held-out takes, resampled to "
                         f"{RATE:g} fps, into ~/.cache/dposer/motion/corpus.npz (needs `dposer corpus`)")
@@ -66,12 +67,12 @@ def add_commands(sub, bench_parser) -> None:
     f = sub.add_parser("fill", help="fill a gap of frames of a take (body parts) from the motion around it")
     f.add_argument("--input", required=True, help="six-key SMPL-X npz, AMASS npz or BVH take")
     f.add_argument("--frames", required=True, help="A-B: the frames to fill, 0-based, inclusive (e.g. 120-150)")
-    f.add_argument("--parts", default="body", help="body (root + 21 joints), or groups/joints, e.g. left_leg,right_arm")
-    f.add_argument("--fps", type=float, default=None, help="frame rate (default: from the file, else 30)")
+    add_declared(f, "fill", "parts")
+    add_declared(f, "fill", "fps")
     f.add_argument("--output", required=True, help="the same format as the input")
     f.add_argument("--checkpoint", default=None,
                    help="motion prior (default: the bundled one; without one: SLERP or the spline, picked by probes)")
-    f.add_argument("--steps", type=int, default=None, help="sampler steps (default 10)")
+    add_declared(f, "fill", "steps")
     f.set_defaults(func=cmd_fill)
 
     bench_parser.add_argument("--motion-checkpoint", default=None,

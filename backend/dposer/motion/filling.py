@@ -11,6 +11,7 @@ answer. Cells outside the gap are never written: the output's other values are t
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from scipy.spatial.transform import Rotation
 from ..formats.npz import DataError, Npz, check_output, save_npz, write_text
 from ..core.torch_rotations import quaternion_to_axis_angle
 from . import interp, matching
-from .corpus import stack
+from .take import stack
 from .masks import part_joints
 
 N_PROBES = 4
@@ -149,13 +150,23 @@ def parse_frames(text: str, n: int) -> tuple[int, int]:
     if not m:
         raise DataError(f"--frames must be A-B with whole numbers, 0-based and inclusive (e.g. 120-150), got {text!r}")
     a, b = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
-    if a > b:
-        raise DataError(f"--frames {text}: the first frame {a} is after the last {b}")
-    if b >= n:
-        raise DataError(f"--frames {text}: the take has {n} frames (0-{n - 1})")
-    if a == 0 and b == n - 1:
-        raise DataError(f"--frames {text} covers the whole take: there is no motion around the gap to fill from")
+    try:
+        check_frames(a, b, n)
+    except DataError as e:
+        raise DataError(f"--frames {text}: {e}") from None
     return a, b
+
+
+def check_frames(a: int, b: int, n: int) -> None:
+    """DataError unless frames a..b (0-based, inclusive) lie in a take of n frames with motion beside them."""
+    if a < 0:
+        raise DataError(f"the first frame {a} is before frame 0")
+    if a > b:
+        raise DataError(f"the first frame {a} is after the last {b}")
+    if b >= n:
+        raise DataError(f"the take has {n} frames (0-{n - 1})")
+    if a == 0 and b == n - 1:
+        raise DataError(f"frames {a}-{b} cover the whole take: there is no motion around the gap to fill from")
 
 
 @dataclass
@@ -237,6 +248,64 @@ def _load_prior(checkpoint):
     return load_motion_prior(checkpoint) if (checkpoint or DEFAULT.is_file()) else None
 
 
+@functools.lru_cache(maxsize=1)
+def bundled_prior():
+    """The bundled motion prior (``weights/motion.safetensors``), loaded once (the server keeps it); None when
+    none is bundled."""
+    return _load_prior(None)
+
+
+def fill_range(rot: np.ndarray, first: int, last: int, parts="body", fps: float = 30.0, prior=None,
+               steps: int = 10, trans: np.ndarray | None = None, has_root: bool = True) -> dict:
+    """Fill frames first..last (0-based, inclusive) of the body joints ``parts`` of a take ``rot`` (F, 22, 3) with
+    :func:`fill`; with the root among them, ``trans`` (F, 3) is filled on those frames too (a cubic spline through
+    the frames around them). Returns rot (F, 22, 3), trans (as given when the root is not filled), mask (F, 22)
+    and gaps (a record per gap); every cell outside the mask is the input's, bit for bit. DataError for frames or
+    parts that fill nothing."""
+    rot = np.asarray(rot, np.float64)
+    n = len(rot)
+    check_frames(first, last, n)
+    try:
+        joints = part_joints(parts).numpy()
+    except ValueError as e:
+        raise DataError(f"parts {parts!r}: {e}") from None
+    if not has_root:
+        joints[0] = False
+    if not joints.any():
+        raise DataError(f"parts {parts!r}: nothing to fill (the take has no root orientation)")
+    mask = np.zeros((n, 22), bool)
+    mask[first:last + 1] = joints
+    filled, records = fill(rot, mask, fps, prior, steps)
+    out_trans = trans
+    if trans is not None and joints[0]:
+        tr = _rows(trans, "trans", 3)
+        out_trans = np.array(tr, copy=True)
+        missing = np.zeros(n, bool)
+        missing[first:last + 1] = True
+        out_trans[missing] = interp.fill_linear(tr, missing, fps)[missing].astype(tr.dtype)
+    return {"rot": filled, "trans": out_trans, "mask": mask, "gaps": records}
+
+
+def fill_clip(clip: dict, first: int, last: int, parts="body", fps: float | None = None, prior=None,
+              steps: int = 10) -> dict:
+    """The server's ``fill``: frames first..last of a clip {global_orient (F, 3), body_pose (F, 63), trans (F, 3)}
+    filled by :func:`fill_range`. Returns the filled rows first..last only: body_pose, global_orient and trans
+    (those the clip has) and ``gaps`` (a record per gap, rows of the clip)."""
+    body = np.asarray(clip["body_pose"])
+    has_root = clip.get("global_orient") is not None
+    root = np.asarray(clip["global_orient"]) if has_root else np.zeros((len(body), 3))
+    done = fill_range(stack(root, body), first, last, parts, fps or 30.0, prior, steps, trans=clip.get("trans"),
+                      has_root=has_root)
+    rows = slice(first, last + 1)
+    out = {"body_pose": done["rot"][rows, 1:].reshape(-1, 63)}
+    if has_root:
+        out["global_orient"] = done["rot"][rows, 0]
+    if clip.get("trans") is not None:
+        out["trans"] = np.asarray(done["trans"])[rows]
+    out["gaps"] = done["gaps"]
+    return out
+
+
 def fill_file(inp, output, frames: str, parts: str = "body", fps: float | None = None, checkpoint=None,
               steps: int | None = None, log=print) -> dict:
     """``dposer fill``: fill frames A-B of ``parts`` of the take ``inp``; write the same format to ``output``."""
@@ -246,28 +315,19 @@ def fill_file(inp, output, frames: str, parts: str = "body", fps: float | None =
         raise DataError(f"a BVH take is written back as BVH: give an output ending in .bvh, got {output}")
     final = check_output(output, [inp], npz=not is_bvh)
     take = read_take(inp)
-    n = len(take.rot)
-    a, b = parse_frames(frames, n)
-    joints = part_joints(parts).numpy()
-    if not take.has_root:
-        joints[0] = False
-    if not joints.any():
-        raise DataError(f"--parts {parts}: nothing to fill")
+    a, b = parse_frames(frames, len(take.rot))
     rate = fps or take.fps
     if rate is None:
         rate = 30.0
         log("no frame rate in the file and no --fps: assuming 30 fps")
-    mask = np.zeros((n, 22), bool)
-    mask[a:b + 1] = joints
-    prior = _load_prior(checkpoint)
-    filled, records = fill(take.rot, mask, rate, prior, steps or 10)
+    trans_in = take.arrays.get("trans") if not is_bvh else None
+    done = fill_range(take.rot, a, b, parts, rate, _load_prior(checkpoint), steps or 10, trans=trans_in,
+                      has_root=take.has_root)
+    filled, mask, records = done["rot"], done["mask"], done["gaps"]
     for r in records:
         probes = ", ".join(f"{k} {v:.2f}" for k, v in r.get("probe_err", {}).items())
         log(f"frames {r['first']}-{r['last']}: {r['method']}" + (f" (probe errors, deg: {probes})" if probes else "")
             + (f" ({r['why']})" if "why" in r else ""))
-    trans_missing = np.zeros(n, bool)
-    if joints[0]:
-        trans_missing[a:b + 1] = True
     if is_bvh:
         from ..formats import bvh, convert_back
 
@@ -287,10 +347,8 @@ def fill_file(inp, output, frames: str, parts: str = "body", fps: float | None =
             out[body_key] = _write_cells(out[body_key], filled, mask, first_joint=1)
             if take.has_root:
                 out[root_key] = _write_cells(out[root_key], filled, mask)
-        if "trans" in out and trans_missing.any():
-            tr = _rows(out["trans"], "trans", 3)
-            out["trans"] = np.array(tr, copy=True)
-            out["trans"][trans_missing] = interp.fill_linear(tr, trans_missing, rate)[trans_missing].astype(tr.dtype)
+        if done["trans"] is not None:
+            out["trans"] = done["trans"]
         save_npz(final, out, inputs=[inp])
     log(f"wrote {final}")
     return {"output": str(final), "gaps": records}

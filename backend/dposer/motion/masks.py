@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..spec import layout
+from ..spec.skeleton import BODY_MOTION_JOINTS, body_motion_joints
 
-NJ = 22
-BODY_NAMES = layout.JOINT_NAMES[:NJ]
+NJ = len(BODY_MOTION_JOINTS)  # root + 21 body joints
 LIMBS = ("left_leg", "right_leg", "left_arm", "right_arm")
 KINDS = {"body_gap": 0.32, "limb_gap": 0.32, "blobs": 0.12, "keyframes": 0.1, "limb_window": 0.09, "all": 0.05}
 MAX_GAP = 64  # longest trained gap, frames at the internal rate (2.1 s at 30 fps)
@@ -19,25 +18,8 @@ MAX_GAP = 64  # longest trained gap, frames at the internal rate (2.1 s at 30 fp
 
 def part_joints(names) -> torch.Tensor:
     """(22,) bool: the joints of ``names`` ('body' = all 22, the root included; a group such as 'left_leg';
-    joint names), comma-separated or a list."""
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    sel = torch.zeros(NJ, dtype=torch.bool)
-    for n in names:
-        if n == "body":
-            sel[:] = True
-        elif n in ("root", "pelvis", "global_orient"):
-            sel[0] = True
-        elif n in layout.GROUPS:
-            for j in layout.GROUPS[n]:
-                if j in BODY_NAMES:
-                    sel[BODY_NAMES.index(j)] = True
-        elif n in BODY_NAMES:
-            sel[BODY_NAMES.index(n)] = True
-        else:
-            raise ValueError(f"unknown body part {n!r}: use body, a group ({', '.join(LIMBS)}, legs, arms ...) "
-                             f"or joint names ({', '.join(BODY_NAMES)})")
-    return sel
+    joint names), comma-separated or a list (:func:`dposer.spec.skeleton.body_motion_joints`)."""
+    return torch.from_numpy(body_motion_joints(names))
 
 
 _LIMB_SETS = [part_joints(x) for x in LIMBS + ("legs", "arms")] + [part_joints("legs") | part_joints("root"),

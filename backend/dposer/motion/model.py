@@ -1,6 +1,6 @@
 """The motion prior's network, its noise schedule, the interpolation it refines, and the sampler.
 
-A window is W frames at :data:`dposer.motion.corpus.RATE` of the root orientation and 21 body joints. Every
+A window is W frames at :data:`dposer.motion.take.RATE` of the root orientation and 21 body joints. Every
 (frame, joint) cell is observed or missing (the mask). The interpolation ``base`` fills each missing cell of a
 joint by SLERP between that joint's nearest observed frames (holding the nearest one past the last observed
 frame; the identity where the joint is never observed). The network denoises the *residual* r = x - base (6D

@@ -9,7 +9,7 @@ import torch
 
 from ..core.torch_rotations import axis_angle_to_quaternion, matrix_to_quaternion, quaternion_to_axis_angle
 from .checkpoint import DEFAULT, read_motion
-from .corpus import RATE
+from .take import RATE
 from .masks import MAX_GAP
 from .model import MotionConfig, MotionNet, _slerp, finish, prepare, sample
 

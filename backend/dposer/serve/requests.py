@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..spec import layout
+from ..spec import layout, skeleton
 from ..spec.operations import OPERATIONS, Arg
 from ..spec.protocol import MAX_ECHO_CHARS, MAX_FRAMES, MAX_ID_CHARS, MAX_POSES, MAX_SEED, MAX_WORK, OPS, TASK_OPS
 
@@ -172,6 +172,22 @@ def _names(name, v):
     return v
 
 
+def _body_names(name, v):
+    """Names of the root and body joints a motion holds (dposer.spec.skeleton.body_motion_joints)."""
+    if isinstance(v, list):
+        bad = [x for x in v if type(x) is not str]
+        if bad:
+            raise RequestError("invalid_args", f"'{name}' must be an array of strings, found {_desc(bad[0])}")
+    elif type(v) is not str:
+        raise RequestError("invalid_args", f"'{name}' must be a string or an array of strings, got {_desc(v)}")
+    try:
+        if not skeleton.body_motion_joints(v).any():
+            raise RequestError("invalid_args", f"'{name}' names no joint")
+    except ValueError as e:
+        raise RequestError("unknown_name", f"'{name}': {e}") from None
+    return v
+
+
 def _target_id(name, v):
     try:
         return check_id(v)
@@ -273,6 +289,8 @@ def _checker(a: Arg) -> Callable:
         return _choice(*a.choices)
     if a.kind == "names":
         return _names
+    if a.kind == "body_names":
+        return _body_names
     if a.kind in ("pose", "clip"):
         return _pose_arg(a.rows, ("trans",) if a.kind == "clip" else ())
     if a.kind == "targets":
@@ -305,6 +323,13 @@ def _cross_checks(op: str, a: dict) -> None:
                            f"(with clip=true, {MAX_FRAMES} frames)")
     if op == "clean" and _rows(a["clip"]) < 3:
         raise RequestError("invalid_args", f"'clip' needs at least 3 frames, got {_rows(a['clip'])}")
+    if op == "fill":
+        rows = _rows(a["clip"])
+        if "body_pose" not in a["clip"]:
+            raise RequestError("invalid_args", "fill needs 'clip.body_pose' (and 'clip.global_orient' to fill the root)")
+        if a["first"] > a["last"] or a["last"] >= rows or (a["first"] == 0 and a["last"] == rows - 1):
+            raise RequestError("invalid_args", f"fill: frames {a['first']}-{a['last']} must lie inside the clip's "
+                               f"{rows} rows with a frame before or after them (first <= last < {rows})")
     if op == "fit":
         counts = {f"targets.{j}": len(t) for j, t in a["targets"].items()}
         if a["pose"] is not None:

@@ -274,6 +274,14 @@ def run_task(prior, op: str, a: dict, progress: Callable, cancel: Callable) -> M
         return tasks.fit(prior, a["targets"], pose=a["pose"], free=a["free"], seed=a["seed"], **kw)
     if op == "sample":
         return sample(prior, a["n"], seed=a["seed"], sampler=a["sampler"], steps=a["steps"], **kw)
+    if op == "fill":  # the motion prior (weights/motion.safetensors) when bundled, else SLERP / spline by probes
+        from ..motion import filling
+
+        progress(0, 1)
+        out = filling.fill_clip(a["clip"], a["first"], a["last"], a["parts"], a["fps"], filling.bundled_prior(),
+                                a["steps"])
+        progress(1, 1)
+        return out
     raise RequestError("unknown_op", f"unknown op {op!r}")
 
 

@@ -16,7 +16,8 @@ from .protocol import MAX_FRAMES, MAX_HYPOTHESES, MAX_N, MAX_POSES, MAX_SEED, MA
 @dataclass(frozen=True)
 class Arg:
     """One argument of an operation. ``kind``: int, float, bool, choice, names (part/group/joint names),
-    pose / clip (SMPL-X keys, ``rows`` at most), targets (joint -> positions) or id (a request id)."""
+    body_names (names of the root and body joints a motion holds), pose / clip (SMPL-X keys, ``rows`` at most),
+    targets (joint -> positions) or id (a request id)."""
     name: str
     kind: str
     default: object = None
@@ -108,6 +109,18 @@ OPERATIONS: dict[str, dict[str, Arg]] = {op: {a.name: a for a in args} for op, a
         Arg("pose", "pose", None, rows=MAX_POSES, help="a starting pose (SMPL-X keys)"),
         Arg("free", "names", "body,hands", help="what may move"),
         _seed(),
+    ),
+    "fill": (
+        Arg("clip", "clip", required=True, rows=MAX_FRAMES,
+            help="the frames of one take around the gap: global_orient and body_pose (trans optional)"),
+        Arg("first", "int", 0, required=True, lo=0, hi=MAX_FRAMES - 1, help="the first frame to fill (a row of clip, "
+            "0-based)"),
+        Arg("last", "int", 0, required=True, lo=0, hi=MAX_FRAMES - 1, help="the last frame to fill (inclusive)"),
+        Arg("parts", "body_names", "body", help="the joints to fill: body (the root and 21 body joints), root, groups "
+            "such as left_leg, or body joint names"),
+        Arg("fps", "float", None, lo=1.0, hi=1000.0, help="frame rate of the take (default: from the file, else 30)"),
+        Arg("steps", "int", 10, lo=1, limit=MAX_STEPS, help="motion-prior sampler steps (without a motion prior: "
+            "unused)"),
     ),
     "sample": (
         Arg("n", "int", 16, required=True, lo=1, limit=MAX_N, help="how many poses"),

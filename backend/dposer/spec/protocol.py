@@ -27,7 +27,7 @@ LIMITS = {"max_line_bytes": MAX_LINE_BYTES, "max_frames": MAX_FRAMES, "max_poses
           "max_queue": MAX_QUEUE, "max_id_chars": MAX_ID_CHARS, "max_echo_chars": MAX_ECHO_CHARS,
           "max_message_chars": MAX_MESSAGE_CHARS}
 
-TASK_OPS = ("complete", "clean", "vary", "refine", "fit", "sample")
+TASK_OPS = ("complete", "clean", "vary", "refine", "fit", "sample", "fill")
 CONTROL_OPS = ("ping", "version", "cancel", "shutdown")
 OPS = CONTROL_OPS + TASK_OPS
 FINAL_TYPES = ("result", "error")  # reply types that end a request (the others: "ready", "progress")

@@ -218,3 +218,32 @@ def names_to_joints(names: str | Iterable[str]) -> tuple[str, ...]:
                          f"{', '.join(PARTS)}, groups: {', '.join(sorted(GROUPS))}, or an SMPL-X joint name such as "
                          f"'right_pinky1'")
     return tuple(j for j in JOINT_NAMES if j in found)
+
+
+# The joints a motion (a take's body motion, ``dposer fill``) holds: the root orientation and the 21 body joints.
+BODY_MOTION_JOINTS = tuple(JOINT_NAMES[:22])
+ROOT_NAMES = ("root", "pelvis", "global_orient")
+
+
+def body_motion_joints(names: str | Iterable[str]) -> np.ndarray:
+    """(22,) bool over :data:`BODY_MOTION_JOINTS` named by ``names``: 'body' = all 22 (the root included), the
+    root ('root', 'pelvis', 'global_orient'), a group (its body joints, e.g. 'left_leg') or body joint names.
+    Raises ValueError for a name that names no body joint (a hand, an unknown name)."""
+    sel = np.zeros(len(BODY_MOTION_JOINTS), dtype=bool)
+    bad = []
+    for n in split_names(names):
+        if n == "body":
+            sel[:] = True
+        elif n in ROOT_NAMES:
+            sel[0] = True
+        elif n in BODY_MOTION_JOINTS:
+            sel[BODY_MOTION_JOINTS.index(n)] = True
+        elif n in GROUPS and any(j in BODY_MOTION_JOINTS for j in GROUPS[n]):
+            sel[[BODY_MOTION_JOINTS.index(j) for j in GROUPS[n] if j in BODY_MOTION_JOINTS]] = True
+        else:
+            bad.append(n)
+    if bad:
+        groups = sorted(g for g, js in GROUPS.items() if any(j in BODY_MOTION_JOINTS for j in js))
+        raise ValueError(f"unknown body part {', '.join(map(repr, bad))}: use body, root, a group "
+                         f"({', '.join(groups)}) or body joint names ({', '.join(BODY_MOTION_JOINTS[1:4])}, ...)")
+    return sel
