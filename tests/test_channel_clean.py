@@ -148,6 +148,36 @@ def test_a_foot_strike_that_goes_and_stays_is_kept_while_a_spike_on_the_foot_is_
     assert np.array_equal(out.motion[:80], strike.motion[:80])  # the strike at frame 40 as it was
 
 
+def test_a_jump_out_and_back_shared_by_a_bone_and_its_child_is_kept_as_motion():
+    """A head nod (the neck and the bone below the head turn out and back on the same frames) is the body's motion;
+    the same turn on the neck alone is one bone's fault."""
+    text, take = _take(30.0)
+    nod = _faulty(_faulty(take, 3, 60, 63, np.radians([25.0, 0.0, 0.0])), NECK1, 60, 63, np.radians([15.0, 0.0, 0.0]))
+    nod_text = bvh_channels.motion_text(text, nod.motion, nod.motion != take.motion)
+    out, rep, _ = bvh_channels.clean_bvh(nod_text)
+    assert rep.events == [] and out == nod_text
+    alone = _faulty(take, 3, 60, 63, np.radians([25.0, 0.0, 0.0]))
+    _, _, rep = bvh_channels.clean_take(alone)
+    assert [(k, b, a, e) for k, b, a, e in rep.events] == [("pop", 3, 60, 63)]
+
+
+def test_a_take_that_starts_with_the_whole_body_still_has_no_held_limb():
+    """Every bone but the root still for the first 0.5 s, then jumping into its motion (a capture that starts late):
+    nothing is held while the body moves, so nothing is repaired; one limb frozen the same way is."""
+    text, take = _take(30.0)
+    q = bvh_channels.rotations(take)
+    q[:15, 1:] = q[0, 1:]
+    still = bvh_channels.with_rotations(take, q, np.ones(q.shape[:2], bool))
+    still_text = bvh_channels.motion_text(text, still.motion, np.ones(still.motion.shape, bool))
+    out, rep, _ = bvh_channels.clean_bvh(still_text)
+    assert rep.events == [] and out == still_text
+    q = bvh_channels.rotations(take)
+    arm = bvh_channels.rotation_bones(take).index(ARM)
+    q[40:64, arm] = q[39, arm]
+    _, _, rep = bvh_channels.clean_take(bvh_channels.with_rotations(take, q, np.ones(q.shape[:2], bool)))
+    assert [(k, b) for k, b, _, _ in rep.events] == [("hold", arm)]
+
+
 def test_fast_limbs_at_30_fps_without_jitter_are_not_smoothed():
     """A run at 30 fps: the head, the arm and the leg swing at 2 Hz (their third differences look like 0.4 deg of
     jitter), the spine and neck do not; jitter is on every bone, so nothing is smoothed."""

@@ -5,8 +5,9 @@ curves. Errors: mean joint position error (mm) by forward kinematics of the take
 1.75 m skeleton (:func:`dposer.formats.bvh_channels.positions_mm`).
 
 Sources: ``tuning`` (what every threshold of the cleaner and the filters' settings were chosen on: Bandai
-dataset-2, the AMASS takes on the built-in skeleton, CMU 131_03) and ``heldout`` (Bandai dataset-1, the CMU cgspeed
-subjects 02-09, ReActIdle), never used to choose anything.
+dataset-2, the AMASS takes on the built-in skeleton, CMU 131_03, the CMU cgspeed subjects of ``CGSPEED_TUNING``) and
+``heldout`` (Bandai dataset-1, the CMU cgspeed subjects of ``CGSPEED_HELDOUT``, ReActIdle), never used to choose
+anything. The cgspeed archive is split by subject (a performer's takes are all on one side).
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ BUTTER_HZ = 6.0
 MEDIAN_S = 5 / 30  # median window (5 frames at 30 fps), then a Gaussian
 GAUSS_S = 0.033  # Gaussian sigma (s): 1 frame at 30 fps, the SMPL-X bench's choice; tune_gauss() re-checks it
 GAUSS_GRID_S = (0.017, 0.025, 0.033, 0.05, 0.067)
+CGSPEED = "cmu_cgspeed_subjects_02-09.tar.xz"
+CGSPEED_TUNING = ("02", "03", "04", "05")  # subjects (the archive's folders) the cleaner may be tuned on
+CGSPEED_HELDOUT = ("06", "07", "08", "09")  # subjects only measured, never tuned on
 
 
 @dataclass
@@ -41,13 +45,17 @@ def _trim(take: bvh_io.Bvh, first: int, seconds: float) -> bvh_io.Bvh:
     return replace(take, motion=take.motion[first:n])
 
 
-def _tar_takes(path: Path, source: str, every: int, limit: int, seconds: float, first: int = 0) -> list[Take]:
-    """Every ``every``-th BVH member of a tar (archive order), at most ``limit``, read in one pass."""
+def _tar_takes(path: Path, source: str, every: int, limit: int, seconds: float, first: int = 0,
+               folders: tuple = ()) -> list[Take]:
+    """Every ``every``-th BVH member of a tar (archive order; only members in one of the ``folders`` when given), at
+    most ``limit``, read in one pass."""
     out = []
     with tarfile.open(path, "r|*") as tar:
         k = 0
         for m in tar:
             if not (m.isfile() and m.name.endswith(".bvh")):
+                continue
+            if folders and Path(m.name).parent.name not in folders:
                 continue
             k += 1
             if (k - 1) % every:
@@ -94,12 +102,14 @@ def load_takes(kind: str, root=None, per_source: int = 4, seconds: float = 20.0)
                                                        ("amass_sample_smplh_500f.npz",
                                                         "amass_sample_smplh_601f_fingers.npz")],
                 "CMU 131_03 hop (ASF names, 120 fps)": [Take("CMU", "131_03", _trim(
-                    bvh_io.read(other / "cmu_131_03_hop.bvh"), 0, seconds))]}
+                    bvh_io.read(other / "cmu_131_03_hop.bvh"), 0, seconds))],
+                "CMU cgspeed 02-05 (120 fps)": _tar_takes(other / CGSPEED, "cgspeed", 3, per_source, seconds, first=1,
+                                                          folders=CGSPEED_TUNING)}
     if kind == "heldout":
         return {"Bandai dataset-1 (30 fps)": _tar_takes(base / "bandai_namco_motion_1.tar.xz", "Bandai-1", 29,
                                                         per_source, seconds),
-                "CMU cgspeed 02-09 (120 fps)": _tar_takes(other / "cmu_cgspeed_subjects_02-09.tar.xz", "cgspeed", 11,
-                                                          per_source, seconds, first=1),  # frame 1 is a T-pose
+                "CMU cgspeed 06-09 (120 fps)": _tar_takes(other / CGSPEED, "cgspeed", 11, per_source, seconds, first=1,
+                                                          folders=CGSPEED_HELDOUT),  # frame 1 is a T-pose
                 "ReActIdle (24 fps)": _tar_takes(other / "reactidle_idle_24fps.tar.xz", "ReActIdle", 5, per_source,
                                                  seconds)}
     raise ValueError(f"kind must be 'tuning' or 'heldout', got {kind!r}")

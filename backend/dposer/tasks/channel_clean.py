@@ -14,9 +14,14 @@ Every time constant is in seconds, so a fault is found the same way at 24 and at
   between are bad. A one-frame spike must also stand ``jump_floor_deg`` off the midpoint of its two neighbours (its
   jump residual is about 5/3 of that, so the residual floor alone would take a 7 deg flick at a foot strike, real
   motion at 30 fps, for a fault).
+- **A fault is one bone's.** A spike whose two steps another bone jumps on too (by a lower bar,
+  ``companion_share`` of the floor), or a pop whose first or last step another bone jumps on, is the body's motion
+  (a head nod down the neck chain, a hand's fingers flipping together, a foot strike through ankle and toes), or a
+  glitch of the capture that moved several bones: either way not one bone's fault, and left as it is.
 - **Held bones**: a stretch of at least ``min_hold_s`` where the bone does not move (steps under
   ``hold_eps_deg``) that ends or starts with a jump (a limb frozen while the body moves, then released); on a bone
-  with jitter (over ``still_jitter_deg``) a still stretch is a hold by itself.
+  with jitter (over ``still_jitter_deg``) a still stretch is a hold by itself. While more than ``still_body_share``
+  of the bones are still too, it is no held limb (a capture that starts late, a performer standing still).
 - **Repair**: the bad cells are filled by ``fill(q, bad, fps)``: by default :func:`regression_fill` (a cubic
   spline on the sign-continuous quaternion components, renormalised; held stretches predicted from the bones that
   keep moving, by a regression fitted on the take itself). A motion prior's fill with the same signature can
@@ -44,11 +49,14 @@ class Settings:
     max_pop_s: float = 0.35  # longest stretch between a jump and its return (spikes and pops)
     min_hold_s: float = 0.2  # shortest held stretch
     hold_eps_deg: float = 0.01  # a step under this is "not moving"
+    still_body_share: float = 0.5  # a still stretch while more than this share of the bones is still is no hold
     still_jitter_deg: float = 0.2  # on a bone with more jitter than this, a still stretch is a hold without a jump
     jitter_min_deg: float = 0.3  # smooth only takes whose estimated jitter is at least this (degrees per axis)
     jitter_quantile: float = 0.25  # the take's jitter: this quantile of the moving bones' estimates
     cp_noise_factor: float = 1.5  # the noise variance in Mallows' Cp is scaled by this (> 1: smoother)
     cutoffs_hz: tuple = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
+    companion_share: float = 0.5  # another bone jumping on both steps of a spike (by this share of jump_floor_deg and
+    # its own noise and speed bounds) or on a pop's first or last step (a jump) makes it motion, not a fault (0: off)
     passes: int = 2  # detect-and-repair passes (a second pass finds faults hidden next to bigger ones)
 
 
@@ -171,6 +179,16 @@ def _local_max(mag: np.ndarray, half: int, share: float = 0.9) -> np.ndarray:
     return mag >= share * _sliding(mag, half, np.max)
 
 
+def _companion(stir: np.ndarray, jumps: np.ndarray, b: int, t: int, t2: int) -> bool:
+    """Whether a bone other than ``b`` jumps on both steps of a spike (by the lower bar, ``stir``) or on the first
+    or last step of a pop (``jumps``)."""
+    other = np.ones(stir.shape[1], bool)
+    other[b] = False
+    if t2 - t == 1:
+        return bool((stir[t] & stir[t2] & other).any())
+    return bool(((jumps[t] | jumps[t2]) & other).any())
+
+
 def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarray | None = None):
     """(bad (F, B) bool, events) of a sign-continuous take ``q`` (F, B, 4). ``active`` (B,) bool limits the search
     to those bones (default: every bone that moves at all)."""
@@ -185,17 +203,24 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
     mag = np.linalg.norm(r, axis=-1)  # (F-1, B)
     scale = _robust_scale(mag[2:-2] ** 2, 3)  # per component; the residual of white noise is about 2.8 sigma
     floor = np.radians(s.jump_floor_deg) / 2  # in quaternion units (half the angle)
-    thr = np.maximum(floor, s.jump_sigmas * scale)
+    noise_thr = np.broadcast_to(s.jump_sigmas * scale, mag.shape)
     if s.speed_share > 0:  # fast motion at a low frame rate makes large residuals of its own
         half = max(2, int(round(s.speed_window_s * fps)))
         speed = _sliding(np.linalg.norm(np.diff(q, axis=0), axis=-1), half, np.median)
-        thr = np.maximum(thr, s.speed_share * speed)
+        noise_thr = np.maximum(noise_thr, s.speed_share * speed)
+    thr = np.maximum(floor, noise_thr)
     jumps = (mag > thr) & _local_max(mag, 2)
     jumps[:, ~active] = False
     max_gap = max(1, int(round(s.max_pop_s * fps)))
     steps = np.degrees(2 * np.linalg.norm(np.diff(q, axis=0), axis=-1))  # (F-1, B)
     min_hold = max(2, int(round(s.min_hold_s * fps)))
     noisy = jitter_deg(q) > s.still_jitter_deg
+    still_bones = (steps[:, active] < s.hold_eps_deg).sum(1)  # per step, how many searched bones hold still
+    n_active = max(1, int(active.sum()))
+    # jumps by a lower bar (the noise and speed bounds, companion_share of the floor), to tell a one-frame flick that
+    # other bones make on the same two steps
+    stir = (mag > np.maximum(noise_thr, s.companion_share * floor)) & _local_max(mag, 2)
+    stir[:, ~active] = False
     for b in np.flatnonzero(active):
         ts = np.flatnonzero(jumps[:, b])
         used = np.zeros(len(ts), bool)
@@ -210,8 +235,10 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
                 if t2 == t + 1 and np.linalg.norm(q[t + 1, b] - (q[t, b] + q[t + 2, b]) / 2) < floor:
                     continue  # a one-frame flick smaller than the floor: fast motion, not a spike
                 if not used[k] and np.linalg.norm(a + c) < 0.5 * max(np.linalg.norm(a), np.linalg.norm(c)):
-                    bad[t + 1:t2 + 1, b] = True
                     used[i] = used[k] = True
+                    if s.companion_share > 0 and _companion(stir, jumps, b, t, t2):
+                        break  # the body moved: left as it is
+                    bad[t + 1:t2 + 1, b] = True
                     events.append(("spike" if t2 == t + 1 else "pop", int(b), int(t + 1), int(t2)))
                     break
         still = steps[:, b] < s.hold_eps_deg  # held stretches: runs of still steps
@@ -220,6 +247,8 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
             # steps a..e-1 are still: frames a..e hold one value
             if e - a < min_hold:
                 continue
+            if still_bones[a:e].mean() > s.still_body_share * n_active:
+                continue  # the body holds still too: the capture froze or the performer stood, not one limb
             end_jump = e < len(steps) and jumps[max(0, e - 1):e + 2, b].any()
             start_jump = a > 0 and jumps[max(0, a - 2):a + 1, b].any()
             if not (end_jump or start_jump or noisy[b]):  # a jittery bone never holds still by itself
