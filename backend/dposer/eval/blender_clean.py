@@ -3,9 +3,9 @@ importer. Runs only in a Python with Blender's ``bpy`` module (``scripts/setup_b
 
     PYTHONPATH=$PWD/backend:$PWD DPOSER_DATA=../shared/data .venv-bpy50/bin/python -m dposer.eval.blender_clean
 
-Per take (Bandai dataset-1 and CMU cgspeed 02-09, the held-out takes of :mod:`dposer.eval.channel_bench`): the
-channel fault model (:mod:`dposer.eval.channel_faults`, seeded by the take's index; ``--kind tuning``: Bandai
-dataset-2 and CMU 131_03 instead) is injected into the take's own
+Per take (Bandai dataset-1 and the CMU cgspeed subjects 06-09, the held-out takes of
+:mod:`dposer.eval.channel_bench`): the channel fault model (:mod:`dposer.eval.channel_faults`, seeded by the take's
+index; ``--kind tuning``: Bandai dataset-2, CMU 131_03 and the cgspeed subjects 02-05 instead) is injected into the take's own
 rotations, the faulty take is written as a BVH, imported (``import_anim.bvh``), calibrated as the Blender tests do
 (the automatic SMPL-X zero pose, then ``calibrate_rest``), and repaired by:
 
@@ -235,8 +235,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-source", type=int, default=2, help="takes per held-out source")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per take")
     ap.add_argument("--kind", choices=("heldout", "tuning"), default="heldout",
-                    help="held-out takes (Bandai dataset-1, CMU cgspeed 02-09) or tuning takes (Bandai dataset-2, "
-                         "CMU 131_03)")
+                    help="held-out takes (Bandai dataset-1, CMU cgspeed 06-09) or tuning takes (Bandai dataset-2, "
+                         "CMU 131_03, CMU cgspeed 02-05)")
     ap.add_argument("--checkpoint", default="", help="prior checkpoint ('' = the bundled one)")
     args = ap.parse_args(argv)
     enable_addon(args.checkpoint)
