@@ -2,10 +2,9 @@
 else the better free answer.
 
 For each run of missing frames the candidates are SLERP, the cubic rotation spline, the *take match* (the stretch of
-the take whose surroundings look most like the gap's, bent onto its edges: :mod:`dposer.motion.matching`), the
-take match averaged with the spline, and the motion prior when one is loaded. Each also fills *probe* gaps of the
-same shape placed in the observed motion beside the real one (up to four, before and after), where the truth is
-known. The gap gets the answer with the lowest error on the probes (ties, and gaps without room for two probes:
+the take whose surroundings look most like the gap's, bent onto its edges: :mod:`dposer.motion.matching`) and the
+motion prior when one is loaded. Each also fills *probe* gaps of the same shape placed in the observed motion
+beside the real one (up to four, before and after), where the truth is known. The gap gets the answer with the lowest error on the probes (ties, and gaps without room for two probes:
 SLERP, see FALLBACK). So a take unlike anything the prior learned, and unlike itself elsewhere, gets a free
 answer. Cells outside the gap are never written: the output's other values are the input's, bit for bit.
 """
@@ -94,7 +93,6 @@ def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int =
             matched = [matching.fill_gap(rot, pm, a, b, mats, stride) for pm, a, b in jobs]
             if all(m is not None for m in matched):
                 answers["match"] = matched
-                answers["match_spline"] = [matching.midway(m, v) for m, v in zip(matched, answers["spline"])]
         if not check:
             if fits:
                 rec["method"] = "prior"
