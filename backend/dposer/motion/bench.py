@@ -151,7 +151,7 @@ def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
                     mask = np.zeros(rot.shape[:2], bool)
                     mask[a:a + g] = part_joints(part).numpy()
                     est = {k: interp.fill(rot, mask, fps, k) for k in ("slerp", "spline")}
-                    m_raw = matching.fill_gap(rot, mask, a, a + g - 1, stride=max(1, int(round(fps / 30))))
+                    m_raw = matching.fill_gap(rot, mask, a, a + g - 1)
                     if m_raw is not None:
                         est["match_raw"] = rot.copy()
                         est["match_raw"][a:a + g] = m_raw
@@ -233,8 +233,7 @@ def run(checkpoint=None, write=None, data=None, every: int = 6, log=print) -> st
             f"other studios: {', '.join(t[1] for t in takes if t[0] == 'other studios')}. "
             "n = gaps (positions x takes); *free* = the better of SLERP and the spline for that row, in degrees; "
             "DPoser on every 8th Bandai take only.\n\n" + table(acc))
-    if prior is not None:
-        body += "\n\nSpeed: " + speed(prior, takes)
+    body += "\n\nSpeed: " + speed(prior, takes)
     body += f"\n\n*({time.time() - t0:.0f} s)*"
     print(body)
     if write:

@@ -70,7 +70,6 @@ def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int =
         raise DataError("a joint to fill is missing on every frame: there is no motion around the gap to fill from")
     free = {kind: interp.fill(rot, mask, fps, kind) for kind in FREE}
     mats = matching._matrices(rot)
-    stride = max(1, int(round(fps / 30.0)))
     out = rot.copy()
     out[mask] = free[FALLBACK][mask]
     records = []
@@ -90,7 +89,7 @@ def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int =
         if fits:
             answers["prior"] = _fill_windows(prior, rot, fps, jobs, steps)
         if check and match:
-            matched = [matching.fill_gap(rot, pm, a, b, mats, stride) for pm, a, b in jobs]
+            matched = [matching.fill_gap(rot, pm, a, b, mats) for pm, a, b in jobs]
             if all(m is not None for m in matched):
                 answers["match"] = matched
         if not check:

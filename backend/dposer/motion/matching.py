@@ -16,6 +16,7 @@ nothing like the gap's motion gets a free answer.
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import fftconvolve
 from scipy.spatial.transform import Rotation, Slerp
 
 CONTEXT_MIN = 3  # frames of context on each side, at least ...
@@ -31,11 +32,10 @@ def _matrices(rot: np.ndarray) -> np.ndarray:
 
 
 def best_shifts(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats: np.ndarray | None = None,
-                stride: int = 1, k: int = 1) -> list[tuple[int, float]]:
+                k: int = 1) -> list[tuple[int, float]]:
     """Up to ``k`` (shift, cost), best first: shifts that move frames first..last onto observed stretches of the
     take whose surroundings look most like the gap's, at least half a gap apart; [] when no stretch has the gap's
-    cells observed. ``mask`` (F, J) marks every missing cell of the take; candidates are tried every ``stride``
-    frames, then refined around each one kept."""
+    cells observed. ``mask`` (F, J) marks every missing cell of the take; every frame is tried."""
     n = len(mask)
     length = last - first + 1
     c = max(CONTEXT_MIN, int(round(CONTEXT_SHARE * length)))
@@ -54,31 +54,30 @@ def best_shifts(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats: 
     starts = np.arange(before, n - length - after + 1)  # candidate first frames (its context fits in the take)
     starts = starts[~bad[starts] & (starts != first)]
 
-    def cost(a: int) -> float:
-        ok = feat & ~mask[a - before:a - before + span]
-        if ok.sum() < 0.9 * feat.sum():
-            return np.inf
-        return float(((mats[a - before:a - before + span] - target) ** 2).sum(-1)[ok].mean())
-
-    coarse = {int(a): cost(a) for a in starts[::stride]}
-    kept = []
-    for a in sorted(coarse, key=coarse.get):
-        if not np.isfinite(coarse[a]) or len(kept) == k:
-            break
-        if all(abs(a - b) >= max(2, length // 2) for b in kept):
-            kept.append(a)
+    if not len(starts):
+        return []
+    # every candidate at once: a cell's squared distance is 6 - 2 M.T (rotation matrices have |M|^2 = 3), summed
+    # over the target's observed cells that the candidate also has: correlations along time
+    obs = (~mask).astype(np.float64)  # (F, J)
+    f = feat.astype(np.float64)
+    count = fftconvolve(obs, f[::-1], mode="valid", axes=0).sum(1)  # by the candidate window's first frame
+    cross = fftconvolve((mats * obs[..., None]).reshape(n, -1), (target * f[..., None]).reshape(span, -1)[::-1],
+                        mode="valid", axes=0).sum(1)
+    w0 = starts - before
+    enough = count[w0] >= 0.9 * f.sum() - 1e-6
+    costs = np.where(enough, (6 * count[w0] - 2 * cross[w0]) / np.maximum(count[w0], 1), np.inf)
     out = []
-    for a0 in kept:
-        near = {int(a): coarse[int(a)] if int(a) in coarse else cost(a) for a in starts[np.abs(starts - a0) < stride]}
-        a = min(near, key=near.get)
-        out.append((a - first, near[a]))
-    return sorted(out, key=lambda sc: sc[1])
+    for i in np.argsort(costs, kind="stable"):
+        if not np.isfinite(costs[i]) or len(out) == k:
+            break
+        if all(abs(starts[i] - first - s) >= max(2, length // 2) for s, _ in out):
+            out.append((int(starts[i] - first), float(max(costs[i], 0.0))))
+    return out
 
 
-def best_shift(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats: np.ndarray | None = None,
-               stride: int = 1):
+def best_shift(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats: np.ndarray | None = None):
     """The shift of the best-matching stretch (see :func:`best_shifts`), or None when there is none."""
-    found = best_shifts(rot, mask, first, last, mats, stride, k=1)
+    found = best_shifts(rot, mask, first, last, mats, k=1)
     return found[0][0] if found else None
 
 
@@ -97,14 +96,14 @@ def fill_from(rot: np.ndarray, first: int, last: int, shift: int, joints: np.nda
     return out
 
 
-def fill_gap(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats=None, stride: int = 1,
+def fill_gap(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats=None,
              k: int = TOP_K) -> np.ndarray | None:
     """The take-matching fill (last - first + 1, J, 3) of the gap first..last (needs an observed frame on each
     side): the ``k`` best stretches, each bent onto the gap's edges, averaged with weights exp(-cost / best cost);
     None when the take has no stretch to draw from."""
     if first < 1 or last > len(rot) - 2:
         return None
-    found = best_shifts(rot, mask, first, last, mats, stride, k)
+    found = best_shifts(rot, mask, first, last, mats, k)
     if not found:
         return None
     joints = mask[first:last + 1].any(0)
