@@ -96,6 +96,16 @@ def fill_from(rot: np.ndarray, first: int, last: int, shift: int, joints: np.nda
     return out
 
 
+def mean_rotation(values: list, weights: list) -> np.ndarray:
+    """The weighted mean (normalised quaternion average) of axis-angle arrays of one shape (..., 3)."""
+    if len(values) == 1 or max(weights) == 1.0:
+        return values[int(np.argmax(weights))]
+    q = np.stack([Rotation.from_rotvec(v.reshape(-1, 3)).as_quat() for v in values])
+    q = np.where((q * q[:1]).sum(-1, keepdims=True) < 0, -q, q)
+    m = (q * np.asarray(weights)[:, None, None]).sum(0)
+    return Rotation.from_quat(m / np.linalg.norm(m, axis=-1, keepdims=True)).as_rotvec().reshape(values[0].shape)
+
+
 def fill_gap(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats=None,
              k: int = TOP_K) -> np.ndarray | None:
     """The take-matching fill (last - first + 1, J, 3) of the gap first..last (needs an observed frame on each
@@ -109,9 +119,4 @@ def fill_gap(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats=None
     joints = mask[first:last + 1].any(0)
     fills = [fill_from(rot, first, last, s, joints) for s, _ in found]
     best = max(found[0][1], 1e-12)
-    w = np.exp(-np.array([c for _, c in found]) / best)
-    q = np.stack([Rotation.from_rotvec(f.reshape(-1, 3)).as_quat() for f in fills])  # (k, cells, 4)
-    q = np.where((q * q[:1]).sum(-1, keepdims=True) < 0, -q, q)
-    mean = (q * w[:, None, None]).sum(0)
-    mean /= np.linalg.norm(mean, axis=-1, keepdims=True)
-    return Rotation.from_quat(mean).as_rotvec().reshape(fills[0].shape)
+    return mean_rotation(fills, list(np.exp(-np.array([c for _, c in found]) / best)))
