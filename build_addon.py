@@ -64,7 +64,7 @@ BACKEND_SUFFIXES = (".py", ".json")
 # command line and the training configs stay out of the zip, and so do the motion room's corpus, training, benchmark
 # and commands (BACKEND_LEFT_OUT; tests/test_import_graph.py holds that the rest imports none of them)
 BACKEND_RUNTIME = ("__init__.py", "official_normalizers.json", "spec", "core", "tasks", "formats", "serve", "motion")
-BACKEND_LEFT_OUT = ("motion/bench.py", "motion/cli.py", "motion/corpus.py", "motion/train.py")
+BACKEND_LEFT_OUT = ("motion/bench.py", "motion/bench_limbs.py", "motion/cli.py", "motion/corpus.py", "motion/train.py")
 BACKEND_SPEC = ("__init__.py", "spec", "tasks/__init__.py", "tasks/channel_clean.py")  # --without-backend: the
 # torch-free modules the add-on imports (the spec and the channel cleaner Clean runs on unmapped bones)
 BACKEND_CHECKPOINT = "weights/default.safetensors"

@@ -121,7 +121,7 @@ def test_probes_pick_a_free_answer_without_a_prior(gestures):
     assert set(rec[0]["probe_err"]) == {"spline", "slerp"}
     assert np.array_equal(out[~mask], rot[~mask])
     out, rec = fill(rot, mask, 30.0, None)  # with the take match: the probes weigh it too
-    assert set(rec[0]["probe_err"]) == {"spline", "slerp", "match", "match_spline"}
+    assert set(rec[0]["probe_err"]) == {"spline", "slerp", "match"}
     assert np.array_equal(out[~mask], rot[~mask])
 
 

@@ -103,7 +103,13 @@ class Metrics:
         qt = self.quat[frames]
         q = np.where((q * qt).sum(-1, keepdims=True) < 0, -q, q)
         pt = self.pos[frames]
-        return {"deg": float(geodesic_deg(est[mask], self.truth[mask]).mean()),
+        # the pop at the gap's edges: the step into and out of it over the take's own step there (degrees, the
+        # largest over the filled joints; 0 = as smooth as the take)
+        joints = mask.any(0)
+        edges = [e for e in (frames[0] - 1, frames[-1]) if 0 <= e < len(est) - 1]
+        pop = max(float((geodesic_deg(est[e + 1, joints], est[e, joints])
+                         - geodesic_deg(self.truth[e + 1, joints], self.truth[e, joints])).max()) for e in edges)
+        return {"deg": float(geodesic_deg(est[mask], self.truth[mask]).mean()), "pop": pop,
                 "mm": float(np.linalg.norm(pos - pt, axis=-1).mean() * 1000),
                 "l2q": float(np.linalg.norm((q - qt).reshape(len(frames), -1), axis=1).mean()),
                 "l2p": float(np.linalg.norm(((pos - pt) / self.sd).reshape(len(frames), -1), axis=1).mean())}
@@ -151,7 +157,7 @@ def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
                     mask = np.zeros(rot.shape[:2], bool)
                     mask[a:a + g] = part_joints(part).numpy()
                     est = {k: interp.fill(rot, mask, fps, k) for k in ("slerp", "spline")}
-                    m_raw = matching.fill_gap(rot, mask, a, a + g - 1, stride=max(1, int(round(fps / 30))))
+                    m_raw = matching.fill_gap(rot, mask, a, a + g - 1)
                     if m_raw is not None:
                         est["match_raw"] = rot.copy()
                         est["match_raw"][a:a + g] = m_raw
@@ -201,8 +207,8 @@ def table(acc: dict) -> str:
 
     lines = ["| takes | part | gap | n | SLERP deg | spline deg | take match raw deg | probe pick, no prior | "
              "DPoser deg | prior raw deg | **fill deg** | fill / better free | prior used | take match used | "
-             "fill mm (free) | fill L2Q (free) | fill L2P (free) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fill mm (free) | fill L2Q (free) | fill L2P (free) | edge pop deg, fill (free) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (group, part, gap_s), cell in sorted(acc.items(), key=lambda kv: (kv[0][0], PARTS.index(kv[0][1]), kv[0][2])):
         free = min(("slerp", "spline"), key=lambda k: mean(cell, k, "deg"))
         f = "fill"
@@ -214,7 +220,8 @@ def table(acc: dict) -> str:
             f"**{d[f]:.2f}** | {ratio:.2f} | {cell['prior_used']}/{cell['n']} | {cell['match_used']}/{cell['n']} | "
             f"{mean(cell, f, 'mm'):.1f} ({mean(cell, free, 'mm'):.1f}) | "
             f"{mean(cell, f, 'l2q'):.3f} ({mean(cell, free, 'l2q'):.3f}) | "
-            f"{mean(cell, f, 'l2p'):.3f} ({mean(cell, free, 'l2p'):.3f}) |")
+            f"{mean(cell, f, 'l2p'):.3f} ({mean(cell, free, 'l2p'):.3f}) | "
+            f"{mean(cell, f, 'pop'):.2f} ({mean(cell, free, 'pop'):.2f}) |")
     return "\n".join(lines)
 
 
@@ -233,8 +240,7 @@ def run(checkpoint=None, write=None, data=None, every: int = 6, log=print) -> st
             f"other studios: {', '.join(t[1] for t in takes if t[0] == 'other studios')}. "
             "n = gaps (positions x takes); *free* = the better of SLERP and the spline for that row, in degrees; "
             "DPoser on every 8th Bandai take only.\n\n" + table(acc))
-    if prior is not None:
-        body += "\n\nSpeed: " + speed(prior, takes)
+    body += "\n\nSpeed: " + speed(prior, takes)
     body += f"\n\n*({time.time() - t0:.0f} s)*"
     print(body)
     if write:
