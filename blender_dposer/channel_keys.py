@@ -47,6 +47,19 @@ def has_own_axis(bone) -> bool:
     return bool(bone.children) or bone.parent is None or bone.length >= 0.25 * bone.parent.length
 
 
+def bone_parents(obj, bones: list[str]) -> np.ndarray:
+    """(B,) for each of ``bones`` (pose bone names of ``obj``), the index in ``bones`` of its nearest ancestor among
+    them, -1 for none: the skeleton the channel cleaner's companion rule walks."""
+    pos = {name: i for i, name in enumerate(bones)}
+    out = np.full(len(bones), -1, dtype=int)
+    for i, name in enumerate(bones):
+        p = obj.pose.bones[name].parent
+        while p is not None and p.name not in pos:
+            p = p.parent
+        out[i] = -1 if p is None else pos[p.name]
+    return out
+
+
 def clean_bones(obj, frame_start: int, frame_end: int, fps: float, exclude=(), accept=None):
     """(keys to write, repaired) for every animated bone of ``obj`` over frame_start..frame_end except ``exclude``.
     ``repaired``: dicts bone, kind, first, last (scene frames). Nothing is written here. ``accept(bone, frames,
@@ -60,7 +73,7 @@ def clean_bones(obj, frame_start: int, frame_end: int, fps: float, exclude=(), a
     modes = kf.bone_rotation_modes(obj, bones)
     vals = [kf.read_rotation_values(obj, b, frames, m, channels) for b, m in zip(bones, modes)]
     q = np.stack([rm.matrix_to_quaternion(rm.rotation_to_matrix(v, m)) for v, m in zip(vals, modes)], 1)
-    out, rep = channel_clean.clean(q, fps)
+    out, rep = channel_clean.clean(q, fps, parents=bone_parents(obj, bones))
     if accept is not None and not rep.smoothed:
         drop, keep = np.zeros(rep.bad.shape, bool), np.zeros(rep.bad.shape, bool)
         for kind, b, a, e in rep.events:

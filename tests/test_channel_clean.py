@@ -161,6 +161,39 @@ def test_a_jump_out_and_back_shared_by_a_bone_and_its_child_is_kept_as_motion():
     assert [(k, b, a, e) for k, b, a, e in rep.events] == [("pop", 3, 60, 63)]
 
 
+def test_a_spike_is_repaired_when_an_unrelated_limb_flicks_on_the_same_frame():
+    """The knee and foot flick out and back together (a glitch down the leg's chain, left as it is) on the frame of
+    a spike on the forearm: the leg is far from the arm in the skeleton, so the forearm's spike is still one bone's
+    fault and is repaired. Without the skeleton every bone counts as a companion and the spike is left."""
+    _, take = _take(30.0)
+    leg = _faulty(_faulty(take, KNEE, 60, 60, np.radians([25.0, 0.0, 0.0])), FOOT, 60, 60, np.radians([20.0, 0, 0]))
+    both = _faulty(leg, FOREARM, 60, 60, np.radians([0.0, 0.0, 30.0]))
+    out, _, rep = bvh_channels.clean_take(both)
+    bones = bvh_channels.rotation_bones(take)
+    assert [(k, b, a, e) for k, b, a, e in rep.events] == [("spike", bones.index(FOREARM), 60, 60)]
+    assert _angle_deg(out, take, FOREARM, [60])[0] < 3.0
+    for bone in (KNEE, FOOT):  # the leg's flick as it was
+        assert np.array_equal(out.motion[:, _bone_cols(take, bone)], both.motion[:, _bone_cols(take, bone)])
+    _, rep = channel_clean.clean(bvh_channels.rotations(both), 30.0)  # no skeleton: every bone is a companion
+    assert rep.events == []
+
+
+def test_the_skeleton_the_companion_rule_walks():
+    """Nearby bones are at most two links apart: parent, child, sibling, grandparent, grandchild; a joint without
+    rotation channels is skipped to its nearest rotating ancestor."""
+    _, take = _take(30.0)
+    parents = bvh_channels.rotation_parents(take)
+    assert list(parents) == [p for _, p, _ in SKELETON]
+    near = channel_clean.near_bones(parents, 2)
+    assert sorted(np.flatnonzero(near[FOREARM])) == [2, ARM, HAND]  # Chest2 (grandparent), arm, hand
+    assert sorted(np.flatnonzero(near[ARM])) == [1, 2, 3, FOREARM, HAND]  # Spine, Chest2, Neck (sibling), ...
+    assert not near[FOREARM, FOOT] and not near[ARM, ARM]
+    joints = list(take.joints)
+    joints[2] = replace(joints[2], channels=())  # Chest2 without channels: the arm and neck hang from Spine
+    assert list(bvh_channels.rotation_parents(replace(take, joints=tuple(joints)))) == \
+        [-1, 0, 1, 2, 3, 1, 5, 6, 0, 8, 9]
+
+
 def test_a_take_that_starts_with_the_whole_body_still_has_no_held_limb():
     """Every bone but the root still for the first 0.5 s, then jumping into its motion (a capture that starts late):
     nothing is held while the body moves, so nothing is repaired; one limb frozen the same way is."""
@@ -243,6 +276,8 @@ def test_bad_input_is_refused():
         channel_clean.clean(np.zeros((10, 3)), 30.0)
     with pytest.raises(ValueError, match="fps"):
         channel_clean.clean(np.tile([0.0, 0, 0, 1], (10, 2, 1)), 0.0)
+    with pytest.raises(ValueError, match="parents"):
+        channel_clean.clean(np.tile([0.0, 0, 0, 1], (10, 2, 1)), 30.0, parents=[-1])
     _, take = _take(30.0)
     assert replace(take, motion=take.motion[:3]).num_frames == 3
     out, rep = channel_clean.clean(bvh_channels.rotations(take)[:3], 30.0)  # too short to judge: unchanged

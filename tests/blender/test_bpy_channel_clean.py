@@ -1,6 +1,6 @@
 """Clean's channel pass in Blender (blender_dposer.channel_keys): a CMU cgspeed BVH imported with Blender's own
 importer, a 30 deg twist spike keyed on Neck1 (a bone with no SMPL-X joint), repaired in the bone's own Euler
-curves; no other key of that bone moves."""
+curves; no other key of that bone moves. The cleaner gets the rig's skeleton."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,3 +81,18 @@ def test_clean_repairs_a_twist_spike_on_a_mapped_bone(prefs, cgspeed):
     tagged = {int(k.co[0]) for fc in kf.Channels(obj).all() if f'"{bone}"' in fc.data_path
               for k in fc.keyframe_points if k.type == ops.REPAIRED_KEY_TYPE}
     assert tagged == {frame}
+
+
+def test_the_cleaner_walks_the_rigs_skeleton(cgspeed, data_root):
+    """The channel pass gives the cleaner each bone's parent from the rig, the same skeleton as the BVH's own
+    hierarchy (so only bones near each other in it count as companions); a bone left out is skipped to its nearest
+    ancestor among those cleaned."""
+    from dposer.formats import bvh, bvh_channels
+
+    take = bvh.read(data_root / "bvh" / "other_studios" / "cmu_cgspeed_example_278f.bvh")
+    names = [take.joints[k].name for k in bvh_channels.rotation_bones(take)]
+    assert list(channel_keys.bone_parents(cgspeed, names)) == list(bvh_channels.rotation_parents(take))
+    without = [n for n in names if n != "LeftForeArm"]
+    parents = channel_keys.bone_parents(cgspeed, without)
+    assert without[parents[without.index("LeftHand")]] == "LeftArm"
+    assert parents[without.index(names[0])] == -1

@@ -37,6 +37,20 @@ def rotation_bones(take: bvh_io.Bvh) -> list[int]:
     return [k for k, j in enumerate(take.joints) if len(j.rotation_order) == 3]
 
 
+def rotation_parents(take: bvh_io.Bvh) -> np.ndarray:
+    """(B,) for each bone of :func:`rotation_bones`, the index (among them) of its nearest ancestor with three
+    rotation channels, -1 for none: the skeleton the cleaner's companion rule walks."""
+    bones = rotation_bones(take)
+    pos = {k: i for i, k in enumerate(bones)}
+    out = np.full(len(bones), -1, dtype=int)
+    for i, k in enumerate(bones):
+        p = take.joints[k].parent
+        while p >= 0 and p not in pos:
+            p = take.joints[p].parent
+        out[i] = pos.get(p, -1)
+    return out
+
+
 def rotation_columns(take: bvh_io.Bvh) -> np.ndarray:
     """(B, 3) motion columns of the rotation channels of :func:`rotation_bones`, in each joint's Euler order."""
     cols = _columns(take)
@@ -131,7 +145,7 @@ def motion_text(text: str, motion: np.ndarray, changed: np.ndarray) -> str:
 def clean_take(take: bvh_io.Bvh, settings: channel_clean.Settings = channel_clean.Settings(), fill=None):
     """(cleaned take, changed (F, C) bool, Report): the take's rotations cleaned in its own channels."""
     q = rotations(take)
-    out, rep = channel_clean.clean(q, take.fps, settings, fill)
+    out, rep = channel_clean.clean(q, take.fps, settings, fill, parents=rotation_parents(take))
     cells = np.zeros(q.shape[:2], bool)
     cells[:] = rep.bad
     if rep.smoothed:

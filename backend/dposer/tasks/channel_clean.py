@@ -14,10 +14,13 @@ Every time constant is in seconds, so a fault is found the same way at 24 and at
   between are bad. A one-frame spike must also stand ``jump_floor_deg`` off the midpoint of its two neighbours (its
   jump residual is about 5/3 of that, so the residual floor alone would take a 7 deg flick at a foot strike, real
   motion at 30 fps, for a fault).
-- **A fault is one bone's.** A spike whose two steps another bone jumps on too (by a lower bar,
-  ``companion_share`` of the floor), or a pop whose first or last step another bone jumps on, is the body's motion
+- **A fault is one bone's.** A spike whose two steps a nearby bone jumps on too (by a lower bar,
+  ``companion_share`` of the floor), or a pop whose first or last step a nearby bone jumps on, is the body's motion
   (a head nod down the neck chain, a hand's fingers flipping together, a foot strike through ankle and toes), or a
-  glitch of the capture that moved several bones: either way not one bone's fault, and left as it is.
+  glitch of the capture that ran down a chain: either way not one bone's fault, and left as it is. Nearby: at most
+  ``companion_links`` links apart in the skeleton (``parents``; 2: parent, child, sibling, grandparent, grandchild),
+  so an unrelated bone's real motion on the same frame does not hide a fault; with no skeleton given, every other
+  bone counts.
 - **Held bones**: a stretch of at least ``min_hold_s`` where the bone does not move (steps under
   ``hold_eps_deg``) that ends or starts with a jump (a limb frozen while the body moves, then released); on a bone
   with jitter (over ``still_jitter_deg``) a still stretch is a hold by itself. While more than ``still_body_share``
@@ -55,8 +58,9 @@ class Settings:
     jitter_quantile: float = 0.25  # the take's jitter: this quantile of the moving bones' estimates
     cp_noise_factor: float = 1.5  # the noise variance in Mallows' Cp is scaled by this (> 1: smoother)
     cutoffs_hz: tuple = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
-    companion_share: float = 0.5  # another bone jumping on both steps of a spike (by this share of jump_floor_deg and
+    companion_share: float = 0.5  # a nearby bone jumping on both steps of a spike (by this share of jump_floor_deg and
     # its own noise and speed bounds) or on a pop's first or last step (a jump) makes it motion, not a fault (0: off)
+    companion_links: int = 2  # "nearby": at most this many links apart in the skeleton (parent, child, sibling, ...)
     passes: int = 2  # detect-and-repair passes (a second pass finds faults hidden next to bigger ones)
 
 
@@ -179,20 +183,36 @@ def _local_max(mag: np.ndarray, half: int, share: float = 0.9) -> np.ndarray:
     return mag >= share * _sliding(mag, half, np.max)
 
 
-def _companion(stir: np.ndarray, jumps: np.ndarray, b: int, t: int, t2: int) -> bool:
-    """Whether a bone other than ``b`` jumps on both steps of a spike (by the lower bar, ``stir``) or on the first
-    or last step of a pop (``jumps``)."""
-    other = np.ones(stir.shape[1], bool)
-    other[b] = False
+def near_bones(parents, links: int) -> np.ndarray:
+    """(B, B) bool: the bones at most ``links`` links apart in the skeleton given by ``parents`` (B,) (each bone's
+    parent index, -1 for a root), a bone not near itself."""
+    parents = np.asarray(parents, int)
+    B = len(parents)
+    adj = np.zeros((B, B), bool)
+    child = np.flatnonzero(parents >= 0)
+    adj[child, parents[child]] = adj[parents[child], child] = True
+    near, step = adj.copy(), adj.copy()
+    for _ in range(links - 1):
+        step = (step.astype(np.int64) @ adj.astype(np.int64)) > 0
+        near |= step
+    np.fill_diagonal(near, False)
+    return near
+
+
+def _companion(stir: np.ndarray, jumps: np.ndarray, near: np.ndarray, t: int, t2: int) -> bool:
+    """Whether a bone of ``near`` (B,) bool jumps on both steps of a spike (by the lower bar, ``stir``) or on the
+    first or last step of a pop (``jumps``)."""
     if t2 - t == 1:
-        return bool((stir[t] & stir[t2] & other).any())
-    return bool(((jumps[t] | jumps[t2]) & other).any())
+        return bool((stir[t] & stir[t2] & near).any())
+    return bool(((jumps[t] | jumps[t2]) & near).any())
 
 
-def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarray | None = None):
+def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarray | None = None, parents=None):
     """(bad (F, B) bool, events) of a sign-continuous take ``q`` (F, B, 4). ``active`` (B,) bool limits the search
-    to those bones (default: every bone that moves at all)."""
+    to those bones (default: every bone that moves at all); ``parents`` (B,): each bone's parent index (-1: none),
+    for the companion rule (default: every bone is every other's companion)."""
     F, B = q.shape[:2]
+    near = ~np.eye(B, dtype=bool) if parents is None else near_bones(parents, s.companion_links)
     bad = np.zeros((F, B), bool)
     events: list = []
     if F < 6:
@@ -236,7 +256,7 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
                     continue  # a one-frame flick smaller than the floor: fast motion, not a spike
                 if not used[k] and np.linalg.norm(a + c) < 0.5 * max(np.linalg.norm(a), np.linalg.norm(c)):
                     used[i] = used[k] = True
-                    if s.companion_share > 0 and _companion(stir, jumps, b, t, t2):
+                    if s.companion_share > 0 and _companion(stir, jumps, near[b], t, t2):
                         break  # the body moved: left as it is
                     bad[t + 1:t2 + 1, b] = True
                     events.append(("spike" if t2 == t + 1 else "pop", int(b), int(t + 1), int(t2)))
@@ -386,15 +406,20 @@ def smooth(q: np.ndarray, fps: float, noise_deg: np.ndarray, s: Settings = Setti
     return out, cut_of
 
 
-def clean(q: np.ndarray, fps: float, s: Settings = Settings(), fill=None, active: np.ndarray | None = None):
+def clean(q: np.ndarray, fps: float, s: Settings = Settings(), fill=None, active: np.ndarray | None = None,
+          parents=None):
     """(cleaned q (F, B, 4), Report) of a take ``q`` (F, B, 4) of unit quaternions (x, y, z, w) at ``fps``.
-    ``fill(q, bad, fps) -> q`` repairs the bad cells (default :func:`regression_fill`). Cells neither repaired nor
-    smoothed are returned exactly as given (same sign, same bits)."""
+    ``fill(q, bad, fps) -> q`` repairs the bad cells (default :func:`regression_fill`). ``parents`` (B,): each
+    bone's parent among the take's bones (-1: none), so that only nearby bones count as companions (default: the
+    skeleton is unknown and every bone counts). Cells neither repaired nor smoothed are returned exactly as given
+    (same sign, same bits)."""
     q0 = np.asarray(q, dtype=np.float64)
     if q0.ndim != 3 or q0.shape[-1] != 4:
         raise ValueError(f"expected quaternions (frames, bones, 4), got shape {q0.shape}")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    if parents is not None and len(parents) != q0.shape[1]:
+        raise ValueError(f"parents names {len(parents)} bones, the take has {q0.shape[1]}")
     fill = fill or regression_fill
     qc = continuous(q0)
     flipped = np.sign(np.einsum("fbk,fbk->fb", qc, q0))  # +1 / -1 per cell, to hand back the caller's signs
@@ -402,7 +427,7 @@ def clean(q: np.ndarray, fps: float, s: Settings = Settings(), fill=None, active
     events: list = []
     cur = qc
     for _ in range(s.passes):
-        b, ev = detect(cur, fps, s, active)
+        b, ev = detect(cur, fps, s, active, parents)
         new = b & ~bad
         if not new.any():
             break
