@@ -212,3 +212,14 @@ def test_bvh_fill_changes_only_the_gap_frames(tmp_path, data_root, checkpoint):
     a, b = bvh.read(src), bvh.read(tmp_path / "out.bvh")
     same = (a.motion == b.motion).all(1)
     assert same[:400].all() and same[460:].all() and not same[400:460].all()
+
+
+def test_mean_rotation_weighs_every_answer():
+    """Equal weights give the rotation halfway between two answers; a single non-zero weight gives that answer."""
+    from dposer.motion.matching import mean_rotation
+
+    a = np.zeros((4, 3))
+    b = np.tile([0.0, 0.0, 0.6], (4, 1))
+    assert np.allclose(mean_rotation([a, b], [1.0, 1.0]), b / 2)
+    assert np.allclose(mean_rotation([a, b], [3.0, 1.0])[:, 2], 0.6 / 4, atol=0.01)
+    assert mean_rotation([a, b], [0.0, 1.0]) is b

@@ -107,8 +107,9 @@ class Metrics:
         # largest over the filled joints; 0 = as smooth as the take)
         joints = mask.any(0)
         edges = [e for e in (frames[0] - 1, frames[-1]) if 0 <= e < len(est) - 1]
-        pop = max(float((geodesic_deg(est[e + 1, joints], est[e, joints])
-                         - geodesic_deg(self.truth[e + 1, joints], self.truth[e, joints])).max()) for e in edges)
+        pop = max((float((geodesic_deg(est[e + 1, joints], est[e, joints])
+                          - geodesic_deg(self.truth[e + 1, joints], self.truth[e, joints])).max()) for e in edges),
+                  default=float("nan"))
         return {"deg": float(geodesic_deg(est[mask], self.truth[mask]).mean()), "pop": pop,
                 "mm": float(np.linalg.norm(pos - pt, axis=-1).mean() * 1000),
                 "l2q": float(np.linalg.norm((q - qt).reshape(len(frames), -1), axis=1).mean()),

@@ -56,13 +56,21 @@ def dposer_clip(pose_prior, rot: np.ndarray, limb: str, fps: float) -> np.ndarra
     return out
 
 
-def run(checkpoint, every: int = 12, write=None, log=print) -> str:
+def tuning_takes(every: int = 6) -> list[tuple[str, str, np.ndarray, float]]:
+    """Takes to choose a method on (never the held-out ones): Bandai dataset 2's validation takes and the cgspeed CMU
+    training takes, every ``every``-th, from the motion corpus (30 fps)."""
+    val = [("Bandai dataset 2 validation", n, r.astype(np.float64), corpus.RATE) for n, r in corpus.load("val")]
+    cg = [("cgspeed training", n, r.astype(np.float64), corpus.RATE) for n, r in corpus.load("train") if "cgspeed" in n]
+    return val[::every] + cg[::every]
+
+
+def run(checkpoint, every: int = 12, write=None, log=print, tuning: bool = False) -> str:
     from ..core.prior import load_prior
     from .prior import load_motion_prior
 
     mprior = load_motion_prior(checkpoint)
     pose_prior = load_prior(None)
-    takes = [t for t in held_out_takes(None, every)]
+    takes = tuning_takes(every) if tuning else held_out_takes(None, every)
     mu, sd = l2p_statistics()
     means = mean_pose(np.ones(22, bool))
     acc: dict = {}
@@ -97,9 +105,10 @@ def run(checkpoint, every: int = 12, write=None, log=print) -> str:
         vals = {k: np.mean(v, 0) for k, v in cell.items()}
         lines.append(f"| {group} | {limb} | {len(cell['mean pose'])} | " + " | ".join(
             f"{d:.2f} / {mm:.0f} / {s:.2f}" for d, mm, s in vals.values()) + " |")
-    body = (f"Motion prior `{checkpoint}`; takes as in the fill bench (every {every}th Bandai dataset-1 take, the "
-            f"other studios' held-out takes), each at about 30 fps, first {MAX_FRAMES} frames; the limb missing on "
-            "every frame.\n\n" + "\n".join(lines) + f"\n\n*({time.time() - t0:.0f} s)*")
+    which = (f"tuning takes (every {every}th Bandai dataset-2 validation and cgspeed training take)" if tuning else
+             f"held-out takes as in the fill bench (every {every}th Bandai dataset-1 take, the other studios')")
+    body = (f"Motion prior `{checkpoint}`; {which}, each at about 30 fps, first {MAX_FRAMES} frames; the limb "
+            "missing on every frame.\n\n" + "\n".join(lines) + f"\n\n*({time.time() - t0:.0f} s)*")
     print(body)
     if write:
         import shlex
@@ -117,5 +126,6 @@ if __name__ == "__main__":
     p.add_argument("--motion-checkpoint", required=True)
     p.add_argument("--every", type=int, default=12)
     p.add_argument("--write", default=None)
+    p.add_argument("--tuning", action="store_true", help="the tuning takes (Bandai-2 validation, cgspeed training)")
     a = p.parse_args()
-    run(a.motion_checkpoint, a.every, a.write)
+    run(a.motion_checkpoint, a.every, a.write, tuning=a.tuning)

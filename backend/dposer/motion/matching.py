@@ -98,7 +98,7 @@ def fill_from(rot: np.ndarray, first: int, last: int, shift: int, joints: np.nda
 
 def mean_rotation(values: list, weights: list) -> np.ndarray:
     """The weighted mean (normalised quaternion average) of axis-angle arrays of one shape (..., 3)."""
-    if len(values) == 1 or max(weights) == 1.0:
+    if np.count_nonzero(weights) == 1:  # one answer alone: exactly its values
         return values[int(np.argmax(weights))]
     q = np.stack([Rotation.from_rotvec(v.reshape(-1, 3)).as_quat() for v in values])
     q = np.where((q * q[:1]).sum(-1, keepdims=True) < 0, -q, q)
