@@ -153,7 +153,7 @@ def test_take_match_fills_a_gap_from_where_the_take_repeats_itself():
     mask[40:70, 3:9] = True  # another hole elsewhere: the match may not draw these joints from there
     shift = matching.best_shift(rot, mask, a, b)
     assert shift is not None and not mask[a - 1 + shift:b + 2 + shift, :].any()
-    got = matching.fill_gap(rot, mask, a, b)
+    got = matching.fill_gap(rot, mask, a, b, 30.0)
     err = _geo(got, rot[a:b + 1])
     free = min(_geo(interp.fill(rot, mask, 30.0, k)[a:b + 1], rot[a:b + 1]).mean() for k in ("slerp", "spline"))
     assert err.mean() < 0.25 * free, (err.mean(), free)
@@ -178,7 +178,7 @@ def test_take_match_gives_up_when_nothing_else_is_observed():
     mask[:, 4] = True  # the left knee is missing everywhere but frames 60-62
     mask[60:63, 4] = False
     mask[50:60, 4] = True
-    assert matching.fill_gap(rot, mask, 50, 59) is None
+    assert matching.fill_gap(rot, mask, 50, 59, 30.0) is None
 
 
 def test_bad_frame_ranges_give_clear_errors():

@@ -158,7 +158,7 @@ def evaluate(prior, takes, pose_prior=None, log=print) -> dict:
                     mask = np.zeros(rot.shape[:2], bool)
                     mask[a:a + g] = part_joints(part).numpy()
                     est = {k: interp.fill(rot, mask, fps, k) for k in ("slerp", "spline")}
-                    m_raw = matching.fill_gap(rot, mask, a, a + g - 1)
+                    m_raw = matching.fill_gap(rot, mask, a, a + g - 1, fps)
                     if m_raw is not None:
                         est["match_raw"] = rot.copy()
                         est["match_raw"][a:a + g] = m_raw

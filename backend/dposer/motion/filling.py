@@ -91,7 +91,7 @@ def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int =
         if fits:
             answers["prior"] = _fill_windows(prior, rot, fps, jobs, steps)
         if check and match:
-            matched = [matching.fill_gap(rot, pm, a, b, mats) for pm, a, b in jobs]
+            matched = [matching.fill_gap(rot, pm, a, b, fps, mats) for pm, a, b in jobs]
             if all(m is not None for m in matched):
                 answers["match"] = matched
         if not check:

@@ -19,12 +19,15 @@ import numpy as np
 from scipy.signal import fftconvolve
 from scipy.spatial.transform import Rotation, Slerp
 
+from .interp import fill_joint
+
 CONTEXT_MIN = 3  # frames of context on each side, at least ...
 CONTEXT_SHARE = 0.5  # ... and this share of the gap's length
 # The fill averages the TOP_K best stretches (weighted by their match): on the training-split takes the weighted
 # average of 5 beat the single best (Bandai-2 validation 0.70x against 0.78x the better free answer, cgspeed
 # training takes 0.89x against 1.03x, ReActIdle 1.34x against 1.74x; k = 1, 3, 5 tried; docs/model_card.md).
 TOP_K = 5
+EDGE_S = 0.1  # seconds over which a match is eased in from the spline at each edge of the gap (set, not tuned)
 
 
 def _matrices(rot: np.ndarray) -> np.ndarray:
@@ -106,11 +109,12 @@ def mean_rotation(values: list, weights: list) -> np.ndarray:
     return Rotation.from_quat(m / np.linalg.norm(m, axis=-1, keepdims=True)).as_rotvec().reshape(values[0].shape)
 
 
-def fill_gap(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats=None,
+def fill_gap(rot: np.ndarray, mask: np.ndarray, first: int, last: int, fps: float, mats=None,
              k: int = TOP_K) -> np.ndarray | None:
     """The take-matching fill (last - first + 1, J, 3) of the gap first..last (needs an observed frame on each
-    side): the ``k`` best stretches, each bent onto the gap's edges, averaged with weights exp(-cost / best cost);
-    None when the take has no stretch to draw from."""
+    side): the ``k`` best stretches, each bent onto the gap's edges, averaged with weights exp(-cost / best cost),
+    and eased in from the cubic rotation spline over EDGE_S at each edge (the spline keeps the take's speed there:
+    a stretch meets the edge's value, not its speed); None when the take has no stretch to draw from."""
     if first < 1 or last > len(rot) - 2:
         return None
     found = best_shifts(rot, mask, first, last, mats, k)
@@ -119,4 +123,12 @@ def fill_gap(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats=None
     joints = mask[first:last + 1].any(0)
     fills = [fill_from(rot, first, last, s, joints) for s, _ in found]
     best = max(found[0][1], 1e-12)
-    return mean_rotation(fills, list(np.exp(-np.array([c for _, c in found]) / best)))
+    matched = mean_rotation(fills, list(np.exp(-np.array([c for _, c in found]) / best)))
+    t = np.arange(first, last + 1)
+    ease = np.minimum(np.minimum(t - (first - 1), (last + 1) - t) / max(1.0, EDGE_S * fps), 1.0)
+    out = matched.copy()
+    for j in np.flatnonzero(joints):
+        spline = fill_joint(rot[:, j], mask[:, j], fps, "spline")[first:last + 1]
+        d = (Rotation.from_rotvec(spline).inv() * Rotation.from_rotvec(matched[:, j])).as_rotvec()
+        out[:, j] = (Rotation.from_rotvec(spline) * Rotation.from_rotvec(d * ease[:, None])).as_rotvec()
+    return out
