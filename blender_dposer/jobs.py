@@ -355,21 +355,12 @@ class CleanJob(_KeepUnwrittenJob):
 
     def apply(self, context, keys: list[kf.BoneKeys]) -> int:
         obj = self._armature()
-        # every animated bone cleaned in its own curves (read before any key is written); on a bone the prior
-        # drives, a repaired fault's keys are kept where the prior's keys moved the bone on those frames too, or
-        # where the repair turns the bone about its own axis (twists, which the prior's keys leave)
-        moved = {k.bone: (np.asarray(k.frames), channel_keys.changed_frames(obj, k)) for k in keys}
-
-        def accept(bone, frames, R_before, R_after):
-            return (bone not in moved or moved[bone][1][np.isin(moved[bone][0], frames)].any()
-                    or (channel_keys.has_own_axis(obj.data.bones[bone])
-                        and channel_keys.twist_share(R_before, R_after) > channel_keys.TWIST_SHARE))
-
+        # every animated bone cleaned in its own curves (read before any key is written); its repairs win over the
+        # prior's keys on their frames
         render = context.scene.render
         keep = {self.bone_map[j] for j in self.locked if j in self.bone_map} | self.kept_bones
         more, repaired = channel_keys.clean_bones(obj, int(self.frames[0]), int(self.frames[-1]),
-                                                  float(render.fps) / float(render.fps_base or 1.0), exclude=keep,
-                                                  accept=accept)
+                                                  float(render.fps) / float(render.fps_base or 1.0), exclude=keep)
         n = super().apply(context, keys)
         n += kf.write_rotation_keys(obj, more)  # after the prior's keys: the channel cleaner's win on their frames
         kf.set_current_rotation(obj, more, context.scene.frame_current)

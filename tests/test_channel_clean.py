@@ -148,6 +148,29 @@ def test_a_foot_strike_that_goes_and_stays_is_kept_while_a_spike_on_the_foot_is_
     assert np.array_equal(out.motion[:80], strike.motion[:80])  # the strike at frame 40 as it was
 
 
+def test_a_toe_that_snaps_down_and_stays_is_not_a_spike():
+    """A foot bending up, then snapping down by 23 deg in one frame and staying there (a toe meeting the floor, as
+    in a Bandai walk take): the frame after the snap equals the ones after it, so it is no spike, however far it
+    stands off the midpoint of its neighbours; a spike of the same size on the same foot is still repaired."""
+    _, take = _take(30.0)
+    motion = take.motion.copy()
+    motion[:, _bone_cols(take, FOOT)] *= 0.2
+    calm = replace(take, motion=motion)
+    q = bvh_channels.rotations(calm)
+    i = bvh_channels.rotation_bones(calm).index(FOOT)
+    turn = np.full(len(q), 30.0)
+    turn[36:42] = [30.0, 36.0, 48.0, 55.0, 44.6, 21.3]
+    turn[42:] = 22.0
+    q[:, i] = (Rotation.from_quat(q[:, i]) * Rotation.from_rotvec(np.radians(turn)[:, None] * [1.0, 0, 0])).as_quat()
+    snap = bvh_channels.with_rotations(calm, q, np.ones(q.shape[:2], bool))
+    out, changed, rep = bvh_channels.clean_take(snap)
+    assert rep.events == [] and not changed.any(), rep.events
+    spiked = _faulty(snap, FOOT, 80, 80, np.radians([23.0, 0.0, 0.0]))
+    out, _, rep = bvh_channels.clean_take(spiked)
+    assert [e[0] for e in rep.events] == ["spike"]
+    assert _angle_deg(out, snap, FOOT, [80])[0] < 2.5
+
+
 def test_a_jump_out_and_back_shared_by_a_bone_and_its_child_is_kept_as_motion():
     """A head nod (the neck and the bone below the head turn out and back on the same frames) is the body's motion;
     the same turn on the neck alone is one bone's fault."""

@@ -199,6 +199,11 @@ def near_bones(parents, links: int) -> np.ndarray:
     return near
 
 
+def _apart(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance of two unit quaternions as rotations (either sign), in quaternion units (about half the angle)."""
+    return float(min(np.linalg.norm(a - b), np.linalg.norm(a + b)))
+
+
 def _companion(stir: np.ndarray, jumps: np.ndarray, near: np.ndarray, t: int, t2: int) -> bool:
     """Whether a bone of ``near`` (B,) bool jumps on both steps of a spike (by the lower bar, ``stir``) or on the
     first or last step of a pop (``jumps``)."""
@@ -252,8 +257,9 @@ def detect(q: np.ndarray, fps: float, s: Settings = Settings(), active: np.ndarr
                 if t2 - t > max_gap:
                     break
                 a, c = r[t, b], r[t2, b]
-                if t2 == t + 1 and np.linalg.norm(q[t + 1, b] - (q[t, b] + q[t + 2, b]) / 2) < floor:
-                    continue  # a one-frame flick smaller than the floor: fast motion, not a spike
+                if t2 == t + 1 and min(np.linalg.norm(q[t + 1, b] - (q[t, b] + q[t + 2, b]) / 2),
+                                       _apart(q[t + 1, b], q[t, b]), _apart(q[t + 1, b], q[t + 2, b])) < floor:
+                    continue  # a one-frame flick smaller than the floor, or a frame that stays where it went: motion
                 if not used[k] and np.linalg.norm(a + c) < 0.5 * max(np.linalg.norm(a), np.linalg.norm(c)):
                     used[i] = used[k] = True
                     if s.companion_share > 0 and _companion(stir, jumps, near[b], t, t2):
