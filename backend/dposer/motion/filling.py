@@ -71,7 +71,7 @@ def fill(rot: np.ndarray, mask: np.ndarray, fps: float, prior=None, steps: int =
     if (mask.all(0) & mask.any(0)).any():
         raise DataError("a joint to fill is missing on every frame: there is no motion around the gap to fill from")
     free = {kind: interp.fill(rot, mask, fps, kind) for kind in FREE}
-    mats = matching._matrices(rot)
+    mats = matching.rotation_matrices(rot) if check and match else None
     out = rot.copy()
     out[mask] = free[FALLBACK][mask]
     records = []

@@ -30,7 +30,8 @@ TOP_K = 5
 EDGE_S = 0.1  # seconds over which a match is eased in from the spline at each edge of the gap (set, not tuned)
 
 
-def _matrices(rot: np.ndarray) -> np.ndarray:
+def rotation_matrices(rot: np.ndarray) -> np.ndarray:
+    """(F, J, 9) rotation matrices, flattened, of axis-angle rotations (F, J, 3)."""
     return Rotation.from_rotvec(rot.reshape(-1, 3)).as_matrix().reshape(len(rot), rot.shape[1], 9)
 
 
@@ -49,7 +50,7 @@ def best_shifts(rot: np.ndarray, mask: np.ndarray, first: int, last: int, mats: 
     feat[:, 0] = False  # the root's heading is arbitrary
     if not feat.any():
         return []
-    mats = _matrices(rot) if mats is None else mats
+    mats = rotation_matrices(rot) if mats is None else mats
     target = mats[first - before:last + after + 1]
     miss = mask[:, fill_j].any(1)  # frames a candidate may not draw the gap's cells from
     # by the candidate's first frame a: any such frame in a-1..a+length (its edges included)

@@ -157,14 +157,19 @@ def _choice(*options) -> Callable:
     return check
 
 
-def _names(name, v):
-    """Part/group/joint names: a comma-separated string or an array of strings, checked against the layout."""
+def _string_or_strings(name, v) -> None:
+    """Refuse anything but a string or an array of strings."""
     if isinstance(v, list):
         bad = [x for x in v if type(x) is not str]
         if bad:
             raise RequestError("invalid_args", f"'{name}' must be an array of strings, found {_desc(bad[0])}")
     elif type(v) is not str:
         raise RequestError("invalid_args", f"'{name}' must be a string or an array of strings, got {_desc(v)}")
+
+
+def _names(name, v):
+    """Part/group/joint names: a comma-separated string or an array of strings, checked against the layout."""
+    _string_or_strings(name, v)
     try:
         layout.names_to_dims(v)
     except ValueError as e:
@@ -174,12 +179,7 @@ def _names(name, v):
 
 def _body_names(name, v):
     """Names of the root and body joints a motion holds (dposer.spec.skeleton.body_motion_joints)."""
-    if isinstance(v, list):
-        bad = [x for x in v if type(x) is not str]
-        if bad:
-            raise RequestError("invalid_args", f"'{name}' must be an array of strings, found {_desc(bad[0])}")
-    elif type(v) is not str:
-        raise RequestError("invalid_args", f"'{name}' must be a string or an array of strings, got {_desc(v)}")
+    _string_or_strings(name, v)
     try:
         if not skeleton.body_motion_joints(v).any():
             raise RequestError("invalid_args", f"'{name}' names no joint")
